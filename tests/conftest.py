@@ -1,0 +1,1 @@
+"""Shared test setup: the whole suite runs under gevent's monkey patching (see Makefile)."""
