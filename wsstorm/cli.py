@@ -33,7 +33,10 @@ def _run_report(argv: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wsstorm", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="wsstorm",
+        description="Load-test and observability harness for WebSocket reconnect storms.",
+    )
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
     for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
