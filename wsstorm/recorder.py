@@ -1,0 +1,117 @@
+"""The event recorder: buffered JSON Lines (v1), flushed at least once a second.
+
+Events are buffered as complete lines and handed out in batches: written to a
+shard with one ``os.write`` per batch (whole lines only), or shipped by a sink
+(a Locust worker sends each batch to the master, which appends it with
+:class:`ShardWriter`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import gevent
+
+FLUSH_INTERVAL = 0.5  # seconds; the contract is "at least once a second"
+
+
+def shard_name(worker: str) -> str:
+    """File name of a worker's shard: ``events-<worker>.jsonl`` with a safe worker id."""
+    return f"events-{safe_id(worker)}.jsonl"
+
+
+def safe_id(text: str) -> str:
+    """Reduce a worker id to characters safe in a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:100] or "worker"
+
+
+def encode_event(event: dict[str, Any]) -> str:
+    """One event -> one JSON line (no newline inside: JSON escapes control characters)."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n"
+
+
+class ShardWriter:
+    """Appends whole-line batches to one shard file, one write per batch."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.lines = 0
+
+    def write(self, batch: bytes) -> None:
+        """Append ``batch`` (complete lines); loops only on a short write, never splits a batch."""
+        if not batch or self._fd < 0:
+            return
+        view = memoryview(batch)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.lines += batch.count(b"\n")
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class Recorder:
+    """Buffers events of one process and flushes them to a sink at least every second."""
+
+    def __init__(self, run: str, worker: str, sink: Callable[[bytes], None],
+                 flush_interval: float = FLUSH_INTERVAL, clock: Callable[[], float] = time.time) -> None:
+        self.run = run
+        self.worker = worker
+        self.sink = sink
+        self.flush_interval = flush_interval
+        self.clock = clock
+        self._buf: list[str] = []
+        self._lock = threading.Lock()  # gevent-patched under Locust; guards flush vs. sink order
+        self._greenlet: gevent.Greenlet | None = None
+        self.count = 0
+
+    def record(self, user: str, conn: int, event: str, t: float | None = None, **fields: Any) -> dict[str, Any]:
+        """Append one event; returns it (as written)."""
+        ev: dict[str, Any] = {"v": 1, "t": self.clock() if t is None else t, "run": self.run,
+                              "worker": self.worker, "user": user, "conn": conn, "event": event}
+        ev.update(fields)
+        self._buf.append(encode_event(ev))
+        self.count += 1
+        return ev
+
+    def flush(self) -> int:
+        """Hand every complete buffered line to the sink as one batch; returns the line count."""
+        with self._lock:
+            buf, self._buf = self._buf, []
+            if buf:
+                self.sink("".join(buf).encode("utf-8"))
+            return len(buf)
+
+    def _loop(self) -> None:
+        while True:
+            gevent.sleep(self.flush_interval)
+            try:
+                self.flush()
+            except Exception:  # a failing sink must not kill the flusher; the next flush retries new lines
+                import logging
+
+                logging.getLogger(__name__).exception("event flush failed")
+
+    def start(self) -> None:
+        """Start the periodic flusher greenlet (idempotent)."""
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._loop)
+
+    def stop(self) -> None:
+        """Stop the flusher and flush what is left."""
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True)
+            self._greenlet = None
+        self.flush()
