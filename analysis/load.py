@@ -1,0 +1,387 @@
+"""Load a run folder (manifest, event shards, server log, faults) into pandas.
+
+Tolerant: truncated or garbage lines, duplicate or missing shards, a missing
+server or faults log are recorded in ``Run.warnings`` (the report shows them),
+never raised.  A folder with nothing to analyse is a UsageError.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wsstorm.errors import UsageError
+
+CHUNK = 200_000  # lines per json/DataFrame batch: bounds the peak of Python dicts in memory
+
+# Columns kept from events, and their dtypes (categories keep 1M rows small).
+EVENT_CATS = ["user", "event", "kind", "by", "after_code", "how", "policy", "worker"]
+EVENT_FLOATS = ["t", "scheduled_t", "planned_delay", "connect_ms", "uptime_s", "delay", "retry_after",
+                "status", "code", "conn", "attempt", "silence_s"]
+EVENT_OTHER = ["reason"]
+KNOWN_EVENTS = {"attempt", "open", "fail", "close", "wait", "giveup", "dead", "stop"}
+
+# Client-side outcome columns of the series frame (contract: the analysis series frame).
+OUTCOMES = ["open", "1013", "refused", "http_503", "http_429", "http_other", "timeout", "other"]
+
+
+@dataclass
+class Run:
+    """Everything analysis needs from one run folder."""
+
+    path: Path
+    manifest: dict
+    events: pd.DataFrame | None          # None for simulated runs
+    conns: pd.DataFrame | None           # one row per opened connection
+    server: pd.DataFrame | None          # server ticks (one row per tick)
+    disruptions: pd.DataFrame            # columns t (s since start), fault, source
+    series: pd.DataFrame                 # the analysis series frame, index s
+    t0: float
+    end: float                           # run end, seconds since t0
+    downtimes: np.ndarray | None = None  # simulated runs: downtimes.csv
+    attempts: pd.DataFrame | None = None  # attempts with their outcome
+    warnings: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.manifest.get("simulated")) or self.events is None
+
+    @property
+    def budget(self) -> float | None:
+        """The server's handshake budget (handshakes per second), when known."""
+        return _target_value(self, "handshake_rate")
+
+    @property
+    def capacity(self) -> float | None:
+        """The server's connection capacity, when known."""
+        return _target_value(self, "capacity")
+
+
+def _target_value(run: Run, key: str) -> float | None:
+    col = {"handshake_rate": "handshake_rate", "capacity": "capacity"}[key]
+    if col in run.series and run.series[col].notna().any():
+        v = float(run.series[col].max())
+        if v > 0:
+            return v
+    for src in (run.manifest.get("target") or {}, ((run.manifest.get("scenario") or {}).get("target") or {})):
+        v = src.get(key) if isinstance(src, dict) else None
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            return float(v)
+    return None
+
+
+# -- JSON Lines ------------------------------------------------------------------
+
+def read_jsonl(path: Path, warnings: list[str], what: str) -> list[list[dict]]:
+    """Parse a JSON Lines file into chunks of dicts, skipping (and counting) bad lines."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    truncated_last = bool(lines and lines[-1].strip())  # no final newline: the writer stopped mid-line?
+    lines = [ln for ln in lines if ln.strip()]
+    chunks: list[list[dict]] = []
+    bad = 0
+    for i in range(0, len(lines), CHUNK):
+        part = lines[i:i + CHUNK]
+        try:
+            # One C-level parse of the whole chunk is ~2x faster than a loop of json.loads.
+            recs = json.loads(b"[" + b",".join(part) + b"]")
+        except ValueError:
+            recs = []
+            for j, ln in enumerate(part):
+                try:
+                    recs.append(json.loads(ln))
+                except ValueError:
+                    if not (truncated_last and i + j == len(lines) - 1):
+                        bad += 1
+                else:
+                    if truncated_last and i + j == len(lines) - 1:
+                        truncated_last = False  # last line was complete after all
+        else:
+            truncated_last = False
+        good = [r for r in recs if isinstance(r, dict)]
+        bad += len(recs) - len(good)
+        chunks.append(good)
+    if truncated_last:
+        warnings.append(f"{what} {path.name}: the last line is truncated (the writer was interrupted); it was skipped")
+    if bad:
+        warnings.append(f"{what} {path.name}: {bad} unreadable line(s) skipped")
+    return chunks
+
+
+def _events_frame(chunk: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame.from_records(chunk)
+    out: dict[str, Any] = {}
+    for c in EVENT_FLOATS:
+        out[c] = pd.to_numeric(df[c], errors="coerce").astype("float64") if c in df else np.nan
+    for c in EVENT_CATS:
+        out[c] = df[c].astype("string").astype("category") if c in df else pd.Categorical([None] * len(df))
+    out["reason"] = df["reason"] if "reason" in df else None
+    out["v"] = pd.to_numeric(df["v"], errors="coerce") if "v" in df else np.nan
+    return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+
+
+def load_events(folder: Path, manifest: dict, warnings: list[str], counts: dict[str, int]) -> pd.DataFrame | None:
+    """Read every events-*.jsonl shard into one frame sorted by time."""
+    shards = sorted(folder.glob("events-*.jsonl"))
+    expected = manifest.get("workers") or []
+    if isinstance(expected, list):
+        present = {p.name[len("events-"):-len(".jsonl")] for p in shards}
+        missing = [str(w) for w in expected if str(w) not in present]
+        if missing and shards:
+            warnings.append(f"missing event shard(s) for worker(s) {', '.join(missing)}: their users are not in the numbers")
+    if not shards:
+        return None
+    frames = []
+    for p in shards:
+        for chunk in read_jsonl(p, warnings, "events"):
+            if chunk:
+                frames.append(_events_frame(chunk))
+    if not frames:
+        warnings.append("the event shards hold no events")
+        return None
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    for c in EVENT_CATS:  # concat of differing categories falls back to object
+        if not isinstance(df[c].dtype, pd.CategoricalDtype):
+            df[c] = df[c].astype("category")
+    n = len(df)
+    ok = df["t"].notna() & df["event"].notna() & df["user"].notna() & np.isfinite(df["t"])
+    if (~ok).any():
+        warnings.append(f"{int((~ok).sum())} event(s) without t/event/user skipped")
+        df = df[ok]
+    other_v = df["v"].notna() & (df["v"] != 1)
+    if other_v.any():
+        warnings.append(f"{int(other_v.sum())} event(s) of an unknown log version (v != 1) skipped")
+        df = df[~other_v]
+    unknown = ~df["event"].isin(KNOWN_EVENTS)
+    if unknown.any():
+        warnings.append(f"{int(unknown.sum())} event(s) of unknown type ignored")
+    before = len(df)
+    df = df.drop_duplicates(subset=["t", "user", "conn", "event"])
+    dup = before - len(df)
+    if dup:
+        warnings.append(f"{dup} duplicate event(s) removed (a shard was written or copied twice?)")
+    df = df.sort_values("t", kind="stable").reset_index(drop=True)
+    df["event"] = df["event"].cat.remove_unused_categories()
+    counts.update(events_read=n, events_duplicate=dup, events=len(df))
+    return df
+
+
+def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None, list[dict]]:
+    """Server ticks as a frame, plus its fault lines."""
+    p = folder / "server.jsonl"
+    if not p.exists():
+        warnings.append("no server.jsonl: server-side numbers (capacity, rejections) come from the manifest and the clients")
+        return None, []
+    rows, faults = [], []
+    for chunk in read_jsonl(p, warnings, "server log"):
+        for r in chunk:
+            if not isinstance(r.get("t"), (int, float)):
+                continue
+            if r.get("type") == "fault":
+                faults.append(r)
+            elif r.get("type", "tick") == "tick":
+                rej = r.get("rejected") or {}
+                rows.append({
+                    "t": float(r["t"]), "proc": r.get("proc", 0), "state": str(r.get("state", "serving")),
+                    "connections": _num(r.get("connections")), "capacity": _num(r.get("capacity")),
+                    "handshake_rate": _num(r.get("handshake_rate")), "accepted": _num(r.get("accepted")),
+                    "rejected": sum(_num(v) or 0 for v in rej.values()) if isinstance(rej, dict) else _num(rej),
+                    "queue_depth": _num(r.get("queue_depth")), "cpu_pct": _num(r.get("cpu_pct")),
+                })
+    if not rows:
+        warnings.append("server.jsonl has no tick lines")
+        return None, faults
+    return pd.DataFrame(rows), faults
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def load_faults(folder: Path, warnings: list[str]) -> list[dict]:
+    """faults.jsonl lines (failed firings are kept out)."""
+    p = folder / "faults.jsonl"
+    if not p.exists():
+        return []
+    out = []
+    for chunk in read_jsonl(p, warnings, "faults log"):
+        for r in chunk:
+            if isinstance(r.get("t"), (int, float)) and r.get("ok", True) is not False:
+                out.append(r)
+    return out
+
+
+# -- derived tables ------------------------------------------------------------
+
+def build_conns(ev: pd.DataFrame, end_abs: float) -> pd.DataFrame:
+    """One row per opened connection: user, conn, open_t, close_t, code, by, uptime (absolute times)."""
+    opens = ev.loc[ev["event"] == "open", ["user", "conn", "t"]].rename(columns={"t": "open_t"})
+    opens = opens.drop_duplicates(["user", "conn"])
+    closes = ev.loc[ev["event"] == "close", ["user", "conn", "t", "code", "by", "reason"]].rename(columns={"t": "close_t"})
+    closes = closes.drop_duplicates(["user", "conn"])
+    c = opens.merge(closes, on=["user", "conn"], how="left", sort=False)
+    c["uptime"] = c["close_t"].fillna(end_abs) - c["open_t"]
+    return c.reset_index(drop=True)
+
+
+def attempt_outcomes(ev: pd.DataFrame, conns: pd.DataFrame) -> pd.DataFrame:
+    """Attempts with the outcome column of the series frame (open, 1013, refused ...)."""
+    cols = ["user", "t", "event", "kind", "status", "conn"]
+    sub = ev.loc[ev["event"].isin(["attempt", "open", "fail"]), cols]
+    codes = sub["user"].cat.codes.to_numpy()
+    order = np.lexsort((sub["t"].to_numpy(), codes))  # stable: same-t attempt stays before its open
+    s = sub.iloc[order]
+    nxt_event = s["event"].astype(object).shift(-1).fillna("")
+    same_user = pd.Series(codes[order]).shift(-1).to_numpy() == codes[order]
+    kind = s["kind"].astype(object).shift(-1).fillna("")
+    status = s["status"].shift(-1)
+    is_att = (s["event"] == "attempt").to_numpy()
+    a = s.loc[is_att, ["user", "t", "conn"]].copy()
+    ne = nxt_event.to_numpy()[is_att]
+    su = same_user[is_att]
+    kd = kind.to_numpy()[is_att]
+    st = status.to_numpy()[is_att]
+    out = np.full(len(a), "other", dtype=object)
+    opened = su & (ne == "open")
+    failed = su & (ne == "fail")
+    out[failed & (kd == "refused")] = "refused"
+    out[failed & (kd == "timeout")] = "timeout"
+    http = failed & (kd == "http_status")
+    out[http] = "http_other"
+    out[http & (st == 503)] = "http_503"
+    out[http & (st == 429)] = "http_429"
+    out[opened] = "open"
+    a["outcome"] = out
+    # accepted, then closed by the server with 1013 within 1 s: the server's overload answer
+    quick = conns.loc[(conns["code"] == 1013) & (conns["by"] == "server") & (conns["uptime"] <= 1.0), ["user", "conn"]]
+    if len(quick):
+        key = pd.MultiIndex.from_frame(a[["user", "conn"]].astype({"user": "string"}))
+        qkey = pd.MultiIndex.from_frame(quick.astype({"user": "string"}))
+        a.loc[opened & key.isin(qkey), "outcome"] = "1013"
+    return a.reset_index(drop=True)
+
+
+def series_from_events(ev: pd.DataFrame, conns: pd.DataFrame, attempts: pd.DataFrame, t0: float, n_s: int) -> pd.DataFrame:
+    """The analysis series frame (per second since t0) from events."""
+    idx = pd.RangeIndex(n_s, name="s")
+
+    def per_s(t: pd.Series | np.ndarray) -> np.ndarray:
+        s = np.floor(np.asarray(t, dtype=float) - t0).astype(np.int64)
+        s = s[(s >= 0) & (s < n_s)]
+        return np.bincount(s, minlength=n_s)[:n_s]
+
+    out = pd.DataFrame(index=idx)
+    delta = per_s(conns["open_t"]) - per_s(conns["close_t"].dropna())
+    out["connected"] = np.cumsum(delta)
+    out["attempts"] = per_s(attempts["t"])
+    for o in OUTCOMES:
+        out[f"attempts_{o}"] = per_s(attempts.loc[attempts["outcome"] == o, "t"])
+    cl = conns.dropna(subset=["close_t"])
+    for code in sorted(cl["code"].dropna().unique()):
+        out[f"closes_{int(code)}"] = per_s(cl.loc[cl["code"] == code, "close_t"])
+    return out
+
+
+def add_server_columns(series: pd.DataFrame, server: pd.DataFrame, t0: float) -> pd.DataFrame:
+    """Add server_connections, capacity, handshake_rate, server_rejected (summed over processes)."""
+    sv = server.copy()
+    sv["s"] = np.floor(sv["t"] - t0).astype(np.int64)
+    sv = sv[(sv["s"] >= 0) & (sv["s"] < len(series))]
+    sv["not_serving"] = (sv["state"] != "serving").astype(int)
+    g = sv.groupby("s").agg(server_connections=("connections", "sum"), capacity=("capacity", "sum"),
+                            handshake_rate=("handshake_rate", "sum"), server_rejected=("rejected", "sum"),
+                            server_accepted=("accepted", "sum"), server_queue_depth=("queue_depth", "max"),
+                            server_not_serving=("not_serving", "max"))
+    return series.join(g, how="left")
+
+
+def disruptions_of(faults: list[dict], server_faults: list[dict], t0: float) -> pd.DataFrame:
+    """Disruption times: faults.jsonl, else the server's fault lines, else none."""
+    src, rows = "faults.jsonl", faults
+    if not rows:
+        src, rows = "server.jsonl", server_faults
+    recs = [{"t": float(r["t"]) - t0, "fault": str(r.get("fault", "?")), "source": src}
+            for r in rows if str(r.get("fault")) != "heal"]
+    df = pd.DataFrame(recs, columns=["t", "fault", "source"]).sort_values("t").reset_index(drop=True)
+    return df
+
+
+# -- entry point -----------------------------------------------------------------
+
+def load_run(folder: str | Path) -> Run:
+    """Load one run folder; UsageError if it is missing or holds nothing to analyse."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such run folder")
+    warnings: list[str] = []
+    counts: dict[str, int] = {}
+    manifest: dict = {}
+    mp = folder / "manifest.json"
+    if mp.exists():
+        try:
+            manifest = json.loads(mp.read_text(encoding="utf-8", errors="replace"))
+            if not isinstance(manifest, dict):
+                raise ValueError("not an object")
+        except ValueError as exc:
+            warnings.append(f"manifest.json unreadable ({exc}); scenario and policy unknown")
+            manifest = {}
+    else:
+        warnings.append("no manifest.json: scenario, policy and target are unknown")
+    has_series = (folder / "series.csv").exists()
+    ev = load_events(folder, manifest, warnings, counts)
+    if ev is None and not has_series:
+        raise UsageError(f"{folder}: no events-*.jsonl or series.csv to analyse (is this a run folder?)")
+    server, server_faults = load_server(folder, warnings) if ev is not None or (folder / "server.jsonl").exists() else (None, [])
+    faults = load_faults(folder, warnings)
+
+    t0 = _num(manifest.get("started"))
+    if ev is not None:
+        first = float(ev["t"].iloc[0])
+        if t0 is None or first < t0 - 1 or first > t0 + 86400:
+            t0 = math.floor(first)
+        last = float(ev["t"].iloc[-1])
+        ended = _num(manifest.get("ended"))
+        end_abs = max(last, ended) if ended and ended - last < 86400 else last
+        end = end_abs - t0
+        n_s = int(math.floor(end)) + 1
+        conns = build_conns(ev, end_abs)
+        attempts = attempt_outcomes(ev, conns)
+        series = series_from_events(ev, conns, attempts, t0, n_s)
+        if server is not None:
+            series = add_server_columns(series, server, t0)
+        counts["attempts"] = len(attempts)
+        counts["users"] = int(ev["user"].nunique())
+        downtimes = None
+    else:
+        try:
+            series = pd.read_csv(folder / "series.csv")
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"{folder / 'series.csv'}: unreadable ({exc})") from None
+        if "s" not in series or "connected" not in series:
+            raise UsageError(f"{folder / 'series.csv'}: needs columns s and connected")
+        series = series.set_index("s").sort_index()
+        series.index.name = "s"
+        for c in ["attempts", *[f"attempts_{o}" for o in OUTCOMES]]:
+            if c not in series:
+                series[c] = 0
+        t0 = t0 or 0.0
+        end = float(series.index.max() + 1) if len(series) else 0.0
+        conns = attempts = None
+        downtimes = None
+        dp = folder / "downtimes.csv"
+        if dp.exists():
+            try:
+                downtimes = pd.read_csv(dp)["downtime_s"].to_numpy(dtype=float)
+            except (ValueError, KeyError, OSError) as exc:
+                warnings.append(f"downtimes.csv unreadable ({exc})")
+    run = Run(path=folder, manifest=manifest, events=ev, conns=conns, server=server,
+              disruptions=disruptions_of(faults, server_faults, t0), series=series, t0=t0, end=end,
+              downtimes=downtimes, attempts=attempts, warnings=warnings, counts=counts)
+    return run
