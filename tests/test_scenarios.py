@@ -1,0 +1,144 @@
+"""Scenario files: every shipped one loads; every kind of bad input is one clear line naming the file/field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wsstorm import scenarios
+from wsstorm.errors import UsageError
+
+SHIPPED = ["steady", "overload", "restart", "drain-restart", "rolling-restart", "crash", "partition", "flapping"]
+BASE = 'name = "t"\nduration = 20\nusers = 10\n'
+
+
+def test_all_required_scenarios_ship_and_load():
+    assert set(SHIPPED) <= set(scenarios.shipped())
+    for name in scenarios.shipped():
+        sc = scenarios.load(name)
+        assert sc.name == name and sc.users > 0 and sc.duration > 0
+        assert 50 <= sc.users <= 500 and sc.duration <= 60  # sized for a small machine
+        scenarios.check_target(sc, embedded=True)
+
+
+def test_shipped_scenarios_have_the_faults_they_promise():
+    def actions(n):
+        return [f.action for f in scenarios.load(n).faults]
+
+    assert actions("steady") == []
+    over = scenarios.load("overload")
+    assert over.users > over.target.capacity and over.target.overload == "close"
+    assert actions("restart") == ["restart"] and scenarios.load("restart").faults[0].param("mode") == "all"
+    assert scenarios.load("drain-restart").faults[0].param("mode") == "drain"
+    rolling = scenarios.load("rolling-restart")
+    assert rolling.target.workers >= 2
+    assert [f.param("proc") for f in rolling.faults] == list(range(rolling.target.workers))
+    assert actions("crash") == ["crash"]
+    part = scenarios.load("partition")
+    assert part.target.proxy and actions("partition") == ["partition"]
+    assert part.client.ping_interval + part.client.pong_timeout < part.faults[0].param("duration")
+    flap = scenarios.load("flapping")
+    assert flap.faults[0].repeat > 1 and flap.faults[0].every > 0
+
+
+def test_scenario_is_frozen():
+    sc = scenarios.load("restart")
+    with pytest.raises(Exception):
+        sc.users = 5  # type: ignore[misc]
+
+
+def _err(text: str) -> str:
+    with pytest.raises(UsageError) as exc:
+        scenarios.parse(text, source="my.toml")
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        (BASE + "duration = [", "malformed TOML"),
+        ('name = "t"\nduration = 20\nusers = = 3\n', "line 3"),
+        (BASE + "colour = 3\n", "unknown key 'colour'"),
+        (BASE + "[target]\ncapacity = 0\n", "target.capacity must be >= 1, got 0"),
+        (BASE + "[target]\nspeed = 1\n", "unknown key 'speed' in target"),
+        (BASE + "[client]\nping_interval = -1\n", "client.ping_interval must be > 0"),
+        (BASE + "[target]\noverload = \"explode\"\n", "target.overload must be one of close, http, refuse"),
+        (BASE + "[[faults]]\nat = 25\naction = \"crash\"\n", "after the end of the run"),
+        (BASE + "[[faults]]\nat = 5\naction = \"crash\"\nrepeat = 4\nevery = 5\n", "after the end of the run"),
+        (BASE + "[[faults]]\nat = 5\naction = \"partition\"\nduration = 20\n", "heals at 25 s, after the end"),
+        (BASE + "[[faults]]\nat = 5\naction = \"explode\"\n", "unknown action 'explode'"),
+        (BASE + "[[faults]]\nat = 5\naction = \"crash\"\nmode = \"all\"\n", "unknown key 'mode' in faults[0] (crash)"),
+        (BASE + "[[faults]]\nat = -1\naction = \"crash\"\n", "faults[0] (crash).at must be >= 0"),
+        (BASE + "[[faults]]\nat = 1\naction = \"crash\"\ndown = -3\n", ".down must be >= 0"),
+        (BASE + "[[faults]]\naction = \"crash\"\n", "missing 'at'"),
+        (BASE + "[[faults]]\nat = 1\naction = \"restart\"\nproc = 2\n", "target has 1 worker"),
+        (BASE + "[[faults]]\nat = 1\naction = \"crash\"\nrepeat = 3\n", "needs every"),
+        (BASE + "[[faults]]\nat = 1\naction = \"http\"\nurl = \"ftp://x\"\n", "url must be an http"),
+        (BASE + "[[faults]]\nat = 1\naction = \"shell\"\n", "command must be a non-empty string"),
+        ('name = "t"\nusers = 3\n', "missing 'duration'"),
+        (BASE + "users = true\n", "malformed TOML"),  # duplicate key
+        ('duration = 20\nusers = 1.5\n', "users must be an integer"),
+        ('duration = 20\nusers = -4\n', "users must be >= 1"),
+    ],
+)
+def test_bad_scenarios_are_one_clear_line(text, expect):
+    msg = _err(text)
+    assert msg.startswith("my.toml: ")
+    assert expect in msg
+
+
+def test_unknown_scenario_lists_shipped_ones():
+    with pytest.raises(UsageError) as exc:
+        scenarios.load("nope")
+    assert "unknown scenario 'nope'" in str(exc.value) and "restart" in str(exc.value)
+    with pytest.raises(UsageError, match="not found"):
+        scenarios.load("/nowhere/x.toml")
+
+
+def test_user_file_by_path(tmp_path: Path):
+    p = tmp_path / "mine.toml"
+    p.write_text('duration = 10\nusers = 5\n[[faults]]\nat = 2\naction = "http"\nurl = "http://127.0.0.1:1/x"\n'
+                 '[[faults]]\nat = 1\naction = "shell"\ncommand = "true"\n')
+    sc = scenarios.load(str(p))
+    assert sc.name == "mine" and [f.action for f in sc.faults] == ["shell", "http"]
+    assert not sc.needs_target()
+    scenarios.check_target(sc, embedded=False)  # http/shell are fine against --host
+
+
+def test_target_faults_need_embedded_target_or_admin():
+    sc = scenarios.load("restart")
+    with pytest.raises(UsageError, match="use http or shell faults"):
+        scenarios.check_target(sc, embedded=False)
+    scenarios.check_target(sc, embedded=False, admin=True)
+    part = scenarios.parse(BASE + "[[faults]]\nat = 1\naction = \"partition\"\n", source="p.toml")
+    with pytest.raises(UsageError, match="proxy = true"):
+        scenarios.check_target(part, embedded=True)
+
+
+def test_overrides_rescale_the_schedule_and_keep_outage_lengths():
+    sc = scenarios.load("flapping")  # 45 s, crash at 10, every 8, down 2
+    short = scenarios.with_overrides(sc, users=50, duration=22.5, spawn_rate=25)
+    f = short.faults[0]
+    assert (short.users, short.duration, short.spawn_rate) == (50, 22.5, 25)
+    assert f.at == 5 and f.every == 4 and f.param("down") == 2 and f.repeat == 4
+    with pytest.raises(UsageError, match="--users must be >= 1"):
+        scenarios.with_overrides(sc, users=0)
+    part = scenarios.load("partition")  # partition 10 s at 10 of 40: at 12 s of a 12 s run, it heals too late
+    with pytest.raises(UsageError, match="after the end"):
+        scenarios.with_overrides(part, duration=12)
+
+
+def test_cli_list_and_show():
+    out = subprocess.run([sys.executable, "-m", "wsstorm", "scenarios", "list"], capture_output=True, text=True)
+    assert out.returncode == 0 and all(n in out.stdout for n in SHIPPED)
+    out = subprocess.run([sys.executable, "-m", "wsstorm", "scenarios", "show", "restart"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and 'action = "restart"' in out.stdout and "12 s: restart" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "wsstorm", "scenarios", "show", "nope"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "unknown scenario" in out.stderr
