@@ -1,0 +1,424 @@
+"""`wsstorm serve`: the embedded target server — a supervisor (admin API, metrics, restarts) over N serving processes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any, TextIO
+
+from wsstorm.admin import AdminServer, BadRequest, body_number, new_token
+from wsstorm.errors import UsageError
+from wsstorm.servermetrics import MetricsBook
+from wsstorm.targetworker import (CFG_BURST, CFG_CAPACITY, CFG_COST, CFG_HINT, CFG_MODE, CFG_RATE, CFG_SIZE,
+                                  OVERLOAD_MODES, worker_main)
+
+
+def configure(name: str, parser: argparse.ArgumentParser) -> None:
+    """Options of `wsstorm serve`."""
+    a = parser.add_argument
+    a("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    a("--port", type=int, default=0, help="WebSocket port (0: ephemeral; printed in the ready line)")
+    a("--capacity", type=int, default=1000, help="max concurrent connections (all workers together)")
+    a("--handshake-rate", type=float, default=1000.0, help="handshakes per second it can afford (token bucket)")
+    a("--handshake-burst", type=float, default=None, help="token bucket size (default: rate/10, at least 1)")
+    a("--handshake-cost-ms", type=float, default=1.0, help="CPU burned per accepted handshake, in ms")
+    a("--overload", default="close", help="how it refuses when full: close (1013) | http (503) | refuse (TCP)")
+    a("--retry-hint", type=float, default=None, help="seconds: put retry-after=<s> in the 1013 reason / Retry-After")
+    a("--workers", type=int, default=1, help="serving processes on one port (SO_REUSEPORT)")
+    a("--admin-port", type=int, default=0, help="admin API port on 127.0.0.1 (0: ephemeral)")
+    a("--admin-token", default=None, help="admin Bearer token (default: generated, printed in the ready line)")
+    a("--metrics-out", default=None, help="append per-second tick lines (server.jsonl) to this file")
+    a("--proxy-port", type=int, default=None, help="start the fault proxy in front on this port (0: ephemeral)")
+    a("--max-size", type=int, default=1 << 20, help="max message size in bytes (bigger: close 1009)")
+    a("--open-timeout", type=float, default=10.0, help="seconds a handshake may take before it is dropped")
+    a("--close-timeout", type=float, default=5.0, help="seconds to wait for the client's Close answer")
+    a("--restart-down", type=float, default=3.0, help="seconds refusing after SIGHUP's restart")
+    a("--backlog", type=int, default=4096, help="listen backlog per serving process")
+    a("--uvloop", action="store_true", help="use uvloop in the serving processes (needs uvloop installed)")
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Raise UsageError for any option out of range (one line each)."""
+    if args.capacity <= 0:
+        raise UsageError(f"--capacity must be a positive integer, got {args.capacity}")
+    if not args.handshake_rate > 0:
+        raise UsageError(f"--handshake-rate must be > 0, got {args.handshake_rate:g}")
+    if args.handshake_burst is not None and not args.handshake_burst >= 1:
+        raise UsageError(f"--handshake-burst must be >= 1, got {args.handshake_burst:g}")
+    if not args.handshake_cost_ms >= 0:
+        raise UsageError(f"--handshake-cost-ms must be >= 0, got {args.handshake_cost_ms:g}")
+    if args.overload not in OVERLOAD_MODES:
+        raise UsageError(f"--overload must be one of {', '.join(OVERLOAD_MODES)}, got {args.overload!r}")
+    if args.retry_hint is not None and not args.retry_hint >= 0:
+        raise UsageError(f"--retry-hint must be >= 0, got {args.retry_hint:g}")
+    if not 1 <= args.workers <= 64:
+        raise UsageError(f"--workers must be 1..64, got {args.workers}")
+    for opt in ("port", "admin_port", "proxy_port"):
+        v = getattr(args, opt)
+        if v is not None and not 0 <= v <= 65535:
+            raise UsageError(f"--{opt.replace('_', '-')} must be 0..65535, got {v}")
+    if args.max_size < 1:
+        raise UsageError(f"--max-size must be >= 1, got {args.max_size}")
+    for opt in ("open_timeout", "close_timeout"):
+        if not getattr(args, opt) > 0:
+            raise UsageError(f"--{opt.replace('_', '-')} must be > 0")
+    if not args.restart_down >= 0:
+        raise UsageError("--restart-down must be >= 0")
+    if args.uvloop:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            raise UsageError("--uvloop needs the uvloop package (pip install uvloop==0.23.0)") from None
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind (not listen) a SO_REUSEPORT socket on host:port to own the port; UsageError if it is taken.
+
+    A bound, non-listening socket keeps the port ours while every serving process is down, and the
+    kernel still refuses connections to it (nothing listens), which is what restart/crash need.
+    """
+    if port != 0:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            probe.bind((host, port))  # without SO_REUSEPORT: fails if anyone holds the port
+        except OSError as exc:
+            raise UsageError(f"port {port} on {host} is in use ({exc.strerror or exc})") from None
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot bind {host}:{port} ({exc.strerror or exc})") from None
+    return sock
+
+
+class Supervisor:
+    """Owns the port, the serving processes, the admin API, the metrics file and the optional proxy."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.ctx = mp.get_context("spawn")
+        self.reserve = reserve_port(args.host, args.port)
+        self.port = self.reserve.getsockname()[1]
+        self.cfg = self.ctx.RawArray("d", CFG_SIZE)
+        self.cfg[CFG_CAPACITY] = args.capacity
+        self.cfg[CFG_RATE] = args.handshake_rate
+        self.cfg[CFG_BURST] = args.handshake_burst or max(1.0, args.handshake_rate / 10.0)
+        self.cfg[CFG_MODE] = OVERLOAD_MODES.index(args.overload)
+        self.cfg[CFG_HINT] = -1.0 if args.retry_hint is None else args.retry_hint
+        self.cfg[CFG_COST] = args.handshake_cost_ms
+        self.bucket = self.ctx.RawArray("d", 2)
+        self.bucket[0] = self.cfg[CFG_BURST]
+        self.bucket[1] = time.monotonic()
+        self.held = self.ctx.RawArray("l", args.workers)
+        self.lock = self.ctx.Lock()
+        self.opts = {"max_size": args.max_size, "open_timeout": args.open_timeout,
+                     "close_timeout": args.close_timeout, "backlog": args.backlog, "uvloop": args.uvloop}
+        n = args.workers
+        self.procs: list[Any] = [None] * n
+        self.pipes: list[Any] = [None] * n
+        self.state: list[str] = ["down"] * n
+        self.down_until: list[float] = [0.0] * n
+        self.expected_exit: list[bool] = [False] * n
+        self.ready_waiters: list[asyncio.Future | None] = [None] * n
+        self.book = MetricsBook(n)
+        self.out: TextIO | None = open(args.metrics_out, "a", buffering=1) if args.metrics_out else None
+        self.proxy: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_event = asyncio.Event()
+
+    # --- records --------------------------------------------------------------------------
+
+    def write(self, record: dict) -> None:
+        if self.out is not None:
+            self.out.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def fault(self, proc: int, fault: str, **extra: Any) -> dict:
+        record = {"v": 1, "type": "fault", "t": round(time.time(), 3), "proc": proc, "fault": fault, **extra}
+        self.write(record)
+        self.book.fault(record)
+        return record
+
+    # --- serving processes ----------------------------------------------------------------
+
+    async def spawn(self, i: int, timeout: float = 30.0) -> None:
+        parent, child = self.ctx.Pipe(duplex=True)
+        proc = self.ctx.Process(target=worker_main, name=f"wsstorm-serve-{i}", daemon=True,
+                                args=(i, self.port, self.args.host, child, self.cfg, self.bucket, self.held,
+                                      self.lock, self.opts))
+        self.held[i] = 0
+        proc.start()
+        child.close()
+        self.procs[i], self.pipes[i] = proc, parent
+        self.expected_exit[i] = False
+        fut = self.loop.create_future()
+        self.ready_waiters[i] = fut
+        self.loop.add_reader(parent.fileno(), self.on_message, i, parent)
+        self.loop.add_reader(proc.sentinel, self.on_exit, i, proc)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise UsageError(f"serving process {i} did not start within {timeout:g} s") from None
+        self.state[i] = "serving"
+
+    def on_message(self, i: int, pipe: Any) -> None:
+        try:
+            msg = pipe.recv()
+        except (EOFError, OSError):
+            self.loop.remove_reader(pipe.fileno())
+            return
+        kind = msg.get("type")
+        if kind == "tick":
+            if self.state[i] != "down":
+                self.state[i] = msg["state"]
+            self.write(msg)
+            self.book.tick(msg)
+        elif kind == "ready":
+            fut = self.ready_waiters[i]
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif kind == "state":
+            self.state[i] = msg["state"]
+
+    def on_exit(self, i: int, proc: Any) -> None:
+        self.loop.remove_reader(proc.sentinel)
+        if self.procs[i] is not proc:
+            return
+        proc.join(0)
+        try:
+            self.loop.remove_reader(self.pipes[i].fileno())
+            self.pipes[i].close()
+        except (OSError, ValueError):
+            pass
+        self.held[i] = 0  # its connections died with it
+        self.state[i] = "down"
+        self.book.down(i)
+        if self.stop_event.is_set():
+            return
+        if not self.expected_exit[i]:
+            self.down_until[i] = time.time() + 1.0
+            self.fault(i, "died", exitcode=proc.exitcode, down_s=1.0)
+        delay = max(0.0, self.down_until[i] - time.time())
+        self.loop.call_later(delay, lambda: self.loop.create_task(self._respawn(i)))
+
+    async def _respawn(self, i: int) -> None:
+        if self.stop_event.is_set() or self.state[i] != "down":
+            return
+        try:
+            await self.spawn(i)
+            self.fault(i, "recovered")
+        except UsageError as exc:
+            print(f"wsstorm serve: {exc}", file=sys.stderr)
+
+    async def down_ticker(self) -> None:
+        # A crashed process writes nothing, so its "down" ticks come from here.
+        next_t = time.time()
+        while True:
+            next_t += 1.0
+            await asyncio.sleep(max(0.0, next_t - time.time()))
+            for i, st in enumerate(self.state):
+                if st == "down":
+                    tick = self.book.down_tick(i, int(self.cfg[CFG_CAPACITY]), self.cfg[CFG_RATE])
+                    self.write(tick)
+
+    # --- faults -----------------------------------------------------------------------------
+
+    def _procs_arg(self, body: dict) -> list[int]:
+        proc = body_number(body, "proc", None, integer=True)
+        if proc is None:
+            return list(range(len(self.procs)))
+        if proc >= len(self.procs):
+            raise BadRequest(f"proc must be 0..{len(self.procs) - 1}")
+        return [int(proc)]
+
+    async def api_restart(self, body: dict) -> tuple[int, Any]:
+        mode = body.get("mode", "all")
+        if mode not in ("all", "drain"):
+            raise BadRequest("mode must be all or drain")
+        down = body_number(body, "down", self.args.restart_down)
+        batch = body_number(body, "batch", 100, minimum=1, integer=True)
+        interval = body_number(body, "interval", 0.5)
+        done, skipped = [], []
+        for i in self._procs_arg(body):
+            if self.state[i] != "serving":
+                skipped.append(i)
+                continue
+            self.pipes[i].send({"cmd": "restart", "mode": mode, "down": down, "batch": batch, "interval": interval})
+            self.state[i] = "restarting"
+            extra = {"batch": batch, "interval_s": interval} if mode == "drain" else {}
+            self.fault(i, "restart", mode=mode, down_s=down, **extra)
+            done.append(i)
+        return (200 if done else 409), {"ok": bool(done), "procs": done, "skipped": skipped}
+
+    def restart_all(self) -> None:
+        """SIGHUP: restart every serving process, all at once, with --restart-down."""
+        self.loop.create_task(self.api_restart({"mode": "all"}))
+
+    async def api_crash(self, body: dict) -> tuple[int, Any]:
+        down = body_number(body, "down", 3.0)
+        done = []
+        for i in self._procs_arg(body):
+            proc = self.procs[i]
+            if self.state[i] == "down" or proc is None:
+                continue
+            self.expected_exit[i] = True
+            self.down_until[i] = time.time() + down
+            self.fault(i, "crash", down_s=down)
+            # SIGKILL: no Close frame, no shutdown code; the kernel just ends the TCP connections.
+            os.kill(proc.pid, signal.SIGKILL)
+            done.append(i)
+        return (200 if done else 409), {"ok": bool(done), "procs": done}
+
+    async def api_capacity(self, body: dict) -> tuple[int, Any]:
+        cap = body_number(body, "capacity", None, minimum=1, integer=True)
+        rate = body_number(body, "handshake_rate", None)
+        burst = body_number(body, "handshake_burst", None, minimum=1)
+        cost = body_number(body, "handshake_cost_ms", None)
+        if rate is not None and rate <= 0:
+            raise BadRequest("handshake_rate must be > 0")
+        if cap is not None:
+            self.cfg[CFG_CAPACITY] = cap
+        if rate is not None:
+            self.cfg[CFG_RATE] = rate
+            if burst is None and self.args.handshake_burst is None:
+                self.cfg[CFG_BURST] = max(1.0, rate / 10.0)
+        if burst is not None:
+            self.cfg[CFG_BURST] = burst
+        if cost is not None:
+            self.cfg[CFG_COST] = cost
+        params = {"capacity": int(self.cfg[CFG_CAPACITY]), "handshake_rate": self.cfg[CFG_RATE],
+                  "handshake_burst": self.cfg[CFG_BURST], "handshake_cost_ms": self.cfg[CFG_COST]}
+        self.fault(-1, "capacity", **params)
+        return 200, {"ok": True, **params}
+
+    async def api_overload(self, body: dict) -> tuple[int, Any]:
+        mode = body.get("mode")
+        if mode not in OVERLOAD_MODES:
+            raise BadRequest(f"mode must be one of {', '.join(OVERLOAD_MODES)}")
+        self.cfg[CFG_MODE] = OVERLOAD_MODES.index(mode)
+        if "retry_hint" in body:
+            hint = body_number(body, "retry_hint", None)
+            self.cfg[CFG_HINT] = -1.0 if hint is None else hint
+        self.fault(-1, "overload", mode=mode)
+        return 200, {"ok": True, "mode": mode}
+
+    def status(self) -> dict:
+        """The live picture: settings, per-process state and last tick, totals, proxy."""
+        import psutil
+
+        rss = psutil.Process().memory_info().rss
+        return {
+            "url": f"ws://{self.args.host}:{self.port}", "port": self.port, "pid": os.getpid(),
+            "capacity": int(self.cfg[CFG_CAPACITY]), "handshake_rate": self.cfg[CFG_RATE],
+            "handshake_burst": self.cfg[CFG_BURST], "handshake_cost_ms": self.cfg[CFG_COST],
+            "overload": OVERLOAD_MODES[int(self.cfg[CFG_MODE])],
+            "retry_hint": None if self.cfg[CFG_HINT] < 0 else self.cfg[CFG_HINT],
+            "workers": len(self.procs), "held": list(self.held[:]),
+            "procs": [{"proc": i, "state": self.state[i], "pid": p.pid if p is not None else None,
+                       "last_tick": self.book.last[i]} for i, p in enumerate(self.procs)],
+            "state": self.overall_state(), "connections": sum(self.held[:]),
+            "rss_bytes": rss + sum(t.get("rss_bytes", 0) for t in self.book.last if t and self.state[t["proc"]] != "down"),
+            "supervisor_rss_bytes": rss, "totals": self.book.totals_dict(),
+            "proxy": self.proxy.status() if self.proxy is not None else None,
+        }
+
+    def overall_state(self) -> str:
+        states = set(self.state)
+        return states.pop() if len(states) == 1 else "mixed"
+
+    def routes(self) -> dict:
+        async def status(body: dict):
+            return 200, self.status()
+
+        async def metrics(body: dict):
+            return 200, ("text/plain; version=0.0.4; charset=utf-8",
+                         self.book.prometheus(self.state, int(self.cfg[CFG_CAPACITY]), self.cfg[CFG_RATE]))
+
+        routes = {("GET", "/status"): status, ("GET", "/metrics"): metrics,
+                  ("POST", "/restart"): self.api_restart, ("POST", "/crash"): self.api_crash,
+                  ("POST", "/capacity"): self.api_capacity, ("POST", "/overload"): self.api_overload}
+        if self.proxy is not None:
+            for key, handler in self.proxy.routes().items():
+                if key != ("GET", "/status"):
+                    routes[key] = self._logged(key[1].strip("/"), handler)
+        return routes
+
+    def _logged(self, name: str, handler: Any) -> Any:
+        async def run(body: dict):
+            status, payload = await handler(body)
+            if status == 200:
+                self.fault(-1, name, **({"ms": body["ms"]} if "ms" in body else {}))
+            return status, payload
+        return run
+
+    # --- life -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await asyncio.gather(*(self.spawn(i) for i in range(len(self.procs))))
+        url = f"ws://{self.args.host}:{self.port}"
+        if self.args.proxy_port is not None:
+            from wsstorm.proxy import FaultProxy
+
+            self.proxy = FaultProxy(("127.0.0.1" if self.args.host == "0.0.0.0" else self.args.host, self.port))
+            pport = await self.proxy.start("127.0.0.1", self.args.proxy_port)
+            url = f"ws://127.0.0.1:{pport}"
+        token = self.args.admin_token or new_token()
+        admin = AdminServer(token, self.routes())
+        try:
+            aport = await admin.start(self.args.admin_port)
+        except OSError as exc:
+            raise UsageError(f"admin port {self.args.admin_port} is in use ({exc.strerror or exc})") from None
+        self.loop.add_signal_handler(signal.SIGHUP, self.restart_all)
+        self.loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
+        self.loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
+        down_ticker = self.loop.create_task(self.down_ticker())
+        print(json.dumps({"ready": True, "url": url, "admin": f"http://127.0.0.1:{aport}", "token": token,
+                          "port": self.port, "pid": os.getpid(), "workers": len(self.procs)}), flush=True)
+        await self.stop_event.wait()
+        down_ticker.cancel()
+        admin.close()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        for i, pipe in enumerate(self.pipes):
+            if self.procs[i] is not None and self.procs[i].is_alive():
+                self.expected_exit[i] = True
+                try:
+                    pipe.send({"cmd": "stop"})
+                except (OSError, ValueError):
+                    pass
+        deadline = time.monotonic() + 2.0
+        for proc in self.procs:
+            if proc is not None:
+                proc.join(max(0.0, deadline - time.monotonic()))
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(1.0)
+        if self.proxy is not None:
+            self.proxy.reset()
+        if self.out is not None:
+            self.out.close()
+        self.reserve.close()
+
+
+def command(name: str, args: argparse.Namespace) -> int:
+    """Run the target until SIGTERM/SIGINT; SIGHUP restarts it."""
+    validate(args)
+
+    async def main() -> None:
+        await Supervisor(args).run()
+
+    asyncio.run(main())
+    return 0
