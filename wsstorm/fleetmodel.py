@@ -1,0 +1,539 @@
+"""The fleet model: N clients and one server (capacity, handshake budget, handshake queue, faults), in 10 ms ticks.
+
+Pure and seeded: no files, no wall clock. Clients are numpy arrays; each holds at
+most one pending event in a calendar of per-tick buckets, so the cost is the
+number of events plus a small constant per tick, i.e. linear in clients.
+Reconnect delays come from the policy objects of :mod:`wsstorm.policies`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+# client phases
+IDLE, WAIT, QUEUED, OPEN, HANG, GONE = 0, 1, 2, 3, 4, 5
+# pending event kinds
+EV_NONE, EV_ATTEMPT, EV_TIMEOUT, EV_DEAD = 0, 1, 2, 3
+
+# outcome kinds the model produces (close codes as text, or the contract's fail kinds)
+OUTCOMES = ("1012", "1013", "1006", "refused", "timeout", "http_503", "reset")
+
+SERIES_COLUMNS = (
+    "s", "connected", "attempts", "attempts_open", "attempts_1013", "attempts_refused",
+    "attempts_http_503", "attempts_http_429", "attempts_http_other", "attempts_timeout",
+    "attempts_other", "closes_1006", "closes_1012", "closes_1013",
+    "server_connections", "capacity", "handshake_rate", "server_rejected",
+    "server_accepted", "server_queue_depth", "server_not_serving",
+)
+DISRUPTIONS = ("restart", "crash", "partition", "reset")
+
+
+@dataclass(frozen=True)
+class FaultAt:
+    """One firing of a fault: seconds after the start, action, its parameters (already scaled)."""
+
+    at: float
+    action: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything the model needs, already scaled to the fleet size."""
+
+    clients: int
+    duration: float
+    spawn_rate: float
+    capacity: int
+    handshake_rate: float          # admission budget: token bucket refill, per second
+    burst: float                   # token bucket size (the embedded target: rate/10, at least 1)
+    handshake_cost_ms: float       # CPU per accepted handshake
+    base_cost_ms: float = 0.5      # CPU per attempt that reaches the server, whatever its fate
+    cpu_ms_per_s: float = 1000.0   # server CPU (ms per second) for the handshake queue, all workers
+    workers: int = 1
+    overload: str = "close"        # close | http | refuse
+    retry_after: float | None = None
+    connect_timeout: float = 10.0
+    ping_interval: float = 5.0
+    pong_timeout: float = 5.0
+    server_ping: float = 20.0      # websockets' server keepalive (interval = timeout = 20 s)
+    faults: tuple[FaultAt, ...] = ()
+    dt: float = 0.01
+    held_s: float = 5.0
+    seed: int = 1
+
+
+@dataclass
+class ModelResult:
+    """Per-second series (columns of the analysis series frame), per-tick connected, downtimes, faults."""
+
+    series: dict[str, np.ndarray]
+    connected_tick: np.ndarray
+    dt: float
+    downtimes: np.ndarray
+    recovered: np.ndarray
+    faults: list[dict[str, Any]]
+    totals: dict[str, int]
+
+
+class _Calendar:
+    """Per-tick buckets of client indices; an entry is live only if the client's next_tick still says so."""
+
+    def __init__(self, n_ticks: int) -> None:
+        self.n = n_ticks
+        self.buckets: dict[int, list[np.ndarray]] = {}
+
+    def add(self, idx: np.ndarray, ticks: np.ndarray) -> None:
+        keep = ticks < self.n
+        if not keep.all():
+            idx, ticks = idx[keep], ticks[keep]
+        if idx.size == 0:
+            return
+        if idx.size == 1 or ticks.min() == ticks.max():
+            self.buckets.setdefault(int(ticks[0]), []).append(idx)
+            return
+        order = np.argsort(ticks, kind="stable")
+        idx, ticks = idx[order], ticks[order]
+        cuts = np.flatnonzero(np.diff(ticks)) + 1
+        starts = np.concatenate(([0], cuts))
+        ends = np.concatenate((cuts, [idx.size]))
+        tl = ticks[starts].tolist()
+        for tk, a, b in zip(tl, starts.tolist(), ends.tolist()):
+            self.buckets.setdefault(tk, []).append(idx[a:b])
+
+    def pop(self, tick: int) -> np.ndarray | None:
+        parts = self.buckets.pop(tick, None)
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+class _Queue:
+    """The server's FIFO handshake queue: chunks of client indices, each chunk arrived in one tick."""
+
+    def __init__(self) -> None:
+        self.chunks: deque[tuple[int, np.ndarray]] = deque()
+        self.size = 0
+
+    def push(self, tick: int, idx: np.ndarray) -> None:
+        if idx.size:
+            self.chunks.append((tick, idx))
+            self.size += idx.size
+
+    def expire(self, before_tick: int) -> np.ndarray | None:
+        """Drop and return the head entries that arrived before ``before_tick``."""
+        out = []
+        while self.chunks and self.chunks[0][0] < before_tick:
+            out.append(self.chunks.popleft()[1])
+        if not out:
+            return None
+        res = np.concatenate(out)
+        self.size -= res.size
+        return res
+
+    def take(self, n: int) -> np.ndarray:
+        """Pop up to n entries from the head."""
+        out = []
+        while n > 0 and self.chunks:
+            tick, chunk = self.chunks[0]
+            if chunk.size <= n:
+                out.append(chunk)
+                self.chunks.popleft()
+                n -= chunk.size
+            else:
+                out.append(chunk[:n])
+                self.chunks[0] = (tick, chunk[n:])
+                n = 0
+        if not out:
+            return np.empty(0, dtype=np.int64)
+        res = out[0] if len(out) == 1 else np.concatenate(out)
+        self.size -= res.size
+        return res
+
+    def clear(self) -> np.ndarray:
+        res = self.expire(1 << 62)
+        return np.empty(0, dtype=np.int64) if res is None else res
+
+
+class FleetModel:
+    """One simulated run. ``policy`` is a vector policy: ``opened(idx)`` and
+    ``next_delays(idx, outcome, uptime_s, retry_after)`` with ``outcome`` one of OUTCOMES."""
+
+    def __init__(self, cfg: ModelConfig, policy: Any) -> None:
+        self.cfg = cfg
+        self.pol = policy
+        n = cfg.clients
+        self.dt = cfg.dt
+        self.n_ticks = int(math.ceil(cfg.duration / cfg.dt - 1e-9))
+        self.n_sec = int(math.ceil(cfg.duration - 1e-9))
+        self.rng = np.random.default_rng([cfg.seed, 0x5EED])
+        self.phase = np.zeros(n, dtype=np.int8)
+        self.ev = np.zeros(n, dtype=np.int8)
+        self.next_tick = np.full(n, -1, dtype=np.int64)
+        self.att_t = np.zeros(n)          # when the current attempt started
+        self.open_t = np.zeros(n)         # when the current connection opened
+        self.down_since = np.full(n, np.nan)  # since when the client lacks a connection held >= held_s
+        self.conn_proc = np.zeros(n, dtype=np.int16)
+        self.cal = _Calendar(self.n_ticks)
+        self.queue = _Queue()
+        # server state
+        self.cap_total = cfg.capacity
+        self.rate_total = cfg.handshake_rate
+        self.overload = cfg.overload
+        self.proc_up_tick = np.zeros(cfg.workers, dtype=np.int64)  # proc serves from this tick on
+        self.tokens = cfg.burst
+        self.cpu = 0.0
+        self.conns = 0          # server-side connections (open clients + zombies)
+        self.connected = 0      # client-side: clients holding an open connection
+        self.partitioned = False
+        self.zombie_release = np.zeros(self.n_ticks + 2, dtype=np.int64)
+        self.drains: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self.conn_seq = np.zeros(n, dtype=np.int32)
+        self.recheck: list[np.ndarray] = []  # clients that opened while down: held long enough yet?
+        self.downtimes: list[np.ndarray] = []
+        s = self.n_sec
+        self.col = {c: np.zeros(s, dtype=np.int64) for c in SERIES_COLUMNS if c != "s"}
+        self.connected_tick = np.zeros(self.n_ticks, dtype=np.int64)
+        self.fault_log: list[dict[str, Any]] = []
+        self.totals = {k: 0 for k in ("attempts", "opens", "gaveup")}
+
+    # -- helpers --------------------------------------------------------------------
+    def _sec(self, tick: int) -> int:
+        return min(int(tick * self.dt + 1e-9), self.n_sec - 1)
+
+    def _up_fraction(self, tick: int) -> float:
+        return float(np.count_nonzero(self.proc_up_tick <= tick)) / self.cfg.workers
+
+    def _count_attempts(self, column: str, idx: np.ndarray) -> None:
+        """Attempts are counted in the second they started, by how they ended."""
+        if idx.size == 0:
+            return
+        secs = np.minimum((self.att_t[idx] + 1e-9).astype(np.int64), self.n_sec - 1)
+        self.col[column] += np.bincount(secs, minlength=self.n_sec)
+        self.col["attempts"] += np.bincount(secs, minlength=self.n_sec)
+        self.totals["attempts"] += int(idx.size)
+
+    def _schedule(self, idx: np.ndarray, at: np.ndarray | float, kind: int, tick: int) -> None:
+        ticks = np.ceil(np.asarray(at, dtype=float) / self.dt - 1e-6).astype(np.int64)
+        ticks = np.maximum(ticks, tick + 1)  # nothing happens within the tick that caused it
+        if ticks.ndim == 0:
+            ticks = np.full(idx.size, int(ticks), dtype=np.int64)
+        self.next_tick[idx] = ticks
+        self.ev[idx] = kind
+        self.cal.add(idx, ticks)
+
+    def _react(self, idx: np.ndarray, outcome: str, t: float, tick: int,
+               uptime: np.ndarray | None = None, retry_after: float | None = None) -> None:
+        """The policy chooses each client's next attempt after ``outcome``; NaN means it gave up."""
+        if idx.size == 0:
+            return
+        up = np.zeros(idx.size) if uptime is None else uptime
+        d = np.asarray(self.pol.next_delays(idx, outcome, up, retry_after), dtype=float)
+        gone = np.isnan(d)
+        if gone.any():
+            g = idx[gone]
+            self.phase[g] = GONE
+            self.next_tick[g] = -1
+            self.ev[g] = EV_NONE
+            self.totals["gaveup"] += int(g.size)
+            idx, d = idx[~gone], d[~gone]
+        self.phase[idx] = WAIT
+        self._schedule(idx, t + d, EV_ATTEMPT, tick)
+
+    def _lose(self, idx: np.ndarray, t: float) -> None:
+        """Clients whose open connection ended: start their downtime unless already down."""
+        healthy = np.isnan(self.down_since[idx])
+        self.down_since[idx[healthy]] = t
+
+    def _close(self, idx: np.ndarray, code: str, t: float, tick: int, server_frees: bool = True) -> None:
+        """Open connections end with ``code``; their clients ask the policy when to come back."""
+        if idx.size == 0:
+            return
+        self.phase[idx] = WAIT
+        self.next_tick[idx] = -1
+        self.connected -= idx.size
+        if server_frees:
+            self.conns -= idx.size
+        self.col[f"closes_{code}"][self._sec(tick)] += idx.size
+        self._lose(idx, t)
+        self._react(idx, code, t, tick, uptime=t - self.open_t[idx])
+
+    def _open(self, idx: np.ndarray, t: float, tick: int) -> None:
+        self.phase[idx] = OPEN
+        self.next_tick[idx] = -1
+        self.ev[idx] = EV_NONE
+        self.open_t[idx] = t
+        self.conn_seq[idx] += 1
+        self.connected += idx.size
+        self.conns += idx.size
+        self.totals["opens"] += int(idx.size)
+        if self.cfg.workers > 1:
+            self.conn_proc[idx] = self.rng.integers(0, self.cfg.workers, idx.size)
+        down = idx[~np.isnan(self.down_since[idx])]
+        if down.size:
+            self.recheck.append(down)
+        self.pol.opened(idx)
+        if self.partitioned:
+            self._arm_dead(idx, t, tick)
+
+    def _arm_dead(self, idx: np.ndarray, t: float, tick: int) -> None:
+        """Under a partition an open client notices at its next ping plus the pong timeout."""
+        c = self.cfg
+        when = t + self.rng.uniform(0.0, c.ping_interval, idx.size) + c.pong_timeout
+        self._schedule(idx, when, EV_DEAD, tick)
+
+    def _settle_downtimes(self, t: float, final: bool = False) -> None:
+        """A client's downtime ends at an open that was then held >= held_s."""
+        if not self.recheck:
+            return
+        idx = np.unique(np.concatenate(self.recheck))
+        self.recheck = []
+        live = (self.phase[idx] == OPEN) & ~np.isnan(self.down_since[idx])
+        idx = idx[live]
+        held = (t - self.open_t[idx]) >= self.cfg.held_s - 1e-9
+        done = idx[held]
+        if done.size:
+            self.downtimes.append(self.open_t[done] - self.down_since[done])
+            self.down_since[done] = np.nan
+        if not final and (~held).any():
+            self.recheck.append(idx[~held])
+
+    # -- faults ---------------------------------------------------------------------
+    def _open_idx(self, proc: int | None = None) -> np.ndarray:
+        mask = self.phase == OPEN
+        if proc is not None and self.cfg.workers > 1:
+            mask &= self.conn_proc == proc
+        return np.flatnonzero(mask)
+
+    def _reset_queue(self, t: float, tick: int) -> None:
+        q = self.queue.clear()
+        if q.size:
+            self._count_attempts("attempts_other", q)
+            self._react(q, "reset", t, tick)
+
+    def _fire(self, f: FaultAt, tick: int) -> None:
+        t = tick * self.dt
+        p = f.params
+        ok, detail = True, ""
+        if f.action == "restart":
+            proc = p.get("proc")
+            if p.get("mode", "all") == "drain":
+                self._drain(p, t, tick)
+                detail = "drain"
+            else:
+                down = float(p.get("down", 0.0))
+                self._close(self._open_idx(proc), "1012", t, tick)
+                up = tick + int(round(down / self.dt))
+                if proc is None or self.cfg.workers == 1:
+                    self._reset_queue(t, tick)
+                    self.proc_up_tick[:] = up
+                    self._clear_zombies(tick)
+                else:
+                    self.proc_up_tick[int(proc)] = up
+        elif f.action == "crash":
+            down = float(p.get("down", 0.0))
+            self._close(self._open_idx(), "1006", t, tick)
+            self._reset_queue(t, tick)
+            self._clear_zombies(tick)
+            self.proc_up_tick[:] = tick + int(round(down / self.dt))
+        elif f.action == "partition":
+            self.partitioned = True
+            idx = self._open_idx()
+            self._arm_dead(idx, t, tick)
+            # queued handshakes are cut off too: they hang until the client's connect timeout
+            q = self.queue.clear()
+            if q.size:
+                self.phase[q] = HANG
+                self._schedule(q, self.att_t[q] + self.cfg.connect_timeout, EV_TIMEOUT, tick)
+            if p.get("duration"):
+                self._pending.append(FaultAt(f.at + float(p["duration"]), "heal", {"auto": True}))
+                self._pending.sort(key=lambda x: x.at)
+        elif f.action == "heal":
+            self.partitioned = False
+            # clients that have not noticed yet keep their connection
+            idx = np.flatnonzero((self.phase == OPEN) & (self.ev == EV_DEAD))
+            self.next_tick[idx] = -1
+            self.ev[idx] = EV_NONE
+            self._clear_zombies(tick)
+        elif f.action == "reset":
+            self._close(self._open_idx(), "1006", t, tick)
+        elif f.action == "capacity":
+            if "capacity" in p:
+                self.cap_total = int(p["capacity"])
+            if "handshake_rate" in p:
+                self.rate_total = float(p["handshake_rate"])
+        elif f.action == "overload":
+            self.overload = str(p["mode"])
+        else:
+            ok, detail = False, f"{f.action} is not modelled by the simulator"
+        self.fault_log.append({"at": t, "fault": f.action, "params": dict(p), "ok": ok, "detail": detail})
+
+    def _drain(self, p: dict[str, Any], t: float, tick: int) -> None:
+        idx = self._open_idx(p.get("proc"))
+        self.rng.shuffle(idx)
+        batch = max(1, int(p.get("batch") or idx.size or 1))
+        interval = float(p.get("interval") or 0.0)
+        for j, a in enumerate(range(0, idx.size, batch)):
+            part = idx[a:a + batch]
+            at = tick + int(round(j * interval / self.dt))
+            self.drains.setdefault(at, []).append((part, self.conn_seq[part].copy()))
+
+    def _clear_zombies(self, tick: int) -> None:
+        rest = int(self.zombie_release[tick + 1:].sum())
+        self.zombie_release[tick + 1:] = 0
+        self.conns -= rest
+
+    # -- the server's handshake work in one tick -------------------------------------
+    def _serve(self, tick: int, t: float) -> None:
+        c = self.cfg
+        frac = self._up_fraction(tick)
+        if frac == 0.0:
+            return
+        timeout_ticks = int(round(c.connect_timeout / self.dt))
+        late = self.queue.expire(tick - timeout_ticks)
+        if late is not None:
+            self._count_attempts("attempts_timeout", late)
+            self.col["server_rejected"][self._sec(tick)] += late.size
+            self._react(late, "timeout", t, tick)
+        self.cpu = min(self.cpu + c.cpu_ms_per_s * frac * self.dt, c.cpu_ms_per_s * frac * self.dt * 2)
+        if self.queue.size == 0:
+            return
+        cost_ok = c.base_cost_ms + c.handshake_cost_ms
+        cost_no = c.base_cost_ms  # a rejection skips the handshake's own work
+        room = max(0, self.cap_total - self.conns)
+        admit = min(int(self.tokens), room)
+        n_ok = min(self.queue.size, admit, int(self.cpu / cost_ok) if cost_ok > 0 else self.queue.size)
+        ok = self.queue.take(n_ok)
+        self.cpu -= n_ok * cost_ok
+        self.tokens -= n_ok
+        if ok.size:
+            self.col["server_accepted"][self._sec(tick)] += ok.size
+            self._count_attempts("attempts_open", ok)
+            self._open(ok, t, tick)
+        if n_ok < admit or self.queue.size == 0:
+            return  # out of CPU: the rest wait in the queue
+        n_no = min(self.queue.size, int(self.cpu / cost_no) if cost_no > 0 else self.queue.size)
+        no = self.queue.take(n_no)
+        self.cpu -= n_no * cost_no
+        if no.size == 0:
+            return
+        self.col["server_rejected"][self._sec(tick)] += no.size
+        if self.overload == "close":
+            # accepted, then closed at once with 1013: the policy sees an open, then a close
+            self._count_attempts("attempts_1013", no)
+            self.col["closes_1013"][self._sec(tick)] += no.size
+            self.pol.opened(no)
+            self._lose(no, t)
+            self._react(no, "1013", t, tick, uptime=np.zeros(no.size), retry_after=c.retry_after)
+        elif self.overload == "http":
+            self._count_attempts("attempts_http_503", no)
+            self._react(no, "http_503", t, tick, retry_after=c.retry_after)
+        else:
+            self._count_attempts("attempts_refused", no)
+            self._react(no, "refused", t, tick)
+
+    # -- the run --------------------------------------------------------------------
+    def run(self) -> ModelResult:
+        """Run the model to the end of the scenario and return its series."""
+        c = self.cfg
+        n = c.clients
+        self._pending = sorted(c.faults, key=lambda f: f.at)
+        # users start at spawn_rate and connect at once
+        start = np.arange(n, dtype=np.float64) / c.spawn_rate
+        idx = np.arange(n, dtype=np.int64)
+        self.phase[:] = WAIT
+        self._schedule(idx, start, EV_ATTEMPT, -1)
+        burst = c.burst
+        for tick in range(self.n_ticks):
+            t = tick * self.dt
+            while self._pending and self._pending[0].at <= t + 1e-9:
+                self._fire(self._pending.pop(0), tick)
+            for part, seq in self.drains.pop(tick, ()):
+                live = part[(self.phase[part] == OPEN) & (self.conn_seq[part] == seq)]
+                self._close(live, "1012", t, tick)
+            if self.zombie_release[tick]:
+                self.conns -= int(self.zombie_release[tick])
+            frac = self._up_fraction(tick)
+            if frac == 0.0:
+                self.col["server_not_serving"][self._sec(tick)] = 1
+            # capacity and the handshake budget are shared by all worker processes (and outlive a restart)
+            self.tokens = min(burst, self.tokens + self.rate_total * self.dt)
+            due = self.cal.pop(tick)
+            if due is not None:
+                due = due[self.next_tick[due] == tick]
+                self._due(due, tick, t, frac)
+            self._serve(tick, t)
+            self.connected_tick[tick] = self.connected
+            if (tick + 1) % int(round(1 / self.dt)) == 0 or tick == self.n_ticks - 1:
+                s = self._sec(tick)
+                self.col["connected"][s] = self.connected
+                self.col["server_connections"][s] = self.conns
+                self.col["server_queue_depth"][s] = self.queue.size
+                self.col["capacity"][s] = self.cap_total
+                self.col["handshake_rate"][s] = int(round(self.rate_total))
+                self._settle_downtimes(t + self.dt)
+        end = self.n_ticks * self.dt
+        self._settle_downtimes(end, final=True)
+        done = np.concatenate(self.downtimes) if self.downtimes else np.empty(0)
+        still = self.down_since[~np.isnan(self.down_since)]
+        downtimes = np.concatenate([done, end - still])
+        recovered = np.concatenate([np.ones(done.size, bool), np.zeros(still.size, bool)])
+        series = {"s": np.arange(self.n_sec, dtype=np.int64), **self.col}
+        return ModelResult(series=series, connected_tick=self.connected_tick, dt=self.dt,
+                           downtimes=downtimes, recovered=recovered, faults=self.fault_log,
+                           totals=dict(self.totals))
+
+    def _due(self, due: np.ndarray, tick: int, t: float, frac: float) -> None:
+        kinds = self.ev[due]
+        self.ev[due] = EV_NONE
+        self.next_tick[due] = -1
+        dead = due[kinds == EV_DEAD]
+        if dead.size:
+            # the client gives up on a silent peer; the server holds the slot until its own keepalive fires
+            self.phase[dead] = WAIT
+            self.connected -= dead.size
+            self.col["closes_1006"][self._sec(tick)] += dead.size
+            rel = tick + np.ceil(self.rng.uniform(self.cfg.server_ping, 2 * self.cfg.server_ping, dead.size)
+                                 / self.dt).astype(np.int64)
+            rel = np.minimum(rel, self.n_ticks + 1)
+            np.add.at(self.zombie_release, rel, 1)
+            self._lose(dead, t)
+            self._react(dead, "1006", t, tick, uptime=t - self.open_t[dead])
+        hung = due[kinds == EV_TIMEOUT]
+        if hung.size:
+            self._count_attempts("attempts_timeout", hung)
+            self._react(hung, "timeout", t, tick)
+        att = due[kinds == EV_ATTEMPT]
+        if att.size == 0:
+            return
+        self.att_t[att] = t
+        if self.partitioned:
+            self.phase[att] = HANG
+            self._schedule(att, t + self.cfg.connect_timeout, EV_TIMEOUT, tick)
+        elif frac == 0.0:
+            self._count_attempts("attempts_refused", att)
+            self._react(att, "refused", t, tick)
+        else:
+            self.phase[att] = QUEUED
+            self.queue.push(tick, att)
+
+
+def recovery(connected_tick: np.ndarray, dt: float, fault_at: float,
+             fractions: Iterable[float] = (0.5, 0.95, 0.99)) -> dict[float, float]:
+    """Seconds from a disruption until connected(t) is back to each fraction of its level just before it (NaN: never)."""
+    k = int(round(fault_at / dt))
+    before = int(connected_tick[k - 1]) if k > 0 else 0
+    out: dict[float, float] = {}
+    after = connected_tick[k:]
+    for f in fractions:
+        need = math.ceil(f * before - 1e-9)
+        # the dip comes first: look for recovery after the minimum
+        lo = int(np.argmin(after)) if after.size else 0
+        hit = np.flatnonzero(after[lo:] >= need)
+        out[f] = float((lo + hit[0]) * dt) if hit.size and before > 0 else math.nan
+    return out
