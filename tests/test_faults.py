@@ -137,3 +137,19 @@ def test_stop_fires_nothing_more(tmp_path: Path):
 def test_target_faults_without_admin_are_refused(tmp_path: Path):
     with pytest.raises(UsageError, match="admin API"):
         faults.start_schedule(scenarios.load("restart"), None, tmp_path, time.time())
+
+
+def test_admin_endpoint_accepts_control_objects():
+    from wsstorm.control import AdminClient
+
+    assert faults.admin_endpoint(AdminClient("http://127.0.0.1:9/", "tok")) == ("http://127.0.0.1:9", "tok")
+    assert faults.admin_endpoint(("http://x:1", "t")) == ("http://x:1", "t")
+    assert faults.admin_endpoint(None) is None
+
+    class FakeTarget:  # the attribute shape of control.TargetProcess, without a process
+        url = "ws://127.0.0.1:5"
+        admin_url = "http://127.0.0.1:6"
+        token = "tt"
+        admin = AdminClient("http://127.0.0.1:6", "tt")
+
+    assert faults.admin_endpoint(FakeTarget()) == ("http://127.0.0.1:6", "tt")

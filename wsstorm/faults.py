@@ -54,16 +54,23 @@ def plan(faults: tuple[Fault, ...] | list[Fault]) -> list[Firing]:
 
 
 def admin_endpoint(control: Any) -> tuple[str, str] | None:
-    """(admin URL, token) from a TargetProcess (.admin/.token), an AdminClient (.url/.token) or a tuple."""
+    """(admin URL, token) from a TargetProcess/ProxyProcess, an AdminClient, or an ``(url, token)`` tuple."""
     if control is None:
         return None
     if isinstance(control, (tuple, list)) and len(control) == 2:
         return str(control[0]).rstrip("/"), str(control[1])
-    url = getattr(control, "admin", None) or getattr(control, "url", None)
-    token = getattr(control, "token", None)
-    if not url or token is None or not str(url).startswith("http"):
-        raise TypeError(f"cannot find an admin URL and token on {control!r}")
-    return str(url).rstrip("/"), str(token)
+    # TargetProcess: .admin_url (str) and .admin (an AdminClient); AdminClient: .url and .token
+    for candidate in (getattr(control, "admin_url", None), getattr(control, "admin", None),
+                      getattr(control, "url", None)):
+        if candidate is not None and not isinstance(candidate, str):
+            candidate = getattr(candidate, "url", None)
+        if isinstance(candidate, str) and candidate.startswith("http"):
+            token = getattr(control, "token", None)
+            if token is None:
+                token = getattr(getattr(control, "admin", None), "token", None)
+            if token is not None:
+                return candidate.rstrip("/"), str(token)
+    raise TypeError(f"cannot find an admin URL and token on {control!r}")
 
 
 def _admin_request(action: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
