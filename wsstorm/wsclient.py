@@ -257,7 +257,8 @@ class WSConnection:
                 ws.cont_frame.validate(frame)
                 ws.cont_frame.add(frame)
                 if ws.cont_frame.is_fire(frame):
-                    _op, data = ws.cont_frame.extract(frame)
+                    _op, whole = ws.cont_frame.extract(frame)
+                    data = whole.data
                     return Incoming("message", data if isinstance(data, bytes) else str(data).encode())
             elif op == ABNF.OPCODE_CLOSE:
                 return Incoming("close", close=parse_close_payload(bytes(frame.data)))
