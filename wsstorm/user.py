@@ -45,7 +45,7 @@ CLIENT_STOP_WAIT = 0.3  # seconds a stopping user waits for the server's Close r
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    g = parser.add_argument_group("wsstorm")
+    g = parser  # Locust's own add_argument: these show in the web UI (include_in_web_ui)
     g.add_argument("--policy", default="full-jitter", help="reconnect policy spec (see `wsstorm policies`)")
     g.add_argument("--policy-file", default="", help="TOML/JSON file defining the policy (overrides --policy)")
     g.add_argument("--message-rate", type=float, default=None, help="messages per second per user (default 0.1)")
@@ -660,9 +660,13 @@ class WebSocketUser(User):
         return self._finish(live)
 
     def _finish(self, live: _Conn) -> dict[str, Any]:
+        self.live = None
+        return self._record_close(live)
+
+    def _record_close(self, live: _Conn) -> dict[str, Any]:
+        """Record the end of ``live`` (event + Locust entry); returns the policy outcome."""
         res = live.result or {"code": 1006, "reason": "", "by": "none", "clean": False, "how": "reset"}
         live.result = res
-        self.live = None
         uptime = time.monotonic() - live.opened_mono
         fields = {k: v for k, v in res.items() if k != "detail"}
         self._rec("close", **fields, uptime_s=round(uptime, 3))
@@ -696,10 +700,7 @@ class WebSocketUser(User):
             if live.reader is not None:
                 live.reader.kill(block=False)
             live.c.abort()
-            uptime = time.monotonic() - live.opened_mono
-            fields = {k: v for k, v in live.result.items() if k != "detail"}
-            self._rec("close", **fields, uptime_s=round(uptime, 3))
-            self._report(f"close {fields['code']}", 0.0)
+            self._record_close(live)
         self._rec("stop")
 
 
