@@ -36,56 +36,23 @@ SWEEP_POLICIES = ("immediate", "exponential", "full-jitter", "decorrelated-jitte
 
 # -- policies ------------------------------------------------------------------------
 
-_FAIL_OUTCOMES = {"refused": "refused", "timeout": "timeout", "http_503": "http_status", "reset": "reset"}
-
-
-class _ScalarFleet:
-    """The policy's vector interface over one scalar ClientPolicy per client (policies without a vector form)."""
-
-    def __init__(self, spec: Any, n: int, seed: int, process_seed: int) -> None:
-        self.spec, self.seed, self.process_seed = spec, seed, process_seed
-        self.clients: dict[int, Any] = {}
-
-    def _c(self, i: int) -> Any:
-        c = self.clients.get(i)
-        if c is None:
-            c = self.clients[i] = self.spec.client(seed=self.seed * 1_000_003 + i, process_seed=self.process_seed)
-        return c
-
-    def opened(self, idx: np.ndarray) -> None:
-        for i in idx.tolist():
-            self._c(i).opened()
-
-    def next_delays(self, idx: np.ndarray, outcome: str, uptime_s: np.ndarray, retry_after: float | None) -> np.ndarray:
-        from wsstorm.policies import Outcome
-
-        if outcome.isdigit():
-            o = lambda up: Outcome(code=int(outcome), uptime_s=up, retry_after=retry_after)  # noqa: E731
-        else:
-            kind = _FAIL_OUTCOMES[outcome]
-            status = 503 if outcome == "http_503" else None
-            o = lambda up: Outcome(fail=kind, status=status, uptime_s=up, retry_after=retry_after)  # noqa: E731
-        out = np.empty(idx.size)
-        for j, (i, up) in enumerate(zip(idx.tolist(), np.broadcast_to(uptime_s, idx.shape).tolist())):
-            d = self._c(i).next_delay(o(up))
-            out[j] = math.nan if d is None else d
-        return out
-
-
 class _VectorFleet:
-    """Adapts the policies' vector API (``spec.vector``) to the model's outcome names."""
+    """The policies' vector API (``spec.vector``) spoken in the model's outcome names ('1012', 'refused', 'http_503')."""
 
     def __init__(self, vec: Any) -> None:
-        self.vec = vec
-        from wsstorm import policies
+        from wsstorm.policies import parse_code
 
-        self._code = getattr(policies, "vector_code", None)
+        self.vec = vec
+        self._codes: dict[str, int] = {}
+        self._parse = parse_code
 
     def opened(self, idx: np.ndarray) -> None:
         self.vec.opened(idx)
 
     def next_delays(self, idx: np.ndarray, outcome: str, uptime_s: np.ndarray, retry_after: float | None) -> np.ndarray:
-        code = self._code(outcome) if self._code else (int(outcome) if outcome.isdigit() else outcome)
+        code = self._codes.get(outcome)
+        if code is None:
+            code = self._codes[outcome] = self._parse(outcome)
         return np.asarray(self.vec.next_delays(idx, code, uptime_s, retry_after=retry_after), dtype=float)
 
 
@@ -98,15 +65,14 @@ def parse_policy_text(text: str) -> Any:
     return parse_policy(text)
 
 
-def fleet_policy(spec: Any, n: int, seed: int, process_seed: int | None = None) -> Any:
-    """N clients of one policy, vectorised when the policy offers it, else one scalar policy object per client."""
-    ps = seed if process_seed is None else process_seed
-    if hasattr(spec, "vector"):
-        try:
-            return _VectorFleet(spec.vector(n, seed=seed, process_seed=ps))
-        except NotImplementedError:
-            pass
-    return _ScalarFleet(spec, n, seed, ps)
+def fleet_policy(spec: Any, n: int, seed: int, process_seed: Any = None) -> Any:
+    """N clients of one policy (the policy module's own vector form of it).
+
+    By default every client is its own process (a fleet is many devices), so per-process
+    draws such as reconnecting-websocket's minimum differ between clients.
+    """
+    ps = np.arange(n, dtype=np.int64) + seed * 1_000_003 if process_seed is None else process_seed
+    return _VectorFleet(spec.vector(n, seed=seed, process_seed=ps))
 
 
 # -- scenario -> model --------------------------------------------------------------
