@@ -118,10 +118,14 @@ class Worker:
             close_timeout=self.opts["close_timeout"], compression=None, max_queue=4, server_header=None,
         )
 
-    def stop_listening(self) -> None:
+    def stop_listening(self, keep_inflight: bool = False) -> None:
         # Close only the listening socket: the kernel then refuses (RST) new connections, and
         # the connections already open are left alone.
         if self.ws_server is not None:
+            if keep_inflight:
+                # websockets answers 503 to handshakes still in flight once its server stops
+                # serving; when we only pause (refuse mode), the admitted ones must still open.
+                self.ws_server.is_serving = lambda: True
             self.ws_server.server.close()
             self.ws_server = None
 
@@ -143,7 +147,7 @@ class Worker:
             self.held[self.proc] += 1
             self.c_accepted += 1
             if mode == "refuse" and not self.can_admit():
-                self.loop.call_soon(self.pause)  # after this response is sent (see websockets' is_serving check)
+                self.pause()  # before the 101 goes out, so the client's next SYN already meets no listener
             return None
         if mode == "http":
             self.c_rejected["http_503"] += 1
@@ -156,7 +160,7 @@ class Worker:
             # It slipped in before we stopped listening: reset it, then stop listening.
             self.c_rejected["refused"] += 1
             self._rst(conn)
-            self.loop.call_soon(self.pause)
+            self.pause()
             return Response(503, "Service Unavailable", Headers([("Content-Length", "0")]), b"")
         conn.wss_reject = True
         self.c_rejected["1013"] += 1
@@ -179,7 +183,7 @@ class Worker:
         if self.paused or self.state != "serving" or self.mode() != "refuse" or self.can_admit():
             return
         self.paused = True
-        self.stop_listening()
+        self.stop_listening(keep_inflight=True)
         self.loop.create_task(self._resume_when_free())
 
     async def _resume_when_free(self) -> None:
