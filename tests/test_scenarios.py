@@ -142,3 +142,17 @@ def test_cli_list_and_show():
     out = subprocess.run([sys.executable, "-m", "wsstorm", "scenarios", "show", "nope"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "unknown scenario" in out.stderr
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_to_toml_round_trips(name):
+    sc = scenarios.with_overrides(scenarios.load(name), duration=33.3)
+    again = scenarios.parse(scenarios.to_toml(sc), source=sc.source)
+    assert again == sc
+
+
+def test_to_toml_round_trips_http_headers():
+    sc = scenarios.parse(BASE + '[[faults]]\nat = 1\naction = "http"\nurl = "http://h/x?a=\\"b\\""\n'
+                         'headers = { "X-A" = "1", Authorization = "Bearer \\u00e9" }\nbody = "line\\nnext"\n',
+                         source="h.toml")
+    assert scenarios.parse(scenarios.to_toml(sc), source="h.toml") == sc

@@ -128,7 +128,8 @@ class Progress:
         self.stream = stream or sys.stdout
         self.every = every
         self.live_mode = self.stream.isatty() if live is None else live
-        self.console = Console(file=self.stream)
+        # off a terminal rich assumes 80 columns and folds the summary table; logs can be wider
+        self.console = Console(file=self.stream, width=None if self.stream.isatty() else 200)
         self._live: Live | None = None
         self._last_line = 0.0
 

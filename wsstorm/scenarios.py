@@ -432,3 +432,30 @@ def command(name: str, args: argparse.Namespace) -> int:
     if not sc.faults:
         print("#   no faults")
     return 0
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        import json
+
+        return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def to_toml(sc: Scenario) -> str:
+    """The scenario as a TOML file that loads back to the same scenario (the run folder keeps it)."""
+    d = sc.to_dict()
+    lines = [f"# effective scenario, from {sc.source}" if sc.source else "# scenario"]
+    lines += [f"{k} = {_toml_value(d[k])}" for k in ("name", "description", "duration", "users", "spawn_rate")]
+    for table in ("target", "client"):
+        if d[table]:
+            lines += ["", f"[{table}]"] + [f"{k} = {_toml_value(v)}" for k, v in d[table].items()]
+    for f in d["faults"]:
+        lines += ["", "[[faults]]"] + [f"{k} = {_toml_value(v)}" for k, v in f.items()]
+    return "\n".join(lines) + "\n"
