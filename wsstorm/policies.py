@@ -171,14 +171,13 @@ class Preset:
 
 
 def _grow(base: Arr | float, factor: Arr | float, exp: Arr, cap: float) -> Arr:
-    """min(cap, base * factor**exp), computed without overflow or 0*inf."""
+    """min(cap, base * factor**exp), exact for small exponents, never NaN (0*inf) and never inf."""
     exp = np.asarray(exp, dtype=np.float64)
     base_a = np.broadcast_to(np.asarray(base, dtype=np.float64), exp.shape)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        logv = np.log(np.where(base_a > 0, base_a, 1.0)) + exp * math.log(float(factor))
-        v = np.exp(np.minimum(logv, 690.0))
-    v = np.where(base_a > 0, v, 0.0)
-    return np.minimum(v, cap)
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = base_a * np.power(float(factor), exp)
+    v = np.where(base_a > 0, np.nan_to_num(v, nan=1e300, posinf=1e300), 0.0)
+    return np.minimum(np.minimum(v, 1e300), cap)
 
 
 def _nan(k: Arr) -> Arr:
