@@ -1,0 +1,217 @@
+"""The fleet model on small cases whose answers are known by construction, determinism, and the
+classic contention result (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from wsstorm import scenarios
+from wsstorm.contention import BLOG_BASE_S, BLOG_CAP_S, contend
+from wsstorm.fleetmodel import FleetModel, recovery
+from wsstorm.simulate import build_config, fleet_policy, parse_policy_text, run_model, summarize
+
+
+def scenario(faults: str = "", users: int = 200, capacity: int = 1000, rate: float = 500, duration: float = 20,
+             overload: str = "close", spawn_rate: float = 1000, client: str = "") -> scenarios.Scenario:
+    return scenarios.parse(f"""
+name = "t"
+duration = {duration}
+users = {users}
+spawn_rate = {spawn_rate}
+[target]
+capacity = {capacity}
+handshake_rate = {rate}
+handshake_cost_ms = 0
+overload = "{overload}"
+[client]
+ping_interval = 2
+pong_timeout = 3
+{client}
+{faults}
+""")
+
+
+def run(sc: scenarios.Scenario, policy: str, clients: int | None = None, seed: int = 1, base_cost_ms: float = 0.0):
+    # handshake cost 0 and no per-attempt CPU: the server is limited only by capacity and budget
+    cfg, _ = build_config(sc, clients or sc.users, seed=seed, base_cost_ms=base_cost_ms)
+    model = FleetModel(cfg, fleet_policy(parse_policy_text(policy), cfg.clients, seed))
+    return cfg, model.run()
+
+
+RESTART = """
+[[faults]]
+at = 5
+action = "restart"
+mode = "all"
+down = {down}
+"""
+
+
+def test_restart_with_fixed_delay_longer_than_down_everyone_attempts_at_t_plus_delay():
+    sc = scenario(RESTART.format(down=1.5), rate=5000)  # a bucket of 500: room for everyone at once
+    cfg, res = run(sc, "fixed:delay=2")
+    s = res.series
+    assert s["connected"][4] == 200                   # all in before the fault
+    assert s["closes_1012"][5] == 200                 # the restart closes every one of them
+    assert s["attempts"][5:7].sum() == 0              # nobody tries while they wait
+    assert s["attempts"][7] == 200 and s["attempts_open"][7] == 200   # all at t+2 s, all admitted
+    assert s["connected"][7] == 200
+
+
+def test_immediate_policy_after_restart_with_down_d_all_reconnect_at_t_plus_d():
+    sc = scenario(RESTART.format(down=2))
+    cfg, res = run(sc, "immediate")
+    k0, k1 = int(5 / res.dt), int(7 / res.dt)
+    assert res.connected_tick[k0 - 1] == 200
+    assert res.connected_tick[k0:k1].max() == 0       # refused for exactly `down` seconds ...
+    s = res.series
+    assert s["attempts_refused"][5:7].sum() > 0 and s["attempts_open"][5:7].sum() == 0
+    # ... then all of them are in within the first tick the budget allows (burst 50, then 500/s)
+    assert res.connected_tick[k1 + 1] > 0
+    assert s["attempts_open"][7] == 200
+
+
+def test_capacity_is_never_exceeded_and_the_rest_get_1013():
+    sc = scenario(users=300, capacity=120, rate=1000, duration=10)
+    cfg, res = run(sc, "full-jitter:base=0.2,cap=2")
+    s = res.series
+    assert s["server_connections"].max() <= 120
+    assert res.connected_tick.max() == 120
+    assert s["attempts_1013"].sum() > 0 and s["closes_1013"].sum() == s["attempts_1013"].sum()
+
+
+def test_handshake_budget_caps_admissions_per_second():
+    sc = scenario(users=2000, rate=100, duration=8, spawn_rate=2000)
+    cfg, res = run(sc, "full-jitter:base=0.5,cap=4")
+    opens = res.series["attempts_open"]
+    # a token bucket of rate 100/s and size 10 admits at most 110 in any second
+    assert opens.max() <= 110
+    assert opens[1:7].min() >= 90  # and under a herd it is used to the full
+
+
+def test_overload_http_mode_gives_503_not_opens():
+    sc = scenario(users=300, capacity=100, rate=1000, duration=6, overload="http")
+    cfg, res = run(sc, "fixed:delay=1")
+    s = res.series
+    assert s["attempts_http_503"].sum() > 0 and s["attempts_1013"].sum() == 0
+    assert res.connected_tick.max() == 100
+
+
+def test_crash_counts_1006_for_everyone_connected():
+    sc = scenario("""
+[[faults]]
+at = 4
+action = "crash"
+down = 1
+""", rate=5000)
+    cfg, res = run(sc, "fixed:delay=0.5")
+    s = res.series
+    assert s["connected"][3] == 200
+    assert s["closes_1006"][4] == 200 and s["closes_1012"].sum() == 0
+    assert s["attempts_refused"][4] == 200        # the retry at 4.5 s finds it down
+    assert s["connected"][6] == 200               # back after down + a retry
+
+
+def test_partition_is_noticed_after_ping_interval_plus_pong_timeout():
+    sc = scenario("""
+[[faults]]
+at = 4
+action = "partition"
+duration = 10
+""", duration=20, rate=5000)
+    cfg, res = run(sc, "fixed:delay=30")
+    s = res.series
+    assert s["connected"][4] == 200 - s["closes_1006"][4]
+    closes = s["closes_1006"]
+    # ping every 2 s, pong timeout 3 s: each client notices between 3 and 5 s after the cut
+    assert closes[:7].sum() == 0 and closes[7:10].sum() == 200
+    assert res.connected_tick[int(6.99 / res.dt)] == 200
+
+
+def test_partition_shorter_than_detection_loses_nobody():
+    sc = scenario("""
+[[faults]]
+at = 4
+action = "partition"
+duration = 2
+""", rate=5000)
+    cfg, res = run(sc, "fixed:delay=1")
+    assert res.series["closes_1006"].sum() == 0
+    assert res.connected_tick[int(4 / res.dt):].min() == 200
+
+
+def test_none_policy_gives_up_and_downtimes_are_censored():
+    sc = scenario(RESTART.format(down=1), rate=5000)
+    cfg, res = run(sc, "none")
+    assert res.totals["gaveup"] == 200
+    assert res.connected_tick[-1] == 0
+    assert res.recovered.sum() == 0 and res.downtimes.size == 200
+    assert np.allclose(res.downtimes, 15.0)
+
+
+def test_downtimes_are_from_close_to_the_open_that_holds():
+    sc = scenario(RESTART.format(down=1.5), rate=5000)
+    cfg, res = run(sc, "fixed:delay=2")
+    assert res.recovered.all() and res.downtimes.size == 200
+    assert np.allclose(res.downtimes, 2.0)
+
+
+def test_drain_closes_in_batches():
+    sc = scenario("""
+[[faults]]
+at = 4
+action = "restart"
+mode = "drain"
+batch = 50
+interval = 1
+""", duration=12, rate=5000)
+    cfg, res = run(sc, "fixed:delay=30")
+    closes = res.series["closes_1012"]
+    assert closes[4:8].tolist() == [50, 50, 50, 50]
+
+
+def test_same_seed_same_series_other_seed_other_series():
+    sc = scenario(RESTART.format(down=1), users=500, rate=100)
+    _, a = run(sc, "full-jitter:base=0.5,cap=10", seed=7)
+    _, b = run(sc, "full-jitter:base=0.5,cap=10", seed=7)
+    _, c = run(sc, "full-jitter:base=0.5,cap=10", seed=8)
+    for col in a.series:
+        assert np.array_equal(a.series[col], b.series[col]), col
+    assert np.array_equal(a.downtimes, b.downtimes)
+    assert not np.array_equal(a.series["attempts"], c.series["attempts"])
+
+
+def test_scaling_keeps_the_ratios_so_herd_factor_is_size_free():
+    sc = scenarios.load("restart")
+    small, _ = build_config(sc, 3000)
+    big, k = build_config(sc, 300000)
+    assert k == 1000
+    assert big.capacity == 1000 * sc.target.capacity and big.handshake_rate == 1000 * sc.target.handshake_rate
+    s1 = summarize(run_model(small, parse_policy_text("full-jitter")), small)
+    s2 = summarize(run_model(big, parse_policy_text("full-jitter")), big)
+    assert s2["herd_factor"] == pytest.approx(s1["herd_factor"], rel=0.05)
+    assert s2["T95"] == pytest.approx(s1["T95"], rel=0.1)
+
+
+def test_recovery_times_from_a_known_curve():
+    dt = 0.5
+    c = np.array([10, 10, 10, 0, 0, 5, 9, 10, 10])  # fault at tick 3 = 1.5 s
+    r = recovery(c, dt, 1.5, (0.5, 0.95))
+    assert r[0.5] == 1.0 and r[0.95] == 2.0
+    assert math.isnan(recovery(np.array([10, 0, 0]), 1.0, 1.0, (0.5,))[0.5])
+
+
+def test_contention_exponential_does_most_work_full_jitter_the_fewest_calls():
+    """The blog's setup: backoff base 5 ms, cap 2 s; one winner per slot of one read+write round trip."""
+    n, reps = 100, 20
+    calls = {}
+    for name in ("exponential", "equal-jitter", "decorrelated-jitter", "full-jitter"):
+        spec = parse_policy_text(f"{name}:base={BLOG_BASE_S},cap={BLOG_CAP_S}")
+        calls[name] = np.mean([contend(fleet_policy(spec, n, seed=r), n, seed=r).calls for r in range(reps)])
+    assert calls["exponential"] == n * (n + 1) / 2   # lock-step: everyone collides every round
+    assert calls["exponential"] == max(calls.values())
+    assert calls["full-jitter"] == min(calls.values())
+    assert calls["full-jitter"] < 0.25 * calls["exponential"]
