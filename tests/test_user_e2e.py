@@ -191,3 +191,73 @@ def test_bad_policy_is_one_line_exit_2(tmp_path):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert "no-such-policy" in r.stderr
+
+
+SCENARIO = """
+name = "e2e"
+description = "overload closes, then a restart (1012), then a crash (1006)"
+duration = 6
+users = 8
+spawn_rate = 50
+
+[target]
+capacity = 6
+handshake_rate = 500
+handshake_cost_ms = 0
+overload = "close"
+
+[client]
+message_rate = 1
+ping_interval = 1
+pong_timeout = 2
+
+[[faults]]
+at = 1.5
+action = "restart"
+mode = "all"
+down = 0.5
+
+[[faults]]
+at = 3.5
+action = "crash"
+down = 0.5
+"""
+
+
+def test_embedded_target_closes_match_the_server(tmp_path):
+    """No --host: the embedded target runs; the scenario's faults fire; closes the clients record
+    by code equal the Close frames the server says it sent."""
+    sc = tmp_path / "e2e.toml"
+    sc.write_text(SCENARIO)
+    run_dir = tmp_path / "run"
+    r = subprocess.run([*LOCUST, "--headless", "-u", "8", "-r", "50", "-t", "6s", "--run-dir", str(run_dir),
+                        "--scenario", str(sc), "--policy", "fixed:delay=0.3", "--only-summary", "--stop-timeout", "2"],
+                       capture_output=True, text=True, timeout=120)
+    events = read_events(run_dir)
+    assert events, r.stdout[-2000:] + r.stderr[-3000:]
+    closes = [e for e in events if e["event"] == "close"]
+    server = [json.loads(line) for line in (run_dir / "server.jsonl").read_text().splitlines()]
+    # A crashed serving process cannot report its last partial second: leave that window out.
+    crash_t = next(r["t"] for r in server if r.get("type") == "fault" and r["fault"] == "crash")
+    before = max(r["t"] for r in server if r.get("type") == "tick" and r["t"] < crash_t)
+    by_server = {}
+    for e in closes:
+        if e["by"] == "server" and not before < e["t"] <= crash_t + 0.05:
+            by_server[str(e["code"])] = by_server.get(str(e["code"]), 0) + 1
+    sent = {}
+    for rec in server:
+        if rec.get("type") == "tick":
+            for k, v in rec["closes_sent"].items():
+                if v:
+                    sent[k] = sent.get(k, 0) + v
+    assert by_server == sent, (by_server, sent)
+    assert by_server.get("1012", 0) >= 6 and by_server.get("1013", 0) >= 1
+    crashed = [e for e in closes if e["code"] == 1006]
+    assert len(crashed) >= 6 and {e["how"] for e in crashed} <= {"reset", "eof", "ping_timeout"}
+    faults = [json.loads(x) for x in (run_dir / "faults.jsonl").read_text().splitlines()]
+    assert [f["fault"] for f in faults] == ["restart", "crash"]
+    m = json.loads((run_dir / "manifest.json").read_text())
+    assert m["embedded_target"] is True and m["scenario"]["name"] == "e2e" and m["host"].startswith("ws://127.0.0.1:")
+    # the run ended on time: no reader left blocked
+    stops = [e for e in events if e["event"] == "stop"]
+    assert len(stops) == 8

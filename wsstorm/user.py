@@ -406,10 +406,33 @@ def _on_quit(**_kw: Any) -> None:
     for w in list(s.shards.values()) + ([s.shard] if s.shard else []):
         w.close()
     if s.target is not None:
+        _await_last_tick(s.run_dir / "server.jsonl", time.time())
         try:
             s.target.stop()
         except Exception:
             log.exception("wsstorm: stopping the embedded target")
+
+
+def _await_last_tick(path: Path, since: float, limit: float = 2.5) -> None:
+    """Wait (bounded) for the target's next per-second tick, so server.jsonl covers the whole run."""
+    import json
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(max(0, os.path.getsize(path) - 4096))
+                lines = fh.read().splitlines()
+        except OSError:
+            return
+        for line in reversed(lines):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("type") == "tick" and float(rec.get("t", 0)) >= since:
+                return
+        gevent.sleep(0.1)
 
 
 def write_manifest(environment: Any, ended: float | None = None) -> None:
