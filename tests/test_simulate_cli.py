@@ -1,0 +1,83 @@
+"""``wsstorm simulate`` as a user runs it: the run folder it writes, the sweep chart, bad input (exit 2)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def simulate(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "wsstorm", "simulate", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_simulated_run_folder(tmp_path):
+    out = tmp_path / "run"
+    p = simulate("--scenario", "restart", "--policy", "full-jitter", "--clients", "3e3", "--seed", "3",
+                 "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "SIMULATED" in p.stdout and "herd factor" in p.stdout and "T95" in p.stdout
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["simulated"] is True and man["users"] == 3000 and man["policy"] == "full-jitter"
+    assert man["target"]["capacity"] == 10000 and man["target"]["handshake_rate"] == 1500
+    rows = list(csv.DictReader(open(out / "series.csv")))
+    assert len(rows) == 40 and int(rows[11]["connected"]) == 3000 and int(rows[12]["closes_1012"]) == 3000
+    for col in ("s", "connected", "attempts", "attempts_open", "attempts_1013", "attempts_refused",
+                "attempts_http_503", "attempts_http_429", "attempts_http_other", "attempts_timeout",
+                "attempts_other", "server_connections", "capacity", "handshake_rate", "server_rejected"):
+        assert col in rows[0], col
+    assert sum(int(r["attempts"]) for r in rows) == sum(
+        int(r[c]) for r in rows for c in rows[0] if c.startswith("attempts_"))
+    downs = list(csv.DictReader(open(out / "downtimes.csv")))
+    assert len(downs) == 3000 and all(float(d["downtime_s"]) >= 3.0 for d in downs)  # down = 3 s
+    faults = [json.loads(line) for line in open(out / "faults.jsonl")]
+    assert [f["fault"] for f in faults] == ["restart"]
+    assert faults[0]["t"] == pytest.approx(man["started"] + 12)
+
+
+def test_same_seed_same_series(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        assert simulate("--policy", "decorrelated-jitter", "--clients", "2000", "--seed", "5", "--out",
+                        str(out)).returncode == 0
+    assert (a / "series.csv").read_bytes() == (b / "series.csv").read_bytes()
+
+
+def test_sweep_chart_and_csv(tmp_path):
+    out = tmp_path / "sweep"
+    p = simulate("--sweep", "clients=1e3,3e3", "--policies", "immediate,full-jitter", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    png, table = out / "sweep.png", out / "sweep.csv"
+    assert str(png) in p.stdout and str(table) in p.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = list(csv.DictReader(open(table)))
+    assert [(r["policy"], int(r["clients"])) for r in rows] == [
+        ("immediate", 1000), ("immediate", 3000), ("full-jitter", 1000), ("full-jitter", 3000)]
+    herd = {(r["policy"], int(r["clients"])): float(r["herd_factor"]) for r in rows}
+    assert herd[("immediate", 3000)] > herd[("full-jitter", 3000)]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--scenario", "no-such-scenario"], "unknown scenario"),
+    (["--policy", "no-such-policy"], "unknown policy"),
+    (["--clients", "0"], "--clients"),
+    (["--clients", "many"], "not a number"),
+    (["--clients", "1.5"], "--clients"),
+    (["--sweep", "clients=1e4,,1e5"], "--sweep"),
+    (["--sweep", "users=1e4"], "--sweep"),
+    (["--sweep", "clients=1e4", "--policies", "full-jitter,bogus"], "unknown policy"),
+    (["--dt", "0"], "--dt"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
+    p = simulate(*args, "--out", str(tmp_path / "x"), timeout=60)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in p.stderr
+    assert not (tmp_path / "x").exists()
