@@ -11,6 +11,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Mapping, NamedTuple, Sequence
 
@@ -172,12 +173,10 @@ class Preset:
 
 def _grow(base: Arr | float, factor: Arr | float, exp: Arr, cap: float) -> Arr:
     """min(cap, base * factor**exp), exact for small exponents, never NaN (0*inf) and never inf."""
-    exp = np.asarray(exp, dtype=np.float64)
-    base_a = np.broadcast_to(np.asarray(base, dtype=np.float64), exp.shape)
     with np.errstate(over="ignore", invalid="ignore"):
-        v = base_a * np.power(float(factor), exp)
-    v = np.where(base_a > 0, np.nan_to_num(v, nan=1e300, posinf=1e300), 0.0)
-    return np.minimum(np.minimum(v, 1e300), cap)
+        v = np.fmin(np.multiply(base, np.power(float(factor), exp, dtype=np.float64)), 1e300)
+    v = np.where(np.greater(base, 0), v, 0.0)  # fmin turned 0*inf (NaN) into 1e300
+    return np.minimum(v, cap)
 
 
 def _nan(k: Arr) -> Arr:
@@ -355,9 +354,6 @@ def _d_centrifuge(p, k, prev, code, hint, const, u):
     return np.where(permanent, np.nan, d)
 
 
-_WS_RETRYABLE_HTTP = (-500, -502, -503, -504)
-
-
 def _d_websockets(p, k, prev, code, hint, const, u):
     """websockets-py: python websockets' `async for ws in connect(...)` reconnect loop.
 
@@ -373,7 +369,8 @@ def _d_websockets(p, k, prev, code, hint, const, u):
     first = u[:, 0] * p["initial"]
     later = _grow(p["base"], p["factor"], k - 2, p["cap"])
     d = np.where(closed, 0.0, np.where(k <= 1, first, later))
-    http = (code <= -100) & ~np.isin(code, _WS_RETRYABLE_HTTP)
+    retryable = (code == -500) | (code == -502) | (code == -503) | (code == -504)
+    http = (code <= -100) & ~retryable
     fatal = http | (code == FAIL_CODES["protocol"])
     return np.where(fatal, np.nan, d)
 
@@ -587,6 +584,11 @@ class PolicySpec:
         """Every parameter of the preset, defaults included."""
         return dict(self.param_items)
 
+    @cached_property
+    def _p(self) -> dict[str, float]:
+        # read-only by convention: the hot path must not rebuild the dict per decision
+        return dict(self.param_items)
+
     @property
     def cap(self) -> float:
         """The largest delay this spec can return (inf if unbounded)."""
@@ -763,7 +765,7 @@ def initial_state(spec: PolicySpec, process_seeds: Arr) -> PolicyState:
 def on_open(spec: PolicySpec, s: PolicyState) -> PolicyState:
     """Pure: a connection opened. Reset rules that fire on open; the budget refunds."""
     n, prev, tokens = s.n, s.prev, s.tokens
-    if spec.preset.reset_uptime(spec.params) <= 0:
+    if spec.preset.reset_uptime(spec._p) <= 0:
         n, prev = np.zeros_like(n), np.full_like(prev, np.nan)
     if spec.budget is not None:
         tokens = np.minimum(spec.budget.tokens, tokens + spec.budget.refund)
@@ -774,7 +776,7 @@ def decide(
     spec: PolicySpec, s: PolicyState, code: Arr, uptime: Arr, hint: Arr, u: Arr, reset: bool = True
 ) -> tuple[Arr, PolicyState]:
     """Pure: state + outcome (encoded code, uptime s, hint s or NaN) + uniforms (m, NDRAWS) -> delays (NaN = give up), new state."""
-    preset, p = spec.preset, spec.params
+    preset, p = CATALOG[spec.name], spec._p
     n, prev = s.n, s.prev
     if reset:
         closed_long = (code >= 0) & (uptime >= preset.reset_uptime(p))
