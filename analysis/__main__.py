@@ -1,0 +1,68 @@
+"""``python -m analysis RUN_DIR`` (a run report) or ``RUN_DIR RUN_DIR ... [--out DIR]`` (a comparison).
+
+Prints the report's path and a short summary; bad input is one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from wsstorm.errors import UsageError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m analysis`` (and ``wsstorm report``)."""
+    p = argparse.ArgumentParser(prog="wsstorm report", description=(__doc__ or "").splitlines()[0])
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folder(s); several make a comparison")
+    p.add_argument("--out", metavar="DIR", help="comparison output folder (default: reports/compare-<time>)")
+    p.add_argument("--held", type=float, default=5.0, metavar="S",
+                   help="a connection held this long counts as recovered (default 5 s)")
+    return p
+
+
+def summary_line(label: str, m: dict) -> str:
+    """One line of the printed summary table."""
+    from analysis.report import fmt
+    r = m["run"]
+    return (f"{label[:38]:<38} {fmt(r.get('herd_factor'), 'x'):>10} {fmt(r.get('recovery_T95_s'), ' s'):>12} "
+            f"{fmt(r.get('downtime_p99_s'), ' s'):>12} {fmt(r.get('wasted_per_recovered')):>8} "
+            f"{fmt(r.get('overload_s'), ' s'):>9}")
+
+
+HEADER = f"{'run / policy':<38} {'herd':>10} {'T95':>12} {'downtime p99':>12} {'wasted':>8} {'overload':>9}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.held <= 0:
+            raise UsageError("--held must be > 0 seconds")
+        for r in args.runs:
+            if not Path(r).is_dir():
+                raise UsageError(f"{r}: no such run folder")
+        if len(args.runs) == 1:
+            from analysis.report import write_report
+            page, m = write_report(args.runs[0], args.held)
+            print(page)
+            print(HEADER)
+            print(summary_line(str(m.get("policy") or m.get("run_id")), m))
+            for w in m["warnings"]:
+                print(f"warning: {w}")
+        else:
+            from analysis.compare import write_comparison
+            page, rows = write_comparison(args.runs, args.out, args.held)
+            print(page)
+            print(HEADER)
+            for label, m in rows:
+                print(summary_line(label, m))
+    except UsageError as exc:
+        print(f"wsstorm report: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
