@@ -224,7 +224,9 @@ class Worker:
         if not getattr(conn, "wss_opened", False):
             if conn.request is None:
                 age = time.monotonic() - conn.wss_t0
-                if proto.handshake_exc is not None:
+                # Only a parse error from before the TCP end is garbage: the EOF fed at the end
+                # makes a half request fail too, and that one is a timeout or an abort.
+                if conn.wss_exc_before_eof is not None:
                     self.c_bad["bad_handshake"] += 1
                 elif age >= self.opts["open_timeout"] * 0.95:
                     self.c_rejected["timeout"] += 1
@@ -255,6 +257,7 @@ class Worker:
                     super().connection_made(transport)
 
                 def connection_lost(self, exc: Exception | None) -> None:
+                    self.wss_exc_before_eof = self.protocol.handshake_exc
                     super().connection_lost(exc)
                     worker.conn_lost(self)
 

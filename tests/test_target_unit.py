@@ -1,0 +1,70 @@
+"""Unit tests of the target's pure parts: token bucket, hint format, admin auth, CLI argv, host:port."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from wsstorm.admin import authorized
+from wsstorm.control import options_to_argv
+from wsstorm.errors import UsageError
+from wsstorm.proxy import parse_hostport
+from wsstorm.servermetrics import MetricsBook
+from wsstorm.targetworker import refill, retry_reason
+
+
+@given(st.floats(0, 100), st.floats(0, 1e4), st.floats(0, 1e3), st.floats(0.01, 1e4), st.floats(1, 1e4))
+def test_refill_never_exceeds_burst_and_never_drops(tokens, last, dt, rate, burst):
+    tokens = min(tokens, burst)
+    after = refill(tokens, last, last + dt, rate, burst)
+    assert tokens <= after + 1e-9
+    assert after <= burst
+
+
+def test_refill_rate():
+    assert refill(0.0, 10.0, 11.5, 2.0, 100.0) == pytest.approx(3.0)
+    assert refill(0.0, 10.0, 9.0, 2.0, 100.0) == 0.0  # clock never runs backwards into debt
+
+
+def test_retry_reason_uses_the_contract_hint_format():
+    from wsstorm.policies import hint_from_reason  # the reader on the client side
+    assert retry_reason("overloaded", 2.5) == "overloaded; retry-after=2.5"
+    assert hint_from_reason(retry_reason("overloaded", 2.5)) == 2.5
+    assert retry_reason("overloaded", -1) == "overloaded"
+
+
+def test_authorized_needs_exact_bearer_token():
+    assert authorized({"authorization": "Bearer abc"}, "abc")
+    assert authorized({"authorization": "bearer abc"}, "abc")
+    assert not authorized({"authorization": "Bearer abd"}, "abc")
+    assert not authorized({"authorization": "abc"}, "abc")
+    assert not authorized({}, "abc")
+
+
+def test_options_to_argv():
+    assert options_to_argv({"capacity": 10, "proxy_port": 0, "uvloop": True, "retry_hint": None, "x": False}) == [
+        "--capacity", "10", "--proxy-port", "0", "--uvloop"]
+
+
+@pytest.mark.parametrize("text", ["nope", ":80", "host:", "host:99999", "host:-1"])
+def test_parse_hostport_rejects(text):
+    with pytest.raises(UsageError):
+        parse_hostport(text, "--upstream")
+
+
+def test_parse_hostport():
+    assert parse_hostport("127.0.0.1:8080", "--listen") == ("127.0.0.1", 8080)
+
+
+def test_metrics_book_totals_and_prometheus():
+    book = MetricsBook(2)
+    tick = {"proc": 1, "accepted": 3, "rejected": {"1013": 2}, "closes_sent": {"1012": 4}, "connections": 7,
+            "queue_depth": 1, "rss_bytes": 10, "cpu_pct": 5.0}
+    book.tick(tick)
+    book.tick({**tick, "accepted": 1})
+    assert book.totals["accepted"] == 4
+    assert book.totals["rejected"]["1013"] == 4
+    text = book.prometheus(["serving", "down"], 100, 50.0)
+    assert "wsstorm_handshakes_accepted_total 4.0" in text
+    assert 'wsstorm_connections{proc="1"} 7.0' in text
+    assert 'wsstorm_serving{proc="1"} 0.0' in text
