@@ -811,7 +811,7 @@ class ClientPolicy:
     def __init__(self, spec: PolicySpec, seed: int = 0, process_seed: int = 0) -> None:
         self.spec = spec
         self._rng = np.random.default_rng(_seed_seq(seed, process_seed, 1))
-        self._state = initial_state(spec, np.array([int(process_seed)], dtype=np.int64))
+        self._state = initial_state(spec, np.array([int(process_seed) % 2**63], dtype=np.int64))
 
     @property
     def retries(self) -> int:
@@ -847,13 +847,14 @@ class VectorPolicy:
             raise PolicyError(f"vector size must be >= 0, got {n}")
         self.spec = spec
         self.n = int(n)
-        ps = np.asarray(process_seed, dtype=np.int64)
+        ps = np.asarray(process_seed)
         if ps.ndim == 0:
-            ps = np.full(self.n, int(ps), dtype=np.int64)
+            ps = np.full(self.n, int(ps) % 2**63, dtype=np.int64)
             first = int(process_seed)  # type: ignore[arg-type]
         elif ps.shape != (self.n,):
             raise PolicyError(f"process_seed must be one int or {self.n} ints, got shape {ps.shape}")
         else:
+            ps = np.asarray([int(x) % 2**63 for x in ps.tolist()], dtype=np.int64) if ps.dtype.kind != "i" else ps.astype(np.int64)
             first = 0
         self._rng = np.random.default_rng(_seed_seq(seed, first, 2))
         self._state = initial_state(spec, ps)
