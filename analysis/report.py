@@ -46,7 +46,7 @@ def fmt(v: Any, unit: str = "", digits: int = 2) -> str:
             return "n/a"
         if math.isinf(v):
             return "not reached"
-        if v.is_integer() and abs(v) >= 100:
+        if v.is_integer():
             return f"{int(v):,}{unit}"
         return f"{v:,.{digits}f}{unit}"
     if isinstance(v, int):
