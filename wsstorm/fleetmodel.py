@@ -54,6 +54,7 @@ class ModelConfig:
     burst: float                   # token bucket size (the embedded target: rate/10, at least 1)
     handshake_cost_ms: float       # CPU per accepted handshake
     base_cost_ms: float = 0.5      # CPU per attempt that reaches the server, whatever its fate
+    close_cost_ms: float = 0.0     # CPU per close the server sends: a restart's 1012s go out over time
     cpu_ms_per_s: float = 1000.0   # server CPU (ms per second) for the handshake queue, all workers
     workers: int = 1
     overload: str = "close"        # close | http | refuse
@@ -327,7 +328,7 @@ class FleetModel:
                 detail = "drain"
             else:
                 down = float(p.get("down", 0.0))
-                self._close(self._open_idx(proc), "1012", t, tick)
+                self._close_paced(self._open_idx(proc), tick)
                 up = tick + int(round(down / self.dt))
                 if proc is None or self.cfg.workers == 1:
                     self._reset_queue(t, tick)
@@ -372,6 +373,19 @@ class FleetModel:
         else:
             ok, detail = False, f"{f.action} is not modelled by the simulator"
         self.fault_log.append({"at": t, "fault": f.action, "params": dict(p), "ok": ok, "detail": detail})
+
+    def _close_paced(self, idx: np.ndarray, tick: int) -> None:
+        """Close with 1012 as fast as the server's CPU sends close frames (all at once if that costs nothing)."""
+        c = self.cfg
+        per_tick = c.cpu_ms_per_s * self.dt / c.close_cost_ms if c.close_cost_ms > 0 else idx.size
+        per_tick = max(1, int(per_tick))
+        self.rng.shuffle(idx)
+        if idx.size <= per_tick:
+            self._close(idx, "1012", tick * self.dt, tick)
+            return
+        for j, a in enumerate(range(0, idx.size, per_tick)):
+            part = idx[a:a + per_tick]
+            self.drains.setdefault(tick + j, []).append((part, self.conn_seq[part].copy()))
 
     def _drain(self, p: dict[str, Any], t: float, tick: int) -> None:
         idx = self._open_idx(p.get("proc"))

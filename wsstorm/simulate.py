@@ -27,9 +27,11 @@ from wsstorm.errors import UsageError
 from wsstorm.fleetmodel import DISRUPTIONS, SERIES_COLUMNS, FaultAt, FleetModel, ModelConfig, ModelResult, recovery
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
-# Per-attempt server CPU on top of handshake_cost_ms: the websockets handshake itself in
-# Python (parse, accept, upgrade), measured against the embedded target.
-BASE_COST_MS = 0.6
+# Server CPU per attempt on top of handshake_cost_ms (the websockets handshake itself in Python:
+# accept, parse, upgrade), and per close frame sent: calibrated against the embedded target on
+# this project's 2-core machine, where a 2,000-user restart opened ~200 connections/s.
+BASE_COST_MS = 3.0
+CLOSE_COST_MS = 1.0
 DOWNTIME_SAMPLE = 100_000
 SWEEP_POLICIES = ("immediate", "exponential", "full-jitter", "decorrelated-jitter", "code-aware")
 
@@ -86,6 +88,7 @@ def load_scenario(name: str) -> Any:
 
 def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
                  connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, base_cost_ms: float = BASE_COST_MS,
+                 close_cost_ms: float = CLOSE_COST_MS,
                  retry_after: float | None = None) -> tuple[ModelConfig, float]:
     """The model for a scenario scaled to ``clients`` (every per-server quantity times clients/users); returns (config, scale)."""
     k = clients / sc.users
@@ -105,7 +108,7 @@ def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
     cfg = ModelConfig(
         clients=clients, duration=float(sc.duration), spawn_rate=sc.spawn_rate * k,
         capacity=max(1, int(round(tg.capacity * k))), handshake_rate=rate, burst=max(1.0, rate / 10.0),
-        handshake_cost_ms=float(tg.handshake_cost_ms), base_cost_ms=base_cost_ms,
+        handshake_cost_ms=float(tg.handshake_cost_ms), base_cost_ms=base_cost_ms, close_cost_ms=close_cost_ms,
         cpu_ms_per_s=1000.0 * tg.workers * k, workers=tg.workers, overload=tg.overload,
         retry_after=retry_after, connect_timeout=connect_timeout,
         ping_interval=float(cl.ping_interval or 5.0), pong_timeout=float(cl.pong_timeout or 5.0),
@@ -172,7 +175,7 @@ def write_run(out: Path, sc: Any, spec: Any, cfg: ModelConfig, scale: float, res
         "target": {"capacity": cfg.capacity, "handshake_rate": cfg.handshake_rate, "handshake_burst": cfg.burst,
                    "handshake_cost_ms": cfg.handshake_cost_ms, "overload": cfg.overload},
         "simulation": {
-            "scale": scale, "scenario_users": sc.users, "dt": cfg.dt, "base_cost_ms": cfg.base_cost_ms,
+            "scale": scale, "scenario_users": sc.users, "dt": cfg.dt, "base_cost_ms": cfg.base_cost_ms, "close_cost_ms": cfg.close_cost_ms,
             "cpu_ms_per_s": cfg.cpu_ms_per_s, "connect_timeout": cfg.connect_timeout,
             "held_s": cfg.held_s, "downtimes_total": int(res.downtimes.size),
             "downtimes_written": int(d.size), "wall_s": round(wall_s, 3),
