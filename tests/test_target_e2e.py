@@ -153,6 +153,8 @@ def test_crash_ends_tcp_without_close_frame_and_comes_back(tmp_path):
         for ws in clients:
             code, how = close_of(ws)
             assert code == 1006 and how in ("eof", "reset")
+        # Once the supervisor has seen the process die, nothing listens: refused.
+        wait_for(lambda: t.status()["procs"][0]["state"] == "down", timeout=2)
         assert attempt(t.url)[0] == "refused"
         ws = wait_for(lambda: (lambda r: r[1] if r[0] == "open" else None)(attempt(t.url)), timeout=6)
         assert time.monotonic() - t0 >= 1.4
@@ -232,3 +234,19 @@ def test_port_in_use_is_a_usage_error():
         port = int(t.url.rsplit(":", 1)[1])
         with pytest.raises(UsageError, match="in use"):
             start_target(port=port)
+
+
+def test_stop_leaves_no_process_behind():
+    import psutil
+
+    t = start_target(capacity=5, workers=2, proxy_port=0)
+    pids = [t.pid] + [p["pid"] for p in t.status()["procs"]]
+    family = pids + [c.pid for c in psutil.Process(t.pid).children(recursive=True)]
+    t.stop()
+    time.sleep(0.2)
+    assert [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"] == []
+
+
+def test_unwritable_metrics_out_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="metrics-out"):
+        start_target(metrics_out=tmp_path / "no" / "such" / "dir" / "server.jsonl")

@@ -133,7 +133,11 @@ class Supervisor:
         self.expected_exit: list[bool] = [False] * n
         self.ready_waiters: list[asyncio.Future | None] = [None] * n
         self.book = MetricsBook(n)
-        self.out: TextIO | None = open(args.metrics_out, "a", buffering=1) if args.metrics_out else None
+        try:
+            self.out: TextIO | None = open(args.metrics_out, "a", buffering=1) if args.metrics_out else None
+        except OSError as exc:
+            self.reserve.close()
+            raise UsageError(f"--metrics-out {args.metrics_out}: {exc.strerror or exc}") from None
         self.proxy: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop_event = asyncio.Event()
