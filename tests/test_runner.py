@@ -1,0 +1,89 @@
+"""Runner pieces that need no processes: policy lists, Locust command lines, summaries, folders."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from wsstorm import runner, scenarios
+from wsstorm.errors import UsageError
+from wsstorm.progress import RunMonitor, Tail
+
+
+def test_split_policies_keeps_parameter_lists_whole():
+    assert runner.split_policies("immediate, exponential,full-jitter:base=0.5,cap=30,code-aware") == [
+        "immediate", "exponential", "full-jitter:base=0.5,cap=30", "code-aware"]
+    with pytest.raises(UsageError):
+        runner.split_policies(" , ")
+
+
+def test_locust_argv(tmp_path: Path):
+    sc = scenarios.with_overrides(scenarios.load("restart"), users=30, duration=12.5)
+    plan = runner.Plan(scenario=sc, policies=("full-jitter",), processes=2, client={"ping_interval": 2.0},
+                       locustfile=runner.find_locustfile(), host="ws://127.0.0.1:1",
+                       admin=("http://127.0.0.1:2", "secret"))
+    argv = runner.locust_argv(plan, tmp_path / "r1", "full-jitter", 7, tmp_path / "s.toml", 5999)
+    text = " ".join(argv)
+    assert argv[1:3] == ["-m", "locust"] and Path(argv[4]).name == "locustfile.py"
+    for part in ["--headless", "-u 30", "-t 13s", "--seed 7", "--run-id r1", "--policy full-jitter",
+                 "--ping-interval 2", "--host ws://127.0.0.1:1", "--processes 2", "--master-bind-port 5999",
+                 "--master-port 5999", "--target-token secret", f"--scenario {tmp_path / 's.toml'}",
+                 f"--csv {tmp_path / 'r1' / 'locust'}", "--only-summary"]:
+        assert part in text, part
+    assert "secret" not in " ".join(runner._redact(argv))
+
+
+def test_locustfile_is_found_from_anywhere(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert runner.find_locustfile() == Path(runner.__file__).resolve().parent.parent / "locustfile.py"
+
+
+def test_new_dir_never_reuses_a_folder(tmp_path: Path):
+    a, b = runner.new_dir(tmp_path, "x"), runner.new_dir(tmp_path, "x")
+    assert a != b and a.is_dir() and b.is_dir()
+    assert runner.safe_name("full-jitter:base=0.5,cap=30") == "full-jitter_base_0.5_cap_30"
+
+
+def test_monitor_tails_run_folder_and_summary(tmp_path: Path):
+    shard = tmp_path / "events-local.jsonl"
+    lines = [{"event": "open", "t": 1.0}, {"event": "open", "t": 1.1},
+             {"event": "close", "code": 1012, "t": 5.0}, {"event": "fail", "kind": "refused", "t": 5.5}]
+    shard.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"event": "ope')  # a torn last line
+    (tmp_path / "server.jsonl").write_text(
+        json.dumps({"type": "tick", "t": 10.0, "proc": 0, "connections": 7}) + "\n"
+        + json.dumps({"type": "tick", "t": 10.0, "proc": 1, "connections": 5}) + "\n")
+    mon = RunMonitor(tmp_path)
+    mon.poll()
+    assert mon.events == Counter(open=2, close=1, fail=1) and mon.connected == 12
+    assert mon.recent() == Counter({1012: 1})
+    with open(shard, "a") as fh:
+        fh.write('n", "t": 6}\n')  # the torn line completes
+    mon.poll()
+    assert mon.events["open"] == 3 and mon.open_now == 2
+    res = runner.RunResult(run_dir=tmp_path, policy="immediate", seed=1, monitor=mon,
+                           metrics={"herd_factor": 3.14159, "recovery_T95_s": float("nan")})
+    header, rows = runner.summary_rows([res])
+    row = dict(zip(header, rows[0]))
+    assert row["opens"] == "3" and row["closes"] == "1012x1" and row["fails"] == "refusedx1"
+    assert row["herd"] == "3.1" and row["T95 s"] == "-"
+
+
+def test_tail_reads_only_new_lines(tmp_path: Path):
+    p = tmp_path / "x.jsonl"
+    tail = Tail(p)
+    assert tail.read() == []
+    p.write_text('{"a": 1}\nnot json\n')
+    assert tail.read() == [{"a": 1}]
+    assert tail.read() == []
+
+
+def test_index_links_each_report(tmp_path: Path):
+    rep = tmp_path / "restart" / "report.html"
+    rep.parent.mkdir()
+    rep.write_text("x")
+    index = runner.write_index(tmp_path, [("restart", rep, ""), ("<b>", None, "comparison failed")])
+    text = index.read_text()
+    assert 'href="restart/report.html"' in text and "&lt;b&gt;" in text
