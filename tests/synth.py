@@ -197,10 +197,11 @@ def wasted_loop(n: int = 100, loops: int = 4, t_restart: float = 10.0, hold: flo
     return r
 
 
-def realistic(n_events: int = 1_000_000, users: int = 5000, seed: int = 1, duration: float = 300.0) -> SynthRun:
+def realistic(n_events: int = 1_000_000, users: int | None = None, seed: int = 1, duration: float = 300.0) -> SynthRun:
     """A plausible mixed run of about n_events events: restarts, 1013 loops,
     refusals, 503s, timeouts, 1006 drops; spread over two worker shards."""
     rng = random.Random(seed)
+    users = users or max(n_events // 78, 1)
     r = SynthRun(run="bench", capacity=users, handshake_rate=max(users // 20, 1))
     disruptions = [duration * k / 5 for k in (1, 2, 3, 4)]
     for d in disruptions:
@@ -228,7 +229,7 @@ def realistic(n_events: int = 1_000_000, users: int = 5000, seed: int = 1, durat
             r.open(u, t + 0.005, connect_ms=5)
             attempt = 1
             nxt = next((d for d in disruptions if d > t), duration)
-            up = min(rng.expovariate(1 / 20), nxt - t) if rng.random() < 0.9 else rng.uniform(0.01, 0.5)
+            up = min(rng.expovariate(1 / 8), nxt - t) if rng.random() < 0.9 else rng.uniform(0.01, 0.5)
             code = 1013 if up < 0.5 else rng.choice(codes)
             t += 0.005 + max(up, 0.001)
             if t >= duration - 1:
