@@ -57,7 +57,7 @@ def test_monitor_tails_run_folder_and_summary(tmp_path: Path):
         + json.dumps({"type": "tick", "t": 10.0, "proc": 1, "connections": 5}) + "\n")
     mon = RunMonitor(tmp_path)
     mon.poll()
-    assert mon.events == Counter(open=2, close=1, fail=1) and mon.connected == 12
+    assert mon.events == Counter(open=2, close=1, fail=1) and mon.connected == 12 and mon.peak_connected == 12
     assert mon.recent() == Counter({1012: 1})
     with open(shard, "a") as fh:
         fh.write('n", "t": 6}\n')  # the torn line completes

@@ -62,7 +62,8 @@ class RunMonitor:
     fails: collections.Counter = field(default_factory=collections.Counter)
     faults: list[dict[str, Any]] = field(default_factory=list)
     open_now: int = 0
-    peak_connected: int = 0
+    peak_open: int = 0
+    tick_sums: collections.Counter = field(default_factory=collections.Counter)
     last_event_t: float = 0.0
 
     def _tail(self, path: Path) -> Tail:
@@ -78,9 +79,17 @@ class RunMonitor:
                 self._event(ev)
         for tick in self._tail(self.run_dir / "server.jsonl").read():
             if tick.get("type") == "tick" and isinstance(tick.get("connections"), int):
-                self.server_conns[tick.get("proc")] = (float(tick.get("t") or 0), tick["connections"])
+                t = float(tick.get("t") or 0)
+                self.server_conns[tick.get("proc")] = (t, tick["connections"])
+                self.tick_sums[round(t)] += tick["connections"]
         self.faults.extend(self._tail(self.run_dir / "faults.jsonl").read())
-        self.peak_connected = max(self.peak_connected, self.connected or 0)
+
+    @property
+    def peak_connected(self) -> int:
+        """Most clients connected at once: from the server's ticks, else from opens - closes."""
+        if self.tick_sums:
+            return max(self.tick_sums.values())
+        return self.peak_open
 
     def _event(self, ev: dict[str, Any]) -> None:
         kind = str(ev.get("event"))
@@ -90,6 +99,7 @@ class RunMonitor:
             self.last_event_t = max(self.last_event_t, float(t))
         if kind == "open":
             self.open_now += 1
+            self.peak_open = max(self.peak_open, self.open_now)
         elif kind == "close":
             self.open_now -= 1
             code = ev.get("code")

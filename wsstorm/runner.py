@@ -32,7 +32,7 @@ from wsstorm.progress import Progress, RunMonitor, codes_text
 DEFAULT_COMPARE = "immediate,exponential,full-jitter,code-aware"
 DEMO_POLICIES = "immediate,exponential,full-jitter,code-aware,socketio"
 DEMO_SCENARIOS = "restart,overload"
-DEMO_SIZE = {"users": 200, "duration": 20.0}  # per run: 2 scenarios x 5 policies fit in 5 minutes on 2 cores
+DEMO_SIZE = {"users": 200, "duration": 18.0}  # per run: 2 scenarios x 5 policies fit in 5 minutes on 2 cores
 STARTUP_GRACE_S = 60.0  # Locust + target start-up, and its orderly stop, beyond the run's duration
 STOP_GRACE_S = 20.0  # after SIGTERM, how long Locust may take to stop users, flush and stop the target
 REPORT_TIMEOUT_S = 300.0
@@ -312,6 +312,7 @@ class RunResult:
     run_dir: Path
     policy: str
     seed: int
+    scenario: str = ""
     exit_code: int | None = None  # Locust's
     interrupted: bool = False
     timed_out: bool = False
@@ -379,7 +380,7 @@ def run_one(plan: Plan, run_dir: Path, policy: str, seed: int, label: str, progr
             stopper: Stopper) -> RunResult:
     """One Locust run into ``run_dir``; returns when it ended, timed out, or a stop was requested."""
     sc = plan.scenario
-    result = RunResult(run_dir=run_dir, policy=policy, seed=seed)
+    result = RunResult(run_dir=run_dir, policy=policy, seed=seed, scenario=sc.name)
     scenario_file = run_dir / "scenario.toml"
     scenario_file.write_text(scenarios.to_toml(sc), encoding="utf-8")
     argv = locust_argv(plan, run_dir, policy, seed, scenario_file,
@@ -419,7 +420,6 @@ def run_one(plan: Plan, run_dir: Path, policy: str, seed: int, label: str, progr
     result.exit_code = proc.returncode
     final = RunMonitor(run_dir)  # a fresh full read, now that every writer has stopped
     final.poll()
-    final.peak_connected = max(final.peak_connected, mon.peak_connected)
     result.monitor = final
     return result
 
@@ -485,19 +485,22 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- summary
 
 SUMMARY_METRICS = [("herd_factor", "herd", "{:.1f}"), ("recovery_T95_s", "T95 s", "{:.1f}"),
-                   ("downtime_p95_s", "down p95 s", "{:.1f}"), ("wasted_per_recovered", "wasted/rec", "{:.2f}")]
+                   ("downtime_p99_s", "down p99 s", "{:.1f}"), ("wasted_per_recovered", "wasted/rec", "{:.1f}"),
+                   ("overload_s", "overload s", "{:.0f}")]
 
 
 def summary_rows(results: list[RunResult]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (pure)."""
-    header = ["run", "policy", "opens", "closes", "fails", "dead", "peak conn"]
+    several = len({r.scenario for r in results}) > 1
+    header = ["run", *(["scenario"] if several else []), "policy", "opens", "closes", "fails", "dead", "peak conn"]
     metric_cols = [m for m in SUMMARY_METRICS if any(m[0] in r.metrics for r in results)]
     header += [label for _, label, _ in metric_cols]
     rows = []
     for r in results:
         mon = r.monitor or RunMonitor(r.run_dir)
         fails = " ".join(f"{k}x{n}" for k, n in mon.fails.most_common(3)) or "-"
-        row = [r.run_dir.name + (" (interrupted)" if r.interrupted else ""), r.policy, str(mon.events.get("open", 0)),
+        row = [r.run_dir.name + (" (interrupted)" if r.interrupted else ""), *([r.scenario] if several else []),
+               r.policy, str(mon.events.get("open", 0)),
                codes_text(mon.closes, 4), fails, str(mon.events.get("dead", 0)), str(mon.peak_connected)]
         for key, _, fmt in metric_cols:
             v = r.metrics.get(key)
@@ -625,7 +628,7 @@ def _cmd_compare(plans: list[Plan], args: argparse.Namespace, root: str | None) 
                 report = _find_report(folder)
                 err = "" if code == 0 and report else f"comparison failed (exit {code}): {tail}"
                 for r in results:
-                    r.metrics = read_metrics(r.run_dir) or _compare_metrics(folder, r.run_dir)
+                    r.metrics = _compare_metrics(folder, r.run_dir) or read_metrics(r.run_dir)
                 reports.append((plan.scenario.name, report, err))
             else:
                 reports.append((plan.scenario.name, None, ""))
@@ -644,20 +647,17 @@ def _cmd_compare(plans: list[Plan], args: argparse.Namespace, root: str | None) 
 
 
 def _compare_metrics(folder: Path, run_dir: Path) -> dict[str, Any]:
-    """Per-run metrics from the comparison's metrics.json, when it lists runs by folder name."""
-    try:
-        data = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    runs = data.get("runs") if isinstance(data, dict) else None
-    if isinstance(runs, dict):
-        entry = runs.get(run_dir.name) or runs.get(str(run_dir))
-        if isinstance(entry, dict):
-            return entry.get("run", entry)
-    if isinstance(runs, list):
-        for entry in runs:
-            if isinstance(entry, dict) and run_dir.name in (str(entry.get("run_dir", "")), str(entry.get("run", ""))):
-                return entry.get("metrics", entry)
+    """The metrics of run_dir's group (policy) from the comparison's compare.json, or {}."""
+    for name in ("compare.json", "metrics.json"):
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        groups = data.get("groups") if isinstance(data, dict) else None
+        for group in groups if isinstance(groups, list) else []:
+            folders = group.get("folders", []) if isinstance(group, dict) else []
+            if any(Path(f).name == run_dir.name and Path(f).parent.name == run_dir.parent.name for f in folders):
+                return group
     return {}
 
 
