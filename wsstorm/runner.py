@@ -492,15 +492,17 @@ SUMMARY_METRICS = [("herd_factor", "herd", "{:.1f}"), ("recovery_T95_s", "T95 s"
 def summary_rows(results: list[RunResult]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (pure)."""
     several = len({r.scenario for r in results}) > 1
-    header = ["run", *(["scenario"] if several else []), "policy", "opens", "closes", "fails", "dead", "peak conn"]
+    named = len(results) > 1  # a single run's folder is printed under the table instead
+    header = [*(["run"] if named else []), *(["scenario"] if several else []), "policy", "opens", "closes",
+              "fails", "dead", "peak conn"]
     metric_cols = [m for m in SUMMARY_METRICS if any(m[0] in r.metrics for r in results)]
     header += [label for _, label, _ in metric_cols]
     rows = []
     for r in results:
         mon = r.monitor or RunMonitor(r.run_dir)
         fails = " ".join(f"{k}x{n}" for k, n in mon.fails.most_common(3)) or "-"
-        row = [r.run_dir.name + (" (interrupted)" if r.interrupted else ""), *([r.scenario] if several else []),
-               r.policy, str(mon.events.get("open", 0)),
+        row = [*([r.run_dir.name] if named else []), *([r.scenario] if several else []),
+               r.policy + (" (interrupted)" if r.interrupted else ""), str(mon.events.get("open", 0)),
                codes_text(mon.closes, 4), fails, str(mon.events.get("dead", 0)), str(mon.peak_connected)]
         for key, _, fmt in metric_cols:
             v = r.metrics.get(key)
