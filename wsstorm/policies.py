@@ -1,8 +1,11 @@
 """Reconnect policies: pure, seeded rules for the delay before the next attempt (docs/contracts.md).
 
 The core is one pure function, :func:`decide`: policy state + outcome + uniform draws in,
-delays + new state out, on numpy arrays. :class:`ClientPolicy` (one client, scalar API) and
-:class:`VectorPolicy` (a fleet, array API) are thin stateful wrappers with their own seeded RNG.
+delays + new state out, on numpy arrays; :class:`VectorPolicy` (a fleet) wraps it. Its scalar
+twin :func:`decide_scalar` (plain floats, each preset's `_s_*` next to its `_d_*`) gives the same
+floats for one client in microseconds; :class:`ClientPolicy` wraps that, because a Locust
+process decides thousands of reconnects at once and must not measure itself.
+tests/test_policies_scalar.py holds the twins equal, step by step, for every preset.
 """
 
 from __future__ import annotations
@@ -570,28 +573,36 @@ def _capped(p: Mapping[str, float]) -> float:
 
 _PRESETS: list[Preset] = [
     Preset("none", "never reconnect", "baseline", "-", (), _d_none, lambda p: 0.0, _on_open, scalar=_s_none),
-    Preset("immediate", "0 s, always", "the anti-pattern", "on open", (), _d_immediate, lambda p: 0.0, _on_open, scalar=_s_immediate),
+    Preset(
+        "immediate", "0 s, always", "the anti-pattern", "on open",
+        (), _d_immediate, lambda p: 0.0, _on_open, scalar=_s_immediate,
+    ),
     Preset(
         "fixed", "constant delay", "-", "on open",
-        (Param("delay", 1.0, help="delay, s"),), _d_fixed, lambda p: p["delay"], _on_open, scalar=_s_fixed,
+        (Param("delay", 1.0, help="delay, s"),), _d_fixed, lambda p: p["delay"], _on_open,
+        scalar=_s_fixed,
     ),
     Preset(
         "exponential", "min(cap, base*2^n), no jitter", "AWS Arch. Blog 2015", "after min_uptime (0: on open)",
-        (_P_BASE, _P_CAP, _P_FACTOR, _P_UPTIME0), _d_exponential, _capped, _by_param, check=_need("cap", "base"), scalar=_s_exponential,
+        (_P_BASE, _P_CAP, _P_FACTOR, _P_UPTIME0), _d_exponential, _capped, _by_param, check=_need("cap", "base"),
+        scalar=_s_exponential,
     ),
     Preset(
         "full-jitter", "U(0, min(cap, base*2^n))", "AWS Arch. Blog 2015", "after min_uptime (0: on open)",
-        (_P_BASE, _P_CAP, _P_FACTOR, _P_UPTIME0), _d_full, _capped, _by_param, check=_need("cap", "base"), scalar=_s_full,
+        (_P_BASE, _P_CAP, _P_FACTOR, _P_UPTIME0), _d_full, _capped, _by_param, check=_need("cap", "base"),
+        scalar=_s_full,
     ),
     Preset(
         "equal-jitter", "t=min(cap, base*2^n); t/2 + U(0, t/2)", "AWS Arch. Blog 2015",
         "after min_uptime (0: on open)",
-        (_P_BASE, _P_CAP, _P_FACTOR, _P_UPTIME0), _d_equal, _capped, _by_param, check=_need("cap", "base"), scalar=_s_equal,
+        (_P_BASE, _P_CAP, _P_FACTOR, _P_UPTIME0), _d_equal, _capped, _by_param, check=_need("cap", "base"),
+        scalar=_s_equal,
     ),
     Preset(
         "decorrelated-jitter", "min(cap, U(base, 3*previous))", "AWS Arch. Blog 2015",
         "after min_uptime (0: on open)",
-        (_P_BASE, _P_CAP, _P_UPTIME0), _d_decorrelated, _capped, _by_param, check=_need("cap", "base"), scalar=_s_decorrelated,
+        (_P_BASE, _P_CAP, _P_UPTIME0), _d_decorrelated, _capped, _by_param, check=_need("cap", "base"),
+        scalar=_s_decorrelated,
     ),
     Preset(
         "code-aware", "1012: U(1,5); 1013/503/refused: equal jitter; 1006: full jitter; hint wins",
@@ -608,7 +619,8 @@ _PRESETS: list[Preset] = [
         _d_code_aware,
         lambda p: max(p["cap"], p["restart_max"], p["hint_cap"]),
         _by_param,
-        check=_checks(_need("cap", "base"), _need("restart_max", "restart_min")), scalar=_s_code_aware,
+        check=_checks(_need("cap", "base"), _need("restart_max", "restart_min")),
+        scalar=_s_code_aware,
     ),
     Preset(
         "socketio", "base*2^n +/- 50% jitter, THEN min(5 s); reset every close", "socket.io-client backo2",
@@ -620,7 +632,8 @@ _PRESETS: list[Preset] = [
             Param("jitter", 0.5, hi=1.0, help="randomizationFactor"),
             _P_ATTEMPTS,
         ),
-        _d_socketio, _capped, _on_open, check=_need("cap", "base"), scalar=_s_socketio,
+        _d_socketio, _capped, _on_open, check=_need("cap", "base"),
+        scalar=_s_socketio,
     ),
     Preset(
         "reconnecting-websocket", "min(10 s, m*1.3^n), m = 1 s + U(0,4 s) once per process",
@@ -633,17 +646,20 @@ _PRESETS: list[Preset] = [
             Param("min_uptime", 5.0, allow_inf=True, help="minUptime, s"),
             _P_ATTEMPTS,
         ),
-        _d_rws, _capped, _by_param, const=_rws_min, check=_need("cap", "min_delay"), scalar=_s_rws,
+        _d_rws, _capped, _by_param, const=_rws_min, check=_need("cap", "min_delay"),
+        scalar=_s_rws,
     ),
     Preset(
         "signalr", "[0, 2, 10, 30] s, then give up", "ASP.NET Core SignalR DefaultReconnectPolicy", "on open",
-        (), _d_signalr, lambda p: 30.0, _on_open, scalar=_s_signalr,
+        (), _d_signalr, lambda p: 30.0, _on_open,
+        scalar=_s_signalr,
     ),
     Preset(
         "phoenix", "[10,50,100,150,200,250,500,1000,2000] ms, then 5 s; none after 1000", "phoenix.js Socket",
         "on open",
         (Param("rejoin", 0.0, choices=(0.0, 1.0), help="1: the channel rejoin timer [1,2,5] s then 10 s"),),
-        _d_phoenix, lambda p: 10.0 if p["rejoin"] else 5.0, _on_open, scalar=_s_phoenix,
+        _d_phoenix, lambda p: 10.0 if p["rejoin"] else 5.0, _on_open,
+        scalar=_s_phoenix,
     ),
     Preset(
         "grpc", "1 s, then min(120 s, 1.6^n) * (1 +/- 0.2)", "gRPC connection-backoff spec", "on open (READY)",
@@ -653,13 +669,15 @@ _PRESETS: list[Preset] = [
             Param("jitter", 0.2, hi=1.0, help="JITTER"),
             Param("cap", 120.0, help="MAX_BACKOFF, s"),
         ),
-        _d_grpc, lambda p: p["cap"] * (1 + p["jitter"]), _on_open, check=_need("cap", "base"), scalar=_s_grpc,
+        _d_grpc, lambda p: p["cap"] * (1 + p["jitter"]), _on_open, check=_need("cap", "base"),
+        scalar=_s_grpc,
     ),
     Preset(
         "centrifuge", "min(20 s, 0.5 s + U(0, min(20 s, 0.5 s*2^n))); none after 3500-3999/4500-4999",
         "centrifuge-js", "on open",
         (Param("base", 0.5, help="minReconnectDelay, s"), Param("cap", 20.0, help="maxReconnectDelay, s")),
-        _d_centrifuge, _capped, _on_open, check=_need("cap", "base"), scalar=_s_centrifuge,
+        _d_centrifuge, _capped, _on_open, check=_need("cap", "base"),
+        scalar=_s_centrifuge,
     ),
     Preset(
         "websockets-py", "close: 0 s; failures: U(0,5), then 3.1 s x1.618 to 90 s", "python websockets client",
@@ -671,7 +689,8 @@ _PRESETS: list[Preset] = [
             Param("cap", 90.0, help="BACKOFF_MAX_DELAY, s"),
         ),
         _d_websockets, lambda p: max(p["cap"], p["initial"]), _on_open,
-        counts=_closes_never_count, check=_need("cap", "base"), scalar=_s_websockets,
+        counts=_closes_never_count, check=_need("cap", "base"),
+        scalar=_s_websockets,
     ),
 ]
 
@@ -976,7 +995,7 @@ def on_open_scalar(spec: PolicySpec, s: ScalarState) -> ScalarState:
 def decide_scalar(
     spec: PolicySpec, s: ScalarState, code: int, uptime: float, hint: float, u0: float, u1: float, reset: bool = True
 ) -> tuple[float, ScalarState]:
-    """Scalar twin of :func:`decide` for one client (plain floats, ~100x faster than 1-element arrays).
+    """Scalar twin of :func:`decide` for one client (plain floats, ~10x faster than 1-element arrays).
 
     Same rules and the same floats bit for bit as `decide` given the same uniforms (u0, u1) =
     u[i, 0], u[i, 1]; tests/test_policies_scalar.py checks it step by step for every preset.
@@ -1049,9 +1068,8 @@ class ClientPolicy:
     def _state(self) -> PolicyState:
         # the state as 1-element arrays, for code written against the array core
         s = self._s
-        return PolicyState(
-            np.array([s.n], dtype=np.int64), np.array([s.prev]), np.array([s.last]), np.array([s.tokens]), np.array([s.const])
-        )
+        n = np.array([s.n], dtype=np.int64)
+        return PolicyState(n, np.array([s.prev]), np.array([s.last]), np.array([s.tokens]), np.array([s.const]))
 
     def opened(self) -> None:
         """A connection opened: apply reset rules that fire on open (and the budget's refund)."""
