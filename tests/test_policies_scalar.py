@@ -234,3 +234,11 @@ def test_next_delay_is_cheap():
             per_call.append((time.perf_counter() - t0) / 10)
     # ~6 us here for next_delay + opened; a 40 us bound still fails if numpy came back per call
     assert statistics.median(per_call) < 40e-6, statistics.median(per_call)
+
+
+def test_a_budget_wait_is_clamped_like_every_delay():
+    """refill so small that the wait overflows: both twins clamp it to 1e12 s (finite, <= spec.cap)."""
+    spec = parse_policy("fixed+budget:tokens=1,cost=2,refill=1e-320,wait=1")
+    assert spec.cap == 1e12
+    assert spec.client().next_delay(Outcome(fail="refused")) == 1e12
+    assert spec.vector(2).next_delays(None, -1).tolist() == [1e12, 1e12]

@@ -756,7 +756,7 @@ class PolicySpec:
         """The largest delay this spec can return (inf if unbounded)."""
         c = min(float(self.preset.cap(self.params)), _MAX_DELAY)
         if self.budget is not None and self.budget.wait and self.budget.refill > 0:
-            c = max(c, self.budget.cost / self.budget.refill)
+            c = min(max(c, self.budget.cost / self.budget.refill), _MAX_DELAY)
         return c
 
     def __str__(self) -> str:
@@ -956,7 +956,9 @@ def decide(
         live = ~np.isnan(d)
         short = live & (tokens < b.cost)
         if b.wait and b.refill > 0:
-            d = np.where(short, np.maximum(d, (b.cost - tokens) / b.refill), d)
+            with np.errstate(over="ignore"):  # a tiny refill: the wait is clamped like every delay
+                need = np.minimum((b.cost - tokens) / b.refill, _MAX_DELAY)
+            d = np.where(short, np.maximum(d, need), d)
         else:
             d = np.where(short, np.nan, d)
         tokens = np.where(~np.isnan(d), tokens - b.cost, tokens)
@@ -1024,6 +1026,8 @@ def decide_scalar(
         if d == d and tokens < b.cost:
             if b.wait and b.refill > 0:
                 need = (b.cost - tokens) / b.refill
+                if need > _MAX_DELAY:
+                    need = _MAX_DELAY
                 if need > d:
                     d = need
             else:
