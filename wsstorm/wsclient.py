@@ -2,13 +2,19 @@
 
 websocket-client validates Close frames itself and drops invalid ones (and plain
 ``recv()`` replaces the code), so frames are read here with our own frame buffer
-and the Close payload is parsed by :func:`parse_close_payload`.
+and the Close payload is parsed by :func:`parse_close_payload`. The opening
+handshake is ours too (same request, same checks, same exceptions), because
+websocket-client reads the response one byte per recv call.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import errno
+import hashlib
+import hmac
+import os
 import socket
 import ssl
 import time
@@ -16,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from websocket import ABNF, WebSocket
-from websocket._abnf import frame_buffer
+from websocket import ABNF
+from websocket._abnf import continuous_frame
 from websocket._exceptions import (
     WebSocketAddressException,
     WebSocketBadStatusException,
@@ -26,6 +32,7 @@ from websocket._exceptions import (
     WebSocketProtocolException,
     WebSocketTimeoutException,
 )
+from websocket._handshake import CookieJar  # websocket-client's process-wide jar, kept as it was
 
 # RFC 6455 7.4 + IANA "WebSocket Close Code Number Registry": codes a peer may send.
 # 1004 is reserved; 1005, 1006 and 1015 must never be on the wire; 1016-2999 are
@@ -149,30 +156,6 @@ class PeerEOF(ConnectionError):
     """The peer closed TCP (FIN) without a Close frame."""
 
 
-class _FrameBuffer(frame_buffer):
-    """websocket-client's frame buffer, minus its Close-frame validation (we parse those)."""
-
-    def recv_frame(self) -> ABNF:
-        with self.lock:
-            if self.needs_header():
-                self.recv_header()
-            fin, rsv1, rsv2, rsv3, opcode, has_mask, _ = self.header
-            if self.needs_length():
-                self.recv_length()
-            length = self.length
-            if self.needs_mask():
-                self.recv_mask()
-            mask_value = self.mask_value
-            payload = self.recv_strict(length)
-            if has_mask:
-                payload = ABNF.mask(mask_value, payload)
-            self.clear()
-            frame = ABNF(fin, rsv1, rsv2, rsv3, opcode, has_mask, payload)
-            if opcode != ABNF.OPCODE_CLOSE:
-                frame.validate(self.skip_utf8_validation)
-        return frame
-
-
 @dataclass
 class Incoming:
     """One thing read from an open connection."""
@@ -180,6 +163,7 @@ class Incoming:
     kind: str  # message, pong, ping, close
     data: bytes = b""
     close: CloseInfo | None = None
+
 
 
 def resolve(url: str, timeout: float) -> tuple[str, int, bool, tuple]:
@@ -190,12 +174,113 @@ def resolve(url: str, timeout: float) -> tuple[str, int, bool, tuple]:
     secure = parts.scheme == "wss"
     host = parts.hostname or ""
     port = parts.port or (443 if secure else 80)
-    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    return host, port, secure, infos[0][4]
+    return host, port, secure, _sockaddr(host, port)
+
+
+def _sockaddr(host: str, port: int) -> tuple:
+    # An IP literal needs no resolver: under gevent getaddrinfo goes through a thread pool,
+    # which cost more CPU than the rest of an open. Names are resolved on every attempt.
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+        return (host, port)
+    except OSError:
+        pass
+    try:
+        socket.inet_pton(socket.AF_INET6, host)
+        return (host, port, 0, 0)
+    except OSError:
+        pass
+    return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][4]
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_MAX_HEAD = 65536  # a response head larger than this is not a WebSocket server's
+_RECV = 65536
+_DEFAULT_TLS: ssl.SSLContext | None = None  # built once: loading the CA store costs milliseconds
+
+
+def _default_tls() -> ssl.SSLContext:
+    global _DEFAULT_TLS
+    if _DEFAULT_TLS is None:
+        _DEFAULT_TLS = ssl.create_default_context()
+    return _DEFAULT_TLS
+
+
+def _resource(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def handshake_request(url: str, host: str, port: int, key: str, cookie: str = "") -> bytes:
+    """The client's opening handshake, as websocket-client sends it (no Origin header)."""
+    hostport = f"[{host}]" if ":" in host else host
+    if port not in (80, 443):
+        hostport = f"{hostport}:{port}"
+    lines = [f"GET {_resource(url)} HTTP/1.1", "Upgrade: websocket", f"Host: {hostport}",
+             f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", "Connection: Upgrade"]
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def parse_response_head(head: bytes) -> tuple[int, str | None, dict[str, str]]:
+    """HTTP response head (without the blank line) -> (status, message, lower-cased headers).
+
+    Same rules as websocket-client's ``read_headers``; raises WebSocketException when malformed.
+    """
+    status: int | None = None
+    message = None
+    headers: dict[str, str] = {}
+    for raw in head.split(b"\n"):
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            raise WebSocketException(f"Invalid header line, not valid UTF-8 at byte {e.start}: {raw!r}")
+        if not line:
+            break
+        if status is None:
+            info = line.split(" ", 2)
+            try:
+                status = int(info[1])
+            except (IndexError, ValueError):
+                raise WebSocketException(f"Invalid status line: {line!r}")
+            if len(info) > 2:
+                message = info[2]
+        else:
+            kv = line.split(":", 1)
+            if len(kv) != 2:
+                raise WebSocketException("Invalid header")
+            key, value = kv[0].lower(), kv[1].strip()
+            if key == "set-cookie" and headers.get("set-cookie"):
+                headers[key] = headers[key] + "; " + value
+            else:
+                headers[key] = value
+    if status is None:
+        raise WebSocketException("Invalid status line: ''")
+    return status, message, headers
+
+
+def accept_ok(headers: dict[str, str], key: str) -> bool:
+    """True if the 101 response upgrades to websocket and carries the right Sec-WebSocket-Accept."""
+    for name, want in (("upgrade", "websocket"), ("connection", "upgrade")):
+        value = headers.get(name)
+        if not value or want not in [x.strip().lower() for x in value.split(",")]:
+            return False
+    got = headers.get("sec-websocket-accept")
+    if not got:
+        return False
+    hashed = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).lower()
+    return hmac.compare_digest(hashed, got.lower().encode("utf-8"))
 
 
 class WSConnection:
-    """One client WebSocket connection: open, read frames, send, close, abort."""
+    """One client WebSocket connection: open, read frames, send, close, abort.
+
+    The opening handshake is done here (websocket-client reads the response one byte per
+    recv call, ~170 calls per open); frames are framed, masked and validated by websocket-client's
+    ABNF, read from our own buffer with one recv per burst.
+    """
 
     def __init__(self, url: str, connect_timeout: float = 10.0, source_address: str | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
@@ -203,61 +288,151 @@ class WSConnection:
         self.connect_timeout = connect_timeout
         self.source_address = source_address
         self.ssl_context = ssl_context
-        self.ws: WebSocket | None = None
         self._sock: socket.socket | None = None
+        self._open = False
+        self._buf = b""
+        self._cont: continuous_frame | None = None
         self.close_sent = False
 
     def open(self) -> float:
         """Connect and handshake; returns connect time in ms. Raises on failure (see classify_exception)."""
         t0 = time.perf_counter()
-        host, port, secure, addr = resolve(self.url, self.connect_timeout)
-        family = socket.AF_INET6 if len(addr) == 4 else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock = sock
+        url = self.url
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.source_address:
-                # let connect() pick the port per 4-tuple, not bind() per source address
-                sock.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT (Linux)
-                sock.bind((self.source_address, 0))
-            sock.settimeout(self.connect_timeout)
-            sock.connect(addr)
-            if secure:
-                ctx = self.ssl_context or ssl.create_default_context()
-                sock = ctx.wrap_socket(sock, server_hostname=host)
-                self._sock = sock
-            ws = WebSocket(skip_utf8_validation=True)
-            ws.frame_buffer = _FrameBuffer(self._recv, True)
-            ws.connect(self.url, socket=sock, timeout=self.connect_timeout,
-                       suppress_origin=True)
-            sock.settimeout(None)
-            self.ws = ws
+            for _ in range(4):  # websocket-client follows up to 3 redirects
+                location = self._connect(url)
+                if location is None:
+                    break
+                self.abort()
+                url = location
+            else:
+                raise WebSocketException(f"too many redirects (last to {url!r})")
         except BaseException:
             self.abort()
             raise
+        self._open = True
+        self._cont = continuous_frame(False, True)
         return (time.perf_counter() - t0) * 1000.0
 
-    def _recv(self, bufsize: int) -> bytes:
+    def _connect(self, url: str) -> str | None:
+        """TCP (+TLS) connect and handshake to ``url``; returns a redirect's Location, else None."""
+        host, port, secure, addr = resolve(url, self.connect_timeout)
+        family = socket.AF_INET6 if len(addr) == 4 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock = sock
+        self._buf = b""
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.source_address:
+            # let connect() pick the port per 4-tuple, not bind() per source address
+            sock.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT (Linux)
+            sock.bind((self.source_address, 0))
+        sock.settimeout(self.connect_timeout)
+        sock.connect(addr)
+        if secure:
+            ctx = self.ssl_context or _default_tls()
+            sock = ctx.wrap_socket(sock, server_hostname=host)
+            self._sock = sock
+        key = base64.b64encode(os.urandom(16)).decode()
+        try:
+            sock.sendall(handshake_request(url, host, port, key, CookieJar.get(host)))
+            head = self._read_head()
+        except socket.timeout as exc:
+            raise WebSocketTimeoutException(str(exc) or "timed out") from exc
+        status, message, headers = parse_response_head(head)
+        if status in _REDIRECTS:
+            CookieJar.add(headers.get("set-cookie"))
+            location = headers.get("location")
+            if location is None:
+                raise WebSocketException(f"Redirect response without Location header, status {status}")
+            return location
+        if status != 101:
+            body = self._read_body(headers.get("content-length"))
+            raise WebSocketBadStatusException(
+                f"Handshake status {status} {message} -+-+- {headers} -+-+- "
+                f"{body.decode('utf-8', errors='replace') if body else None}",
+                status, message, headers, body)
+        if not accept_ok(headers, key):
+            raise WebSocketException("Invalid WebSocket Header")
+        CookieJar.add(headers.get("set-cookie"))
+        sock.settimeout(None)
+        return None
+
+    def _fill(self) -> None:
         sock = self._sock
         if sock is None:
-            raise PeerEOF("socket closed")
-        data = sock.recv(bufsize)
+            raise WebSocketConnectionClosedException("socket is already closed.")
+        data = sock.recv(_RECV)
         if not data:
+            if not self._open:
+                raise WebSocketConnectionClosedException("Connection to remote host was lost.")
             raise PeerEOF("peer closed TCP without a Close frame")
-        return data
+        self._buf += data
+
+    def _read_head(self) -> bytes:
+        while True:
+            end = self._buf.find(b"\r\n\r\n")
+            if end >= 0:
+                head, self._buf = self._buf[:end + 2], self._buf[end + 4:]
+                return head
+            nl = self._buf.find(b"\n\n")  # a bare-LF server (read_headers accepts it too)
+            if nl >= 0:
+                head, self._buf = self._buf[:nl + 1], self._buf[nl + 2:]
+                return head
+            if len(self._buf) > _MAX_HEAD:
+                raise WebSocketException("Invalid header: response head too large")
+            self._fill()
+
+    def _read_body(self, content_length: str | None) -> bytes | None:
+        if not content_length:
+            return None
+        try:
+            n = int(content_length)
+        except ValueError:
+            raise WebSocketException(f"Invalid content-length header: {content_length!r}")
+        try:
+            while len(self._buf) < n:
+                self._fill()
+        except socket.timeout as exc:
+            raise WebSocketTimeoutException(str(exc) or "timed out") from exc
+        body, self._buf = self._buf[:n], self._buf[n:]
+        return body
+
+    def _take(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            self._fill()
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def _recv_frame(self) -> ABNF:
+        b1, b2 = self._take(2)
+        opcode = b1 & 0x0F
+        has_mask = b2 >> 7
+        length = b2 & 0x7F
+        if length == 126:
+            length = int.from_bytes(self._take(2), "big")
+        elif length == 127:
+            length = int.from_bytes(self._take(8), "big")
+        mask = self._take(4) if has_mask else b""
+        payload = self._take(length)
+        if has_mask:
+            payload = ABNF.mask(mask, payload)
+        frame = ABNF(b1 >> 7, b1 >> 6 & 1, b1 >> 5 & 1, b1 >> 4 & 1, opcode, has_mask, payload)
+        if opcode != ABNF.OPCODE_CLOSE:  # Close frames are parsed by parse_close_payload
+            frame.validate(True)
+        return frame
 
     def read(self) -> Incoming:
         """Block for the next message, pong, ping or Close. Raises PeerEOF / OSError when TCP ends."""
-        assert self.ws is not None
-        ws = self.ws
+        assert self._open and self._cont is not None
+        cont = self._cont
         while True:
-            frame = ws.frame_buffer.recv_frame()
+            frame = self._recv_frame()
             op = frame.opcode
             if op in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT):
-                ws.cont_frame.validate(frame)
-                ws.cont_frame.add(frame)
-                if ws.cont_frame.is_fire(frame):
-                    _op, whole = ws.cont_frame.extract(frame)
+                cont.validate(frame)
+                cont.add(frame)
+                if cont.is_fire(frame):
+                    _op, whole = cont.extract(frame)
                     data = whole.data
                     return Incoming("message", data if isinstance(data, bytes) else str(data).encode())
             elif op == ABNF.OPCODE_CLOSE:
@@ -269,10 +444,13 @@ class WSConnection:
                 return Incoming("pong", bytes(frame.data))
 
     def send_frame(self, frame: ABNF) -> None:
-        """Send one frame (masking done by websocket-client)."""
-        if self.ws is None:
+        """Send one frame (masked by websocket-client's ABNF)."""
+        if not self._open:
             raise PeerEOF("not open")
-        self.ws.send_frame(frame)
+        sock = self._sock
+        if sock is None:
+            raise WebSocketConnectionClosedException("socket is already closed.")
+        sock.sendall(frame.format())
 
     def send_text(self, text: str) -> None:
         """Send a text message."""
@@ -284,7 +462,7 @@ class WSConnection:
 
     def send_close(self, code: int | None = 1000, reason: bytes = b"") -> None:
         """Send a Close frame once (code None: an empty Close); errors ignored, the socket may be gone."""
-        if self.close_sent or self.ws is None:
+        if self.close_sent or not self._open:
             return
         self.close_sent = True
         payload = b"" if code is None else code.to_bytes(2, "big") + reason
@@ -296,8 +474,6 @@ class WSConnection:
     def abort(self) -> None:
         """Close the TCP socket now (no Close frame)."""
         sock, self._sock = self._sock, None
-        if self.ws is not None:
-            self.ws.sock = None
         if sock is not None:
             try:
                 sock.close()
