@@ -623,9 +623,11 @@ def _cmd_compare(plans: list[Plan], args: argparse.Namespace, root: str | None) 
                 progress.message(f"{label}: done; opens {mon.events.get('open', 0)}, closes {codes_text(mon.closes, 4)}")
                 results.append(result)
             all_results += results
-            if results and plan.build_report and stopper.count < 2:
+            # a run whose Locust never started recorded nothing: compare the others
+            recorded = [r for r in results if any(r.run_dir.glob("events-*.jsonl"))]
+            if recorded and plan.build_report and stopper.count < 2:
                 progress.message(f"building the comparison of {plan.scenario.name} ...")
-                code, tail = analysis_child([*(str(r.run_dir) for r in results), "--out", str(folder)],
+                code, tail = analysis_child([*(str(r.run_dir) for r in recorded), "--out", str(folder)],
                                             folder / "report.log", stopper)
                 report = _find_report(folder)
                 err = "" if code == 0 and report else f"comparison failed (exit {code}): {tail}"
