@@ -186,3 +186,23 @@ def test_bad_input_exits_2_with_one_line_before_anything_starts(tmp_path: Path):
             _no_run_started(out)
     finally:
         busy.close()
+
+
+@pytest.mark.e2e
+def test_compare_runs_each_policy_on_the_same_schedule_and_compares(tmp_path: Path):
+    proc = _run(["compare", "--scenario", "restart", "--policies", "immediate,full-jitter:base=0.2,cap=2",
+                 "--users", "40", "--duration", "8", "--spawn-rate", "200", "--seed", "7",
+                 "--out", str(tmp_path), "--plain"], timeout=120)
+    folder = _one_run(tmp_path)
+    runs = sorted(d for d in folder.iterdir() if d.is_dir())
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-2000:])
+    assert [d.name for d in runs] == ["01-immediate", "02-full-jitter_base_0.2_cap_2"]
+    manifests = [json.loads((d / "manifest.json").read_text()) for d in runs]
+    assert [m["seed"] for m in manifests] == [7, 7]
+    assert (runs[0] / "scenario.toml").read_text() == (runs[1] / "scenario.toml").read_text()
+    assert [[f["at"] for f in _faults(d)] for d in runs] == [[2.4], [2.4]]
+    for d in runs:
+        assert Counter(e["code"] for e in _events(d) if e["event"] == "close")[1012] >= 30
+    report = next(p for p in folder.glob("*.html"))
+    assert f"comparison report: {report}" in proc.stdout
+    assert "immediate" in proc.stdout and "full-jitter:base=0.2,cap=2" in proc.stdout  # summary rows
