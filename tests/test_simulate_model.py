@@ -34,9 +34,10 @@ pong_timeout = 3
 """)
 
 
-def run(sc: scenarios.Scenario, policy: str, clients: int | None = None, seed: int = 1, base_cost_ms: float = 0.0):
-    # handshake cost 0 and no per-attempt CPU: the server is limited only by capacity and budget
-    cfg, _ = build_config(sc, clients or sc.users, seed=seed, base_cost_ms=base_cost_ms, close_cost_ms=0.0)
+def run(sc: scenarios.Scenario, policy: str, clients: int | None = None, seed: int = 1, service_ms: float = 0.0):
+    # no server time per handshake or close: the server is limited only by capacity and budget
+    cfg, _ = build_config(sc, clients or sc.users, seed=seed, handshake_service_ms=service_ms,
+                          reject_service_ms=service_ms, close_service_ms=0.0)
     model = FleetModel(cfg, fleet_policy(parse_policy_text(policy), cfg.clients, seed))
     return cfg, model.run()
 

@@ -52,10 +52,11 @@ class ModelConfig:
     capacity: int
     handshake_rate: float          # admission budget: token bucket refill, per second
     burst: float                   # token bucket size (the embedded target: rate/10, at least 1)
-    handshake_cost_ms: float       # CPU per accepted handshake
-    base_cost_ms: float = 0.5      # CPU per attempt that reaches the server, whatever its fate
-    close_cost_ms: float = 0.0     # CPU per close the server sends: a restart's 1012s go out over time
-    cpu_ms_per_s: float = 1000.0   # server CPU (ms per second) for the handshake queue, all workers
+    handshake_service_ms: float    # server time per accepted handshake (measured: wsstorm.servicetime)
+    reject_service_ms: float = 0.0  # server time per rejected handshake (1013/503: no admission work)
+    close_service_ms: float = 0.0  # server time per close sent: a restart's 1012s go out over time
+    cpu_ms_per_s: float = 1000.0   # server time (ms per second) for the handshake queue, all workers
+    handshake_cost_ms: float = 0.0  # the scenario's admission work (part of handshake_service_ms; shown only)
     workers: int = 1
     overload: str = "close"        # close | http | refuse
     retry_after: float | None = None
@@ -377,7 +378,7 @@ class FleetModel:
     def _close_paced(self, idx: np.ndarray, tick: int) -> None:
         """Close with 1012 as fast as the server's CPU sends close frames (all at once if that costs nothing)."""
         c = self.cfg
-        per_tick = c.cpu_ms_per_s * self.dt / c.close_cost_ms if c.close_cost_ms > 0 else idx.size
+        per_tick = c.cpu_ms_per_s * self.dt / c.close_service_ms if c.close_service_ms > 0 else idx.size
         per_tick = max(1, int(per_tick))
         self.rng.shuffle(idx)
         if idx.size <= per_tick:
@@ -414,11 +415,14 @@ class FleetModel:
             self._count_attempts("attempts_timeout", late)
             self.col["server_rejected"][self._sec(tick)] += late.size
             self._react(late, "timeout", t, tick)
-        self.cpu = min(self.cpu + c.cpu_ms_per_s * frac * self.dt, c.cpu_ms_per_s * frac * self.dt * 2)
+        per_tick = c.cpu_ms_per_s * frac * self.dt
+        # unused time carries over one tick only (an idle server does not bank it), but always
+        # enough for one handshake, or a service time longer than two ticks would never finish
+        self.cpu = min(self.cpu + per_tick, max(2 * per_tick, c.handshake_service_ms + per_tick))
         if self.queue.size == 0:
             return
-        cost_ok = c.base_cost_ms + c.handshake_cost_ms
-        cost_no = c.base_cost_ms  # a rejection skips the handshake's own work
+        cost_ok = c.handshake_service_ms
+        cost_no = c.reject_service_ms  # a rejection skips the admission work
         room = max(0, self.cap_total - self.conns)
         admit = min(int(self.tokens), room)
         n_ok = min(self.queue.size, admit, int(self.cpu / cost_ok) if cost_ok > 0 else self.queue.size)
@@ -457,8 +461,9 @@ class FleetModel:
         c = self.cfg
         n = c.clients
         self._pending = sorted(c.faults, key=lambda f: f.at)
-        # users start at spawn_rate and connect at once
-        start = np.arange(n, dtype=np.float64) / c.spawn_rate
+        # users start as Locust starts them: a batch of spawn_rate users at the top of each second
+        # (its dispatcher ticks once a second), and each connects at once
+        start = np.floor(np.arange(n, dtype=np.float64) / c.spawn_rate + 1e-9)
         idx = np.arange(n, dtype=np.int64)
         self.phase[:] = WAIT
         self._schedule(idx, start, EV_ATTEMPT, -1)

@@ -27,11 +27,15 @@ from wsstorm.errors import UsageError
 from wsstorm.fleetmodel import DISRUPTIONS, SERIES_COLUMNS, FaultAt, FleetModel, ModelConfig, ModelResult, recovery
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
-# Server CPU per attempt on top of handshake_cost_ms (the websockets handshake itself in Python:
-# accept, parse, upgrade), and per close frame sent: calibrated against the embedded target on
-# this project's 2-core machine, where a 2,000-user restart opened ~200 connections/s.
-BASE_COST_MS = 3.0
-CLOSE_COST_MS = 1.0
+# Server time per handshake on top of the scenario's handshake_cost_ms: the websockets handshake
+# itself in Python (accept, parse, upgrade) plus the kernel and the event loop. Measured with
+# wsstorm.servicetime against the embedded target on this project's shared 2-core machine:
+# 3.2-3.9 ms per handshake with handshake_cost_ms = 2. Measure your own with the probe
+# (`wsstorm simulate --probe`) or pass --handshake-service-ms.
+WEBSOCKETS_HANDSHAKE_MS = 1.5
+# Server time per close frame sent (a restart's 1012s): 0.16-0.5 ms measured the same way.
+CLOSE_SERVICE_MS = 0.3
+PROBE_MAX_USERS = 2000
 DOWNTIME_SAMPLE = 100_000
 SWEEP_POLICIES = ("immediate", "exponential", "full-jitter", "decorrelated-jitter", "code-aware")
 
@@ -87,12 +91,24 @@ def load_scenario(name: str) -> Any:
 
 
 def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
-                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, base_cost_ms: float = BASE_COST_MS,
-                 close_cost_ms: float = CLOSE_COST_MS,
+                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, handshake_service_ms: float | None = None,
+                 reject_service_ms: float | None = None, close_service_ms: float | None = None,
                  retry_after: float | None = None) -> tuple[ModelConfig, float]:
-    """The model for a scenario scaled to ``clients`` (every per-server quantity times clients/users); returns (config, scale)."""
+    """The model for a scenario scaled to ``clients`` (every per-server quantity times clients/users); returns (config, scale).
+
+    Service times (ms of one serving process per handshake / rejection / close) default to
+    handshake_cost_ms + WEBSOCKETS_HANDSHAKE_MS, WEBSOCKETS_HANDSHAKE_MS and CLOSE_SERVICE_MS.
+    """
     k = clients / sc.users
     tg, cl = sc.target, sc.client
+    hs = float(tg.handshake_cost_ms) + WEBSOCKETS_HANDSHAKE_MS if handshake_service_ms is None else handshake_service_ms
+    rj = max(0.0, hs - float(tg.handshake_cost_ms)) if reject_service_ms is None else reject_service_ms
+    cs = CLOSE_SERVICE_MS if close_service_ms is None else close_service_ms
+    for name, v in (("handshake service", hs), ("reject service", rj), ("close service", cs)):
+        if not (math.isfinite(v) and 0 <= v <= 10_000):
+            raise UsageError(f"{name} time must be between 0 and 10000 ms, got {v:g}")
+    if retry_after is None and tg.overload == "http":
+        retry_after = 1.0  # the embedded target's Retry-After when it has no hint configured
     rate = tg.handshake_rate * k
     faults: list[FaultAt] = []
     for f in sc.faults:
@@ -108,7 +124,7 @@ def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
     cfg = ModelConfig(
         clients=clients, duration=float(sc.duration), spawn_rate=sc.spawn_rate * k,
         capacity=max(1, int(round(tg.capacity * k))), handshake_rate=rate, burst=max(1.0, rate / 10.0),
-        handshake_cost_ms=float(tg.handshake_cost_ms), base_cost_ms=base_cost_ms, close_cost_ms=close_cost_ms,
+        handshake_service_ms=hs, reject_service_ms=rj, close_service_ms=cs, handshake_cost_ms=float(tg.handshake_cost_ms),
         cpu_ms_per_s=1000.0 * tg.workers * k, workers=tg.workers, overload=tg.overload,
         retry_after=retry_after, connect_timeout=connect_timeout,
         ping_interval=float(cl.ping_interval or 5.0), pong_timeout=float(cl.pong_timeout or 5.0),
@@ -143,7 +159,8 @@ def summarize(res: ModelResult, cfg: ModelConfig) -> dict[str, Any]:
 # -- the run folder -------------------------------------------------------------------
 
 def write_run(out: Path, sc: Any, spec: Any, cfg: ModelConfig, scale: float, res: ModelResult,
-              summary: dict[str, Any], wall_s: float, started: float) -> None:
+              summary: dict[str, Any], wall_s: float, started: float, service_source: str = "default",
+              probe: dict[str, Any] | None = None) -> None:
     """Write manifest.json, series.csv, downtimes.csv and faults.jsonl (contract formats)."""
     out.mkdir(parents=True, exist_ok=True)
     cols = [c for c in SERIES_COLUMNS]
@@ -175,7 +192,9 @@ def write_run(out: Path, sc: Any, spec: Any, cfg: ModelConfig, scale: float, res
         "target": {"capacity": cfg.capacity, "handshake_rate": cfg.handshake_rate, "handshake_burst": cfg.burst,
                    "handshake_cost_ms": cfg.handshake_cost_ms, "overload": cfg.overload},
         "simulation": {
-            "scale": scale, "scenario_users": sc.users, "dt": cfg.dt, "base_cost_ms": cfg.base_cost_ms, "close_cost_ms": cfg.close_cost_ms,
+            "scale": scale, "scenario_users": sc.users, "dt": cfg.dt, "handshake_service_ms": cfg.handshake_service_ms,
+            "reject_service_ms": cfg.reject_service_ms, "close_service_ms": cfg.close_service_ms,
+            "service_source": service_source, "probe": probe,
             "cpu_ms_per_s": cfg.cpu_ms_per_s, "connect_timeout": cfg.connect_timeout,
             "held_s": cfg.held_s, "downtimes_total": int(res.downtimes.size),
             "downtimes_written": int(d.size), "wall_s": round(wall_s, 3),
@@ -296,7 +315,43 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     a("--dt", type=float, default=0.01, help="model tick in seconds (default 0.01)")
     a("--out", default=None, help="run folder (default: reports/sim-<scenario>-<policy>-<clients>-<time>)")
     a("--sweep", default=None, help="clients=1e4,1e5,1e6: herd factor and recovery against fleet size, per policy")
+    a("--handshake-service-ms", type=float, default=None,
+      help="server time per accepted handshake, ms (default: the scenario's handshake_cost_ms "
+           f"+ {WEBSOCKETS_HANDSHAKE_MS:g} ms for the websockets handshake; --probe measures it)")
+    a("--reject-service-ms", type=float, default=None,
+      help="server time per rejected handshake, ms (default: handshake service minus handshake_cost_ms)")
+    a("--close-service-ms", type=float, default=None,
+      help=f"server time per close frame sent, ms (default {CLOSE_SERVICE_MS:g})")
+    a("--probe", action="store_true",
+      help="first measure the handshake and close service times on this machine with a short real run "
+           "against the embedded target (~12 s), then simulate with them")
     a("--policies", default=None, help=f"with --sweep: comma-separated policies (default: {','.join(SWEEP_POLICIES)})")
+
+
+def service_options(args: argparse.Namespace, sc: Any, out: Path, policy: str = "full-jitter") -> dict[str, Any]:
+    """Service times from the options (or the probe): {"times": build_config kwargs, "source": text}."""
+    times = {"handshake_service_ms": args.handshake_service_ms, "reject_service_ms": args.reject_service_ms,
+             "close_service_ms": args.close_service_ms}
+    for key, v in times.items():
+        if v is not None and not (math.isfinite(v) and 0 <= v <= 10_000):
+            raise UsageError(f"--{key.replace('_', '-')} must be between 0 and 10000, got {v:g}")
+    given = [k for k, v in times.items() if v is not None]
+    if not args.probe:
+        return {"times": times, "source": "given" if given else "default"}
+    if given:
+        raise UsageError("--probe measures the service times; leave out --handshake-service-ms and friends")
+    from wsstorm.servicetime import probe
+
+    print("measuring server service times on this machine (a short real run against the embedded target)...")
+    cl = sc.client
+    client = {"message_rate": float(cl.message_rate or 0.0), "ping_interval": float(cl.ping_interval or 5.0),
+              "pong_timeout": float(cl.pong_timeout or 5.0)}
+    # one server at the scenario's own scale (not the fleet's), within what this machine can run quickly
+    m = probe(out / "probe", users=min(int(sc.users), PROBE_MAX_USERS), handshake_cost_ms=float(sc.target.handshake_cost_ms),
+              policy=policy, client=client)
+    times["handshake_service_ms"] = m["handshake_service_ms"]
+    times["close_service_ms"] = m["close_service_ms"]
+    return {"times": times, "source": f"probe: {m['opens']} handshakes, {m['closes_1012']} closes", "probe": m}
 
 
 def _slug(text: str) -> str:
@@ -329,18 +384,21 @@ def command(name: str, args: argparse.Namespace) -> int:
         raise UsageError("--policies goes with --sweep; for one run use --policy")
     spec = parse_policy_text(args.policy)
     clients = parse_count(args.clients) if args.clients is not None else sc.users
-    cfg, k = build_config(sc, clients, seed=args.seed, dt=args.dt)
     out = Path(args.out or f"reports/sim-{_slug(sc.name)}-{_slug(str(spec).split(':')[0])}-{clients}-{stamp}")
+    svc = service_options(args, sc, out, str(spec))
+    cfg, k = build_config(sc, clients, seed=args.seed, dt=args.dt, **svc["times"])
     started = time.time()
     t0 = time.perf_counter()
     res = run_model(cfg, spec)
     wall = time.perf_counter() - t0
     s = summarize(res, cfg)
-    write_run(out, sc, spec, cfg, k, res, s, wall, started)
+    write_run(out, sc, spec, cfg, k, res, s, wall, started, service_source=svc["source"], probe=svc.get("probe"))
     print(f"SIMULATED: '{sc.name}' with {spec}, x{k:g} the scenario "
           f"(capacity {cfg.capacity:,}, handshake budget {cfg.handshake_rate:,.0f}/s); {wall:.1f} s of compute")
     for line in summary_lines(s):
         print(line)
+    print(f"  server service times ({svc['source']}): handshake {cfg.handshake_service_ms:g} ms, "
+          f"rejection {cfg.reject_service_ms:g} ms, close {cfg.close_service_ms:g} ms")
     print(f"run folder: {out}  (wsstorm report {out})")
     return 0
 
