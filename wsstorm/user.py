@@ -27,6 +27,7 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from wsstorm import manifest as manifest_mod
 from wsstorm import sockets as sockets_mod
 from wsstorm.errors import UsageError
+from wsstorm.policies import Outcome, hint_from_reason
 from wsstorm.recorder import Recorder, ShardWriter, safe_id, shard_name
 from wsstorm.wsclient import CloseInfo, PeerEOF, WSConnection, classify_exception
 
@@ -513,7 +514,7 @@ class WebSocketUser(User):
     # -- helpers
 
     def _rec(self, event: str, **fields: Any) -> None:
-        rec = _ensure_recorder(self.environment)
+        rec = SESSION.recorder or _ensure_recorder(self.environment)
         rec.record(self.user_id, self.conn_no, event, **fields)
 
     def _report(self, name: str, ms: float, exc: Exception | None = None, length: int = 0) -> None:
@@ -548,8 +549,6 @@ class WebSocketUser(User):
             if outcome is None:  # opened and then closed: the outcome came from _hold
                 attempt = 0
                 outcome = self._last_outcome
-            from wsstorm.policies import Outcome
-
             next_delay = self.policy.next_delay(Outcome(**outcome["policy"]))
             after = outcome["after"]
             if next_delay is None:
@@ -705,8 +704,6 @@ class WebSocketUser(User):
                 text += f": protocol error: {res['protocol_error']}"
             exc = WSFailure(text)
         self._report(name, 0.0, exc)
-        from wsstorm.policies import hint_from_reason
-
         hint = hint_from_reason(res.get("reason") or "") if res.get("by") == "server" else None
         return {"after": code, "closed": True,
                 "policy": {"code": code, "retry_after": hint, "uptime_s": uptime}}

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import gevent.lock
 from websocket import ABNF
 from websocket._abnf import continuous_frame
 from websocket._exceptions import (
@@ -292,6 +293,7 @@ class WSConnection:
         self._open = False
         self._buf = b""
         self._cont: continuous_frame | None = None
+        self._wlock = gevent.lock.Semaphore()  # two greenlets send (pong/close vs. ping/message): whole frames
         self.close_sent = False
 
     def open(self) -> float:
@@ -450,7 +452,9 @@ class WSConnection:
         sock = self._sock
         if sock is None:
             raise WebSocketConnectionClosedException("socket is already closed.")
-        sock.sendall(frame.format())
+        data = frame.format()
+        with self._wlock:
+            sock.sendall(data)
 
     def send_text(self, text: str) -> None:
         """Send a text message."""
