@@ -77,6 +77,9 @@ def test_sweep_chart_and_csv(tmp_path):
     (["--sweep", "users=1e4"], "--sweep"),
     (["--sweep", "clients=1e4", "--policies", "full-jitter,bogus"], "unknown policy"),
     (["--dt", "0"], "--dt"),
+    (["--handshake-service-ms", "-1"], "--handshake-service-ms"),
+    (["--close-service-ms", "nan"], "--close-service-ms"),
+    (["--probe", "--handshake-service-ms", "3"], "--probe"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
     p = simulate(*args, "--out", str(tmp_path / "x"), timeout=60)
@@ -84,3 +87,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in p.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_service_times_given_on_the_command_line_reach_the_model_and_the_manifest(tmp_path):
+    out = tmp_path / "run"
+    p = simulate("--clients", "600", "--handshake-service-ms", "4.5", "--reject-service-ms", "1.25",
+                 "--close-service-ms", "0.4", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    assert "handshake 4.5 ms, rejection 1.25 ms, close 0.4 ms" in p.stdout
+    sim = json.loads((out / "manifest.json").read_text())["simulation"]
+    assert (sim["handshake_service_ms"], sim["reject_service_ms"], sim["close_service_ms"]) == (4.5, 1.25, 0.4)
+    assert sim["service_source"] == "given" and sim["probe"] is None

@@ -216,3 +216,40 @@ def test_contention_exponential_does_most_work_full_jitter_the_fewest_calls():
     assert calls["exponential"] == max(calls.values())
     assert calls["full-jitter"] == min(calls.values())
     assert calls["full-jitter"] < 0.25 * calls["exponential"]
+
+
+def test_handshake_service_time_caps_the_open_rate_when_the_budget_does_not():
+    # 10 ms per handshake on one serving process: 100 opens/s, however many arrive and whatever the budget
+    sc = scenario(users=600, rate=100000, spawn_rate=600, capacity=10000)
+    _, res = run(sc, "fixed:delay=30", service_ms=10.0)
+    opens = res.series["server_accepted"]  # by the second the handshake finished
+    assert opens[0] == pytest.approx(100, abs=2) and opens[1:5].tolist() == [100, 100, 100, 100]
+    assert res.series["connected"][5] == 600
+
+
+def test_close_service_time_paces_a_restart():
+    # 1 ms per close: 400 clients are told 1012 over 0.4 s, not in one instant
+    sc = scenario(RESTART.format(down=1), users=400, rate=100000)
+    cfg, _ = build_config(sc, 400, handshake_service_ms=0.0, reject_service_ms=0.0, close_service_ms=1.0)
+    res = FleetModel(cfg, fleet_policy(parse_policy_text("fixed:delay=30"), 400, 1)).run()
+    k = int(round(5 / res.dt))
+    drop = np.flatnonzero(res.connected_tick[k:] == 0)[0]
+    assert res.connected_tick[k] < 400 and 0.35 <= drop * res.dt <= 0.45
+
+
+def test_service_times_from_a_probe_event_log(tmp_path):
+    """The probe's reading of an event log: opens before the restart, 1012 closes after it, trimmed mean spacing."""
+    import json
+
+    from wsstorm.servicetime import service_times
+
+    t0 = 1_700_000_000.0
+    lines = [{"event": "open", "t": t0 + 0.004 * i} for i in range(500)]            # 4 ms apart
+    lines += [{"event": "open", "t": t0 + 5.6 + 0.0001 * i} for i in range(100)]   # reconnects: left out
+    lines += [{"event": "close", "code": 1012, "t": t0 + 5.05 + 0.0005 * i} for i in range(500)]
+    lines.append({"event": "close", "code": 1000, "t": t0 + 6})
+    (tmp_path / "events-local.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    (tmp_path / "faults.jsonl").write_text(json.dumps({"fault": "restart", "t": t0 + 5.01, "scheduled_t": t0 + 5}) + "\n")
+    m = service_times(tmp_path)
+    assert m["handshake_service_ms"] == pytest.approx(4.0) and m["close_service_ms"] == pytest.approx(0.5)
+    assert m["opens"] == 500 and m["closes_1012"] == 500 and m["first_close_ms"] == pytest.approx(50, abs=0.1)
