@@ -4,6 +4,10 @@ The fleet is the scenario scaled up: with ``--clients N`` the scenario's users,
 capacity, handshake budget, spawn rate, server CPU and drain batches are all
 multiplied by N / users, so the ratios the scenario was written with hold and a
 10^6-client restart is the same storm as the 300-user one, only bigger.
+
+The server's speed is an input, not a guess: ms per handshake, per rejection and per close of one
+serving process (``--handshake-service-ms`` ...), which ``--probe`` measures on this machine
+with a short real run (:mod:`wsstorm.servicetime`) before simulating.
 """
 
 from __future__ import annotations
