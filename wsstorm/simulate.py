@@ -254,13 +254,13 @@ def parse_sweep(text: str) -> list[int]:
 
 
 def sweep(sc: Any, policies: list[Any], counts: list[int], seed: int, dt: float, out: Path,
-          echo: Any = print) -> tuple[Path, Path]:
+          echo: Any = print, service: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Run every (policy, fleet size); write sweep.csv and sweep.png (herd factor and T95 against clients)."""
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for spec in policies:
         for n in counts:
-            cfg, k = build_config(sc, n, seed=seed, dt=dt)
+            cfg, k = build_config(sc, n, seed=seed, dt=dt, **(service or {}))
             t0 = time.perf_counter()
             s = summarize(run_model(cfg, spec), cfg)
             wall = time.perf_counter() - t0
@@ -380,7 +380,8 @@ def command(name: str, args: argparse.Namespace) -> int:
         specs = [parse_policy_text(p) for p in texts]
         out = Path(args.out or f"reports/sim-sweep-{_slug(sc.name)}-{stamp}")
         print(f"simulated sweep of '{sc.name}': {len(specs)} policies x {len(counts)} fleet sizes")
-        csv_path, png_path = sweep(sc, specs, counts, args.seed, args.dt, out)
+        svc = service_options(args, sc, out, str(specs[0]))
+        csv_path, png_path = sweep(sc, specs, counts, args.seed, args.dt, out, service=svc["times"])
         print(f"sweep figures: {csv_path}")
         print(f"sweep chart:   {png_path}")
         return 0
