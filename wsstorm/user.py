@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-import gevent.event
 from locust import User, events, task
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
@@ -40,6 +39,7 @@ MSG_STOP = "wsstorm_stop"  # master -> worker: stop users and flush everything
 MSG_DONE = "wsstorm_done"  # worker -> master: {worker, seq}: last batch sent
 FAILURE_CODES = frozenset({1002, 1006, 1007, 1011, 1013})  # closes that are failures by nature
 CLIENT_STOP_WAIT = 0.3  # seconds a stopping user waits for the server's Close reply
+INF = float("inf")
 
 
 # ---------------------------------------------------------------- options
@@ -476,16 +476,14 @@ class WSFailure(Exception):
 
 @dataclass
 class _Conn:
-    """State of one open connection, shared by the user greenlet and its reader."""
+    """State of one open connection (read, pinged and recorded by its user's greenlet)."""
 
     c: WSConnection
     opened_mono: float
     last_rx: float
-    done: gevent.event.Event = field(default_factory=gevent.event.Event)
     result: dict[str, Any] | None = None  # close fields once the connection ended
     ping_sent: float | None = None
     pending: dict[int, float] = field(default_factory=dict)
-    reader: Any = None
 
 
 class WebSocketUser(User):
@@ -591,24 +589,86 @@ class WebSocketUser(User):
         self._last_outcome = result
         return None
 
-    def _reader(self, live: _Conn) -> None:
+    def _on_message(self, live: _Conn, data: bytes) -> None:
+        head = data[:24].split(b" ", 1)[0]
+        try:
+            seq = int(head)
+        except ValueError:
+            return
+        sent = live.pending.pop(seq, None)
+        if sent is not None:
+            self._report("message", (time.perf_counter() - sent) * 1000.0, length=len(data))
+
+    def _on_frame(self, live: _Conn, inc: Any) -> bool:
+        """Handle one thing read; True when the connection has ended (a Close frame)."""
+        live.last_rx = time.monotonic()
+        kind = inc.kind
+        if kind == "pong":
+            live.ping_sent = None
+        elif kind == "message":
+            self._on_message(live, inc.data)
+        elif kind == "close":
+            info: CloseInfo = inc.close
+            if live.result is None:
+                live.c.send_close(_answer(info))
+                live.result = _close_fields(info, by="server")
+            else:  # the reply to our own Close
+                live.result["clean"] = True
+            return True
+        return False
+
+    def _hold(self, live: _Conn) -> dict[str, Any]:
+        """Read, ping and message on ``live`` in this one greenlet until it ends; record the close.
+
+        One greenlet per connection: reads block with a timeout that ends at the next ping,
+        message or pong deadline, so a held connection costs no timer while nothing is due.
+        """
+        cfg = self.cfg
         c = live.c
+        start = time.monotonic()
+        next_ping = start + cfg.ping_interval if cfg.ping_interval > 0 else INF
+        msg_gap = 1.0 / cfg.message_rate if cfg.message_rate > 0 else INF
+        next_msg = start + self.rng.uniform(0, msg_gap) if msg_gap != INF else INF
+        give_up = INF  # after a failed send: how long the read may still explain the end
+        seq = 0
         try:
             while True:
-                inc = c.read()
-                live.last_rx = time.monotonic()
-                if inc.kind == "pong":
-                    live.ping_sent = None
-                elif inc.kind == "message":
-                    self._on_message(live, inc.data)
-                elif inc.kind == "close":
-                    info: CloseInfo = inc.close  # type: ignore[assignment]
-                    if live.result is None:
-                        c.send_close(_answer(info))
-                        live.result = _close_fields(info, by="server")
-                    else:  # the reply to our own Close
-                        live.result["clean"] = True
+                now = time.monotonic()
+                deadline = live.ping_sent + cfg.pong_timeout if live.ping_sent is not None else INF
+                if now >= give_up:
                     break
+                try:
+                    if now >= deadline and live.result is None:
+                        silence = now - live.last_rx
+                        live.result = {"code": 1006, "reason": "", "by": "none", "clean": False,
+                                       "how": "ping_timeout"}
+                        self._rec("dead", silence_s=round(silence, 3))
+                        self._report("dead", silence * 1000.0, WSFailure("dead: no pong"))
+                        break
+                    if now >= next_ping:
+                        if live.ping_sent is None:
+                            live.ping_sent = now
+                            deadline = now + cfg.pong_timeout
+                            c.ping(b"")
+                        next_ping = now + cfg.ping_interval
+                    if now >= next_msg:
+                        seq += 1
+                        live.pending[seq] = time.perf_counter()
+                        if len(live.pending) > 1000:
+                            live.pending.pop(next(iter(live.pending)))
+                        c.send_text(_message(seq, cfg.message_size))
+                        next_msg = now + msg_gap
+                except Exception:
+                    # a send failed: reading on sees the same end of TCP and records it (1 s at most)
+                    if give_up == INF:
+                        give_up = now + 1.0
+                    next_ping = next_msg = INF
+                wake = min(next_ping, next_msg, deadline, give_up)
+                inc = c.read(None if wake == INF else max(0.001, wake - now))
+                if inc is not None and self._on_frame(live, inc):
+                    break
+        except gevent.GreenletExit:
+            raise  # the run is stopping: on_stop closes this connection
         except PeerEOF as exc:
             if live.result is None:
                 live.result = {"code": 1006, "reason": "", "by": "none", "clean": False, "how": "eof",
@@ -622,63 +682,7 @@ class WebSocketUser(User):
                 c.send_close(1002)
                 live.result = {"code": 1002, "reason": "", "by": "client", "clean": False,
                                "protocol_error": f"{type(exc).__name__}: {exc}"[:200]}
-        finally:
-            c.abort()
-            live.done.set()
-
-    def _on_message(self, live: _Conn, data: bytes) -> None:
-        head = data[:24].split(b" ", 1)[0]
-        try:
-            seq = int(head)
-        except ValueError:
-            return
-        sent = live.pending.pop(seq, None)
-        if sent is not None:
-            self._report("message", (time.perf_counter() - sent) * 1000.0, length=len(data))
-
-    def _hold(self, live: _Conn) -> dict[str, Any]:
-        cfg = self.cfg
-        live.reader = gevent.spawn(self._reader, live)
-        start = time.monotonic()
-        next_ping = start + cfg.ping_interval if cfg.ping_interval > 0 else float("inf")
-        msg_gap = 1.0 / cfg.message_rate if cfg.message_rate > 0 else float("inf")
-        next_msg = start + self.rng.uniform(0, msg_gap) if msg_gap != float("inf") else float("inf")
-        seq = 0
-        while True:
-            now = time.monotonic()
-            deadline = live.ping_sent + cfg.pong_timeout if live.ping_sent is not None else float("inf")
-            wake = min(next_ping, next_msg, deadline)
-            if live.done.wait(timeout=max(0.0, wake - now) if wake != float("inf") else None):
-                break
-            now = time.monotonic()
-            try:
-                if now >= deadline and live.ping_sent is not None and live.result is None:
-                    silence = now - live.last_rx
-                    live.result = {"code": 1006, "reason": "", "by": "none", "clean": False, "how": "ping_timeout"}
-                    self._rec("dead", silence_s=round(silence, 3))
-                    self._report("dead", silence * 1000.0, WSFailure("dead: no pong"))
-                    live.c.abort()
-                    live.reader.kill(block=True)
-                    break
-                if now >= next_ping:
-                    if live.ping_sent is None:
-                        live.ping_sent = now
-                        live.c.ping(b"")
-                    next_ping = now + cfg.ping_interval
-                if now >= next_msg:
-                    seq += 1
-                    live.pending[seq] = time.perf_counter()
-                    if len(live.pending) > 1000:
-                        live.pending.pop(next(iter(live.pending)))
-                    live.c.send_text(_message(seq, cfg.message_size))
-                    next_msg = now + msg_gap
-            except Exception:
-                # a send failed: the reader sees the same end of TCP and records it
-                live.done.wait(timeout=1.0)
-                if not live.done.is_set():
-                    live.c.abort()
-                    live.done.wait(timeout=1.0)
-                break
+        c.abort()
         return self._finish(live)
 
     def _finish(self, live: _Conn) -> dict[str, Any]:
@@ -716,12 +720,25 @@ class WebSocketUser(User):
             if live.result is None:
                 live.result = {"code": 1000, "reason": "", "by": "client", "clean": False}
                 live.c.send_close(1000)
-                live.done.wait(timeout=CLIENT_STOP_WAIT)
-            if live.reader is not None:
-                live.reader.kill(block=False)
+                self._await_close_reply(live)
             live.c.abort()
             self._record_close(live)
         self._rec("stop")
+
+
+    def _await_close_reply(self, live: _Conn) -> None:
+        """Read (at most CLIENT_STOP_WAIT s) until the server answers our Close or TCP ends."""
+        end = time.monotonic() + CLIENT_STOP_WAIT
+        try:
+            while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                inc = live.c.read(left)
+                if inc is None or self._on_frame(live, inc):
+                    return
+        except Exception:  # TCP ended or a broken frame: the close stays unclean
+            return
 
 
 def _answer(info: CloseInfo) -> int | None:

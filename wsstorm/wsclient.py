@@ -292,6 +292,7 @@ class WSConnection:
         self._sock: socket.socket | None = None
         self._open = False
         self._buf = b""
+        self._timeout: float | None = None  # the socket's current read timeout once open
         self._cont: continuous_frame | None = None
         self._wlock = gevent.lock.Semaphore()  # two greenlets send (pong/close vs. ping/message): whole frames
         self.close_sent = False
@@ -399,36 +400,62 @@ class WSConnection:
         body, self._buf = self._buf[:n], self._buf[n:]
         return body
 
-    def _take(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            self._fill()
-        out, self._buf = self._buf[:n], self._buf[n:]
-        return out
-
-    def _recv_frame(self) -> ABNF:
-        b1, b2 = self._take(2)
-        opcode = b1 & 0x0F
-        has_mask = b2 >> 7
+    def _frame_from_buf(self) -> ABNF | None:
+        """The next whole frame in the buffer (consumed), or None if it is not all here yet."""
+        buf = self._buf
+        n = len(buf)
+        if n < 2:
+            return None
+        b1, b2 = buf[0], buf[1]
         length = b2 & 0x7F
+        pos = 2
         if length == 126:
-            length = int.from_bytes(self._take(2), "big")
+            if n < 4:
+                return None
+            length, pos = int.from_bytes(buf[2:4], "big"), 4
         elif length == 127:
-            length = int.from_bytes(self._take(8), "big")
-        mask = self._take(4) if has_mask else b""
-        payload = self._take(length)
+            if n < 10:
+                return None
+            length, pos = int.from_bytes(buf[2:10], "big"), 10
+        has_mask = b2 >> 7
+        mask = b""
+        if has_mask:
+            if n < pos + 4:
+                return None
+            mask, pos = buf[pos:pos + 4], pos + 4
+        end = pos + length
+        if n < end:
+            return None
+        payload, self._buf = buf[pos:end], buf[end:]
         if has_mask:
             payload = ABNF.mask(mask, payload)
+        opcode = b1 & 0x0F
         frame = ABNF(b1 >> 7, b1 >> 6 & 1, b1 >> 5 & 1, b1 >> 4 & 1, opcode, has_mask, payload)
         if opcode != ABNF.OPCODE_CLOSE:  # Close frames are parsed by parse_close_payload
             frame.validate(True)
         return frame
 
-    def read(self) -> Incoming:
-        """Block for the next message, pong, ping or Close. Raises PeerEOF / OSError when TCP ends."""
+    def read(self, timeout: float | None = None) -> Incoming | None:
+        """Block for the next message, pong, ping or Close; None if ``timeout`` s pass first.
+
+        Raises PeerEOF / OSError when TCP ends. A timeout never loses a partly received frame.
+        """
         assert self._open and self._cont is not None
         cont = self._cont
+        sock = self._sock
+        if sock is not None and timeout != self._timeout:
+            sock.settimeout(timeout)
+            self._timeout = timeout
         while True:
-            frame = self._recv_frame()
+            frame = self._frame_from_buf()
+            if frame is None:
+                try:
+                    self._fill()
+                except TimeoutError:
+                    if timeout is None:
+                        raise
+                    return None
+                continue
             op = frame.opcode
             if op in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT):
                 cont.validate(frame)
@@ -446,7 +473,7 @@ class WSConnection:
                 return Incoming("pong", bytes(frame.data))
 
     def send_frame(self, frame: ABNF) -> None:
-        """Send one frame (masked by websocket-client's ABNF)."""
+        """Send one frame (masked by websocket-client's ABNF); never times out half-way."""
         if not self._open:
             raise PeerEOF("not open")
         sock = self._sock
@@ -454,7 +481,14 @@ class WSConnection:
             raise WebSocketConnectionClosedException("socket is already closed.")
         data = frame.format()
         with self._wlock:
-            sock.sendall(data)
+            if self._timeout is None:
+                sock.sendall(data)
+            else:  # the read timeout must not cut a frame in two
+                sock.settimeout(None)
+                try:
+                    sock.sendall(data)
+                finally:
+                    sock.settimeout(self._timeout)
 
     def send_text(self, text: str) -> None:
         """Send a text message."""
