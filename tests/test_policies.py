@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from wsstorm.errors import UsageError
+from tests.strategies import specs
 from wsstorm.policies import (
     CATALOG,
     FAIL_CODES,
@@ -356,33 +357,6 @@ def _outcome(code: int, uptime: float, hint: float | None) -> Outcome:
     if code <= -100:
         return Outcome(fail="http_status", status=-code, retry_after=hint)
     return Outcome(fail={v: k for k, v in FAIL_CODES.items()}[code])
-
-
-@st.composite
-def specs(draw) -> PolicySpec:
-    preset = CATALOG[draw(st.sampled_from(sorted(CATALOG)))]
-    given: dict[str, str] = {}
-    for prm in preset.params:
-        if not draw(st.booleans()):
-            continue
-        if prm.choices:
-            v = draw(st.sampled_from(prm.choices))
-        else:
-            hi = min(prm.hi, 200.0)
-            v = draw(st.floats(min_value=prm.lo, max_value=hi, allow_nan=False))
-            if prm.allow_inf and draw(st.integers(0, 9)) == 0:
-                v = math.inf
-        given[prm.name] = repr(v)
-    text = preset.name + (":" + ",".join(f"{k}={v}" for k, v in given.items()) if given else "")
-    if draw(st.booleans()):
-        text += "+budget:tokens=%r,cost=%r,refill=%r,wait=%d" % (
-            draw(st.floats(0.5, 20)), draw(st.floats(0, 3)), draw(st.floats(0, 2)), draw(st.integers(0, 1)),
-        )
-    try:
-        return parse_policy(text)
-    except PolicyError:
-        assume(False)
-        raise
 
 
 events = st.lists(

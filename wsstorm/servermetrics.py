@@ -11,6 +11,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 EMPTY_REJECTED = {"1013": 0, "http_503": 0, "refused": 0, "timeout": 0}
 EMPTY_CLOSES = {"1012": 0, "1013": 0, "1000": 0, "1009": 0}
 
+# (metric, help, label, key in the totals) for the counters broken down by one label
+_LABELLED_COUNTERS = (
+    ("wsstorm_handshakes_rejected", "Handshakes rejected, by kind", "kind", "rejected"),
+    ("wsstorm_closes_sent", "Close frames the server initiated, by code", "code", "closes_sent"),
+    ("wsstorm_closes_received", "Closes the client initiated, by code", "code", "closes_received"),
+    ("wsstorm_bad_input", "Bad input from clients, by kind", "kind", "bad_input"),
+    ("wsstorm_faults", "Faults applied to the server, by kind", "fault", "faults"),
+)
+
 
 def add_counts(total: dict[str, int], delta: dict[str, int]) -> None:
     """total[k] += delta[k] for every k (in place)."""
@@ -64,28 +73,13 @@ class MetricsBook:
                 c = CounterMetricFamily("wsstorm_handshakes_accepted", "Handshakes admitted", labels=[])
                 c.add_metric([], t["accepted"])
                 yield c
-                c = CounterMetricFamily("wsstorm_handshakes_rejected", "Handshakes rejected, by kind", labels=["kind"])
-                for k, v in sorted(t["rejected"].items()):
-                    c.add_metric([k], v)
-                yield c
-                c = CounterMetricFamily("wsstorm_closes_sent", "Close frames the server initiated, by code", labels=["code"])
-                for k, v in sorted(t["closes_sent"].items()):
-                    c.add_metric([k], v)
-                yield c
-                c = CounterMetricFamily("wsstorm_closes_received", "Closes the client initiated, by code", labels=["code"])
-                for k, v in sorted(t["closes_received"].items()):
-                    c.add_metric([k], v)
-                yield c
-                c = CounterMetricFamily("wsstorm_bad_input", "Bad input from clients, by kind", labels=["kind"])
-                for k, v in sorted(t["bad_input"].items()):
-                    c.add_metric([k], v)
-                yield c
+                for name, help_text, label, key in _LABELLED_COUNTERS:
+                    c = CounterMetricFamily(name, help_text, labels=[label])
+                    for k, v in sorted(t[key].items()):
+                        c.add_metric([k], v)
+                    yield c
                 c = CounterMetricFamily("wsstorm_abnormal_closes", "Connections that ended without a Close frame")
                 c.add_metric([], t["abnormal"])
-                yield c
-                c = CounterMetricFamily("wsstorm_faults", "Faults applied to the server, by kind", labels=["fault"])
-                for k, v in sorted(t["faults"].items()):
-                    c.add_metric([k], v)
                 yield c
                 g = GaugeMetricFamily("wsstorm_connections", "Open connections, by serving process", labels=["proc"])
                 q = GaugeMetricFamily("wsstorm_queue_depth", "Handshakes in progress, by serving process", labels=["proc"])
