@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import gevent
 import gevent.lock
+import gevent.monkey
 from websocket import ABNF
 from websocket._abnf import continuous_frame
 from websocket._exceptions import (
@@ -318,7 +320,24 @@ class WSConnection:
         return (time.perf_counter() - t0) * 1000.0
 
     def _connect(self, url: str) -> str | None:
-        """TCP (+TLS) connect and handshake to ``url``; returns a redirect's Location, else None."""
+        """TCP (+TLS) connect and handshake to ``url``; returns a redirect's Location, else None.
+
+        Under gevent one timer bounds the whole of it (not a timer per socket operation).
+        """
+        if not gevent.monkey.is_module_patched("socket"):
+            return self._handshake(url, self.connect_timeout)
+        timer = gevent.Timeout(self.connect_timeout)
+        timer.start()
+        try:
+            return self._handshake(url, None)
+        except gevent.Timeout as t:
+            if t is not timer:
+                raise
+            raise WebSocketTimeoutException(f"timed out after {self.connect_timeout:g} s (TCP + handshake)") from None
+        finally:
+            timer.close()
+
+    def _handshake(self, url: str, op_timeout: float | None) -> str | None:
         host, port, secure, addr = resolve(url, self.connect_timeout)
         family = socket.AF_INET6 if len(addr) == 4 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -329,7 +348,7 @@ class WSConnection:
             # let connect() pick the port per 4-tuple, not bind() per source address
             sock.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT (Linux)
             sock.bind((self.source_address, 0))
-        sock.settimeout(self.connect_timeout)
+        sock.settimeout(op_timeout)
         sock.connect(addr)
         if secure:
             ctx = self.ssl_context or _default_tls()
