@@ -540,7 +540,7 @@ class WebSocketUser(User):
         while True:
             now = time.time()
             if scheduled > now:
-                gevent.sleep(scheduled - now)
+                _sleep_first(scheduled - now)
             attempt += 1
             self._rec("attempt", attempt=attempt, planned_delay=delay, scheduled_t=scheduled)
             outcome = self._try_once()
@@ -581,8 +581,10 @@ class WebSocketUser(User):
             return {"after": after, "closed": False,
                     "policy": {"fail": f.kind, "status": f.status, "retry_after": f.retry_after}}
         now = time.monotonic()
+        t_open = time.time()
         self.live = live = _Conn(c, now, now)
-        self._rec("open", connect_ms=round(connect_ms, 3))
+        _yield()
+        self._rec("open", t=t_open, connect_ms=round(connect_ms, 3))
         self._report("connect", connect_ms)
         self.policy.opened()
         result = self._hold(live)
@@ -665,6 +667,8 @@ class WebSocketUser(User):
                     next_ping = next_msg = INF
                 wake = min(next_ping, next_msg, deadline, give_up)
                 inc = c.read(None if wake == INF else max(0.001, wake - now))
+                if inc is not None and inc.kind == "close":
+                    _yield()
                 if inc is not None and self._on_frame(live, inc):
                     break
         except gevent.GreenletExit:
@@ -739,6 +743,26 @@ class WebSocketUser(User):
                     return
         except Exception:  # TCP ended or a broken frame: the close stays unclean
             return
+
+
+def _sleep_first(seconds: float) -> None:
+    """gevent.sleep at the loop's highest priority: a due attempt starts before the socket
+    callbacks of the same loop iteration."""
+    hub = gevent.get_hub()
+    loop = hub.loop
+    with loop.timer(seconds, priority=2) as t:
+        loop.update_now()  # as gevent.sleep: the delay counts from now, not the loop's cached time
+        hub.wait(t)
+
+
+def _yield() -> None:
+    """Finish a close or an open as a loop callback, not inside the socket's I/O callback.
+
+    gevent runs callbacks in slices of ~5 ms and polls timers between slices, while one
+    epoll batch of I/O callbacks (thousands of closes in a storm) runs without a break:
+    this keeps attempts due during a storm from waiting behind the whole batch.
+    """
+    gevent.sleep(0)
 
 
 def _answer(info: CloseInfo) -> int | None:
