@@ -3,7 +3,8 @@
 Prints: held connections per process, opens per second per process, memory per connection,
 the Locust process's own CPU per open and per reconnect (close + wait + attempt + open) and the
 per-process ceilings they imply, and the scheduling error (attempt t - scheduled_t) p50/p99 when
-5,000 users reconnect after a restart of the target (median of --repeats storms).
+5,000 users reconnect after a restart of the target (median of --repeats storms), and how long
+after the restart fired each close was recorded (that lag is not in the scheduling error).
 Goals: >= 10,000 held; >= 1,000 opens/s; p99 <= 50 ms. The target shares the machine's cores,
 so the measured rates are the lower of the harness's ceiling and the target's.
 Usage: python benchmarks/bench_user.py [--users 10000] [--storm-users 5000] [--repeats 3]
