@@ -235,7 +235,11 @@ class ProxyProcess(_Child):
 
 
 def start_target(timeout: float = 30.0, **options: Any) -> TargetProcess:
-    """Spawn `python -m wsstorm serve` with these options (capacity=..., proxy_port=0, ...); wait until ready."""
+    """Spawn `python -m wsstorm serve` with these options (capacity=..., proxy_port=0, ...); wait until ready.
+
+    The target stops by itself if this process dies without stopping it (exit_with_parent).
+    """
+    options.setdefault("exit_with_parent", True)
     return TargetProcess([sys.executable, "-m", "wsstorm", "serve", *options_to_argv(options)], timeout)
 
 

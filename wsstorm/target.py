@@ -42,6 +42,8 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     a("--restart-down", type=float, default=3.0, help="seconds refusing after SIGHUP's restart")
     a("--backlog", type=int, default=4096, help="listen backlog per serving process")
     a("--uvloop", action="store_true", help="use uvloop in the serving processes (needs uvloop installed)")
+    a("--exit-with-parent", action="store_true",
+      help="stop when the process that started it dies (no orphaned servers after a killed load run)")
 
 
 def validate(args: argparse.Namespace) -> None:
@@ -236,6 +238,12 @@ class Supervisor:
                     tick = self.book.down_tick(i, int(self.cfg[CFG_CAPACITY]), self.cfg[CFG_RATE])
                     self.write(tick)
 
+    async def watch_parent(self, parent: int) -> None:
+        # Reparenting means whoever started us is gone without stopping us.
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        self.stop_event.set()
+
     # --- faults -----------------------------------------------------------------------------
 
     def _procs_arg(self, body: dict) -> list[int]:
@@ -388,6 +396,8 @@ class Supervisor:
         self.loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
         self.loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
         down_ticker = self.loop.create_task(self.down_ticker())
+        if self.args.exit_with_parent:
+            self.loop.create_task(self.watch_parent(os.getppid()))
         print(json.dumps({"ready": True, "url": url, "admin": f"http://127.0.0.1:{aport}", "token": token,
                           "port": self.port, "pid": os.getpid(), "workers": len(self.procs)}), flush=True)
         await self.stop_event.wait()

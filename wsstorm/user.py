@@ -7,6 +7,7 @@ writes every shard), the manifest, the embedded target and the fault schedule.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -62,6 +63,7 @@ def _add_options(parser: Any) -> None:
     g.add_argument("--target-handshake-rate", type=float, default=None, help="embedded target: handshakes/s")
     g.add_argument("--target-handshake-cost-ms", type=float, default=None, help="embedded target: CPU ms per handshake")
     g.add_argument("--target-overload", default="", help="embedded target: close | http | refuse")
+    g.add_argument("--target-port", type=int, default=None, help="embedded target: WebSocket port (default: a free one)")
     g.add_argument("--target-workers", type=int, default=None, help="embedded target: serving processes")
     g.add_argument("--target-proxy", action="store_true", default=False, help="embedded target: fault proxy in front")
     g.add_argument("--target-admin", default="", help="admin URL of a target started elsewhere (for faults)")
@@ -232,6 +234,7 @@ def _target_options(opts: Any, scenario: Any) -> dict[str, Any]:
         "handshake_rate": (opts.target_handshake_rate, getattr(t, "handshake_rate", None)),
         "handshake_cost_ms": (opts.target_handshake_cost_ms, getattr(t, "handshake_cost_ms", None)),
         "overload": (opts.target_overload or None, getattr(t, "overload", None)),
+        "port": (opts.target_port, None),
         "workers": (opts.target_workers, getattr(t, "workers", None)),
         "proxy": (opts.target_proxy or None, getattr(t, "proxy", None)),
     }
@@ -253,6 +256,8 @@ def _start_embedded_target(environment: Any, opts: Any, s: Session) -> None:
         raise
     except Exception as exc:  # one line, not a traceback per process
         raise UsageError(f"cannot start the embedded target: {exc}") from exc
+    # Locust may fail after init without firing quit: stop the target at exit all the same.
+    atexit.register(s.target.stop)
     s.target_info = dict(options)
     environment.host = s.target.url
     opts.host = s.target.url
