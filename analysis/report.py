@@ -117,8 +117,9 @@ def headline_rows(m: dict) -> list[tuple[str, str]]:
     r = m["run"]
     budget = r.get("budget_per_s")
     return [
-        ("Peak attempt rate after a disruption", f"{fmt(r.get('peak_attempts_per_s'), '/s')} vs handshake budget "
-                                                   f"{fmt(budget, '/s') if budget else 'unknown'}"),
+        ("Peak attempt rate after a disruption" if m.get("disruptions") else "Peak attempt rate (no disruption)",
+         f"{fmt(r.get('peak_attempts_per_s'), '/s')} vs handshake budget "
+         f"{fmt(budget, '/s') if budget else 'unknown'}"),
         ("Herd factor (peak / budget)", fmt(r.get("herd_factor"), "×")),
         ("Recovery T50 / T95 / T99", " / ".join(fmt(r.get(f"recovery_T{q}_s"), " s") for q in (50, 95, 99))),
         ("Client downtime p50 / p95 / p99 / max", " / ".join(fmt(r.get(f"downtime_{k}_s"), " s")
