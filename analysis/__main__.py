@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"wsstorm report: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a run folder we did not foresee: one line, not a traceback
+        print(f"wsstorm report: error: cannot analyse {' '.join(map(str, args.runs))}: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -11,6 +11,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
+# Labels carry text from the run folder (policy specs, fault names): never read it as mathtext.
+matplotlib.rcParams["text.parse_math"] = False
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 

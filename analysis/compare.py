@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from scipy import stats
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from analysis import metrics as M  # noqa: E402
-from analysis.load import Run, load_run  # noqa: E402
-from analysis.report import CSS, data_uri, esc, fmt, jsonable  # noqa: E402
-from wsstorm.errors import UsageError  # noqa: E402
+from analysis import charts  # noqa: F401  (Agg backend, no mathtext)
+from analysis import metrics as M
+from analysis.load import Run, load_run
+from analysis.report import CSS, data_uri, esc, fmt, jsonable
+from wsstorm.errors import UsageError
 
 COLUMNS = [  # (metric key, heading, unit); lower is better for all of them
     ("recovery_T95_s", "recovery T95", " s"),

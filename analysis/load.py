@@ -80,7 +80,8 @@ def _target_value(run: Run, key: str) -> float | None:
         v = float(run.series[col].max())
         if v > 0:
             return v
-    for src in (run.manifest.get("target") or {}, ((run.manifest.get("scenario") or {}).get("target") or {})):
+    scenario = run.manifest.get("scenario")
+    for src in (run.manifest.get("target") or {}, (scenario.get("target") if isinstance(scenario, dict) else None) or {}):
         v = src.get(key) if isinstance(src, dict) else None
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
             return float(v)
@@ -189,6 +190,18 @@ def _events_frame(chunk: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+PLAUSIBLE_SPAN_S = 7 * 86400  # a run longer than a week is taken to be a corrupt timestamp
+
+
+def plausible_window(t: pd.Series, started: float | None, ended: float | None) -> tuple[float, float]:
+    """Epoch bounds inside which an event can belong to this run (one bad clock or corrupt line must
+    not stretch the per-second series to years)."""
+    anchor = started if started is not None else float(t.median())
+    lo = anchor - 60 if started is not None else anchor - PLAUSIBLE_SPAN_S
+    hi = ended + 60 if ended is not None and ended >= anchor else anchor + PLAUSIBLE_SPAN_S
+    return lo, hi
+
+
 def load_events(folder: Path, manifest: dict, warnings: list[str], counts: dict[str, int]) -> pd.DataFrame | None:
     """Read every events-*.jsonl shard into one frame sorted by time."""
     shards = sorted(folder.glob("events-*.jsonl"))
@@ -217,6 +230,11 @@ def load_events(folder: Path, manifest: dict, warnings: list[str], counts: dict[
     if (~ok).any():
         warnings.append(f"{int((~ok).sum())} event(s) without t/event/user skipped")
         df = df[ok]
+    lo, hi = plausible_window(df["t"], _num(manifest.get("started")), _num(manifest.get("ended")))
+    implausible = (df["t"] < lo) | (df["t"] > hi)
+    if implausible.any():
+        warnings.append(f"{int(implausible.sum())} event(s) with a timestamp far outside the run skipped")
+        df = df[~implausible]
     other_v = df["v"].notna() & (df["v"] != 1)
     if other_v.any():
         warnings.append(f"{int(other_v.sum())} event(s) of an unknown log version (v != 1) skipped")

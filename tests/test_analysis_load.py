@@ -64,3 +64,25 @@ def test_not_a_run_folder_is_a_usage_error(tmp_path):
     (tmp_path / "events-local.jsonl").write_text("garbage\n")
     with pytest.raises(UsageError):
         load_run(tmp_path)
+
+
+def test_a_corrupt_timestamp_is_skipped_not_stretched_over_years(folder):
+    import json
+
+    with open(folder / "events-local.jsonl", "a") as f:
+        f.write(json.dumps({"v": 1, "t": 1.7e15, "run": "synth", "worker": "local", "user": "local/0",
+                            "conn": 1, "event": "open", "connect_ms": 1.0}) + "\n")
+    run = load_run(folder)
+    assert any("timestamp far outside the run" in w for w in run.warnings)
+    assert run.counts["events"] == 200 * 8
+    assert len(run.series) < 100  # the run lasts 40 s, not 50 million years
+
+
+def test_a_scenario_given_as_a_name_is_not_a_crash(folder):
+    import json
+
+    m = json.loads((folder / "manifest.json").read_text())
+    m["scenario"] = "restart"
+    (folder / "manifest.json").write_text(json.dumps(m))
+    run = load_run(folder)
+    assert M.compute(run)["run"]["recovery_T95_s"] is not None

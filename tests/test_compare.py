@@ -45,3 +45,15 @@ def test_comparison_report(tmp_path):
 
     Tags().feed(html)
     assert all(a["src"].startswith("data:") for t, a in tags if t == "img") and len(rows) == 3
+
+
+def test_run_text_with_mathtext_syntax_is_drawn_as_plain_text(tmp_path):
+    # a policy or fault name is run-folder text: "$\frac$" must not reach matplotlib's mathtext parser
+    folders = []
+    for i in range(2):
+        r = restart_storm(n=50)
+        r.policy = "$\\frac$" if i == 0 else "odd $x^$ name"
+        folders.append(r.write(tmp_path / f"r{i}"))
+    page, rows = write_comparison(folders, tmp_path / "out")
+    assert (tmp_path / "out" / "pareto.png").stat().st_size > 0
+    assert "$\\frac$" in page.read_text(encoding="utf-8")
