@@ -137,7 +137,8 @@ def test_hint_from_reason():
     assert hint_from_reason("retry-after=abc") is None
     assert hint_from_reason("") is None
     assert hint_from_reason(None) is None
-    assert hint_from_reason("\x00\u202e retry-after=1e9") == 1.0  # only the plain decimal is read
+    assert hint_from_reason("\x00\u202e retry-after=1e9") is None  # not a plain decimal: no hint, not 1 s
+    assert hint_from_reason("retry-after=3; try later") == 3.0
 
 
 # ---------------------------------------------------------------- golden sequences

@@ -1,7 +1,7 @@
 """The ``wsstorm`` command: a thin dispatcher to the module that owns each job.
 
-Each subcommand lives in its own module, which exposes ``configure(parser)``
-and ``command(args) -> int``; modules are imported only when their command
+Each subcommand lives in its own module, which exposes ``configure(name, parser)``
+and ``command(name, args) -> int``; modules are imported only when their command
 runs, so ``wsstorm policies`` never pays for Locust or asyncio.
 """
 

@@ -136,7 +136,7 @@ class Schedule:
                 left = due - time.time()
                 if left <= 0:
                     break
-                # wake a little early and then spin-sleep finely, for timing within a few ms
+                # look at the stop flag at least every 0.5 s; the last stretch is one wait to the due time
                 self._stop.wait(min(left, 0.5) if left > 0.02 else left)
             if self._stop.is_set():
                 return

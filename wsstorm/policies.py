@@ -110,7 +110,8 @@ def parse_code(text: str) -> int:
     )
 
 
-_HINT_RE = re.compile(r"retry-after\s*=\s*([0-9]{1,9}(?:\.[0-9]{1,9})?)", re.IGNORECASE)
+# the number must end there: "retry-after=1e3" is no hint, not a hint of 1 s
+_HINT_RE = re.compile(r"retry-after\s*=\s*([0-9]{1,9}(?:\.[0-9]{1,9})?)(?![0-9.eE])", re.IGNORECASE)
 
 
 def hint_from_reason(reason: str | None) -> float | None:

@@ -173,9 +173,9 @@ class Progress:
             table.add_column()
             table.add_row("elapsed", f"{elapsed:5.0f} s of {total:g} s  ({max(0.0, total - elapsed):.0f} s left)")
             table.add_row("connected", conn_text)
-            table.add_row(f"closes, last {RECENT_S:g} s", recent)
-            table.add_row("closes, total", codes_text(mon.closes))
-            table.add_row("faults fired", ", ".join(f["fault"] for f in mon.faults[-5:]) or "-")
+            table.add_row(f"closes, last {RECENT_S:g} s", escape(recent))
+            table.add_row("closes, total", escape(codes_text(mon.closes)))
+            table.add_row("faults fired", escape(", ".join(str(f.get("fault", "?")) for f in mon.faults[-5:])) or "-")
             self._live.update(table)
             return
         now = time.monotonic()
