@@ -150,13 +150,15 @@ def classify_exception(exc: BaseException) -> Failure:
         if code == errno.ETIMEDOUT:
             return Failure("timeout", detail=detail)
         return Failure("reset", detail=detail)
-    if isinstance(exc, (WebSocketProtocolException, WebSocketException, ValueError)):
-        return Failure("protocol", detail=detail)
-    return Failure("protocol", detail=detail)
+    return Failure("protocol", detail=detail)  # WebSocketException, ValueError and anything else
 
 
 class PeerEOF(ConnectionError):
     """The peer closed TCP (FIN) without a Close frame."""
+
+
+class MessageTooBig(WebSocketProtocolException):
+    """A frame or message larger than MAX_MESSAGE: the client fails the connection with 1009."""
 
 
 @dataclass
@@ -169,8 +171,8 @@ class Incoming:
 
 
 
-def resolve(url: str, timeout: float) -> tuple[str, int, bool, tuple]:
-    """URL -> (host, port, secure, sockaddr); raises UsageError-free socket errors (gaierror)."""
+def resolve(url: str) -> tuple[str, int, bool, tuple]:
+    """URL -> (host, port, secure, sockaddr); raises ValueError for a bad URL or port, gaierror if unresolvable."""
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
@@ -200,6 +202,8 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEAD = 65536  # a response head larger than this is not a WebSocket server's
 _RECV = 65536
+MAX_MESSAGE = 16 * 1024 * 1024  # bytes: a longer frame or message is refused (1009), never buffered
+_MAX_BODY = 65536  # bytes of a rejection's body kept; the rest is not waited for
 _DEFAULT_TLS: ssl.SSLContext | None = None  # built once: loading the CA store costs milliseconds
 
 
@@ -264,6 +268,19 @@ def parse_response_head(head: bytes) -> tuple[int, str | None, dict[str, str]]:
     return status, message, headers
 
 
+def body_length(content_length: str | None) -> int | None:
+    """Content-Length of a rejection -> bytes to read (capped at _MAX_BODY), None if absent.
+
+    Raises WebSocketException for a value that is not a non-negative integer.
+    """
+    if not content_length:
+        return None
+    text = content_length.strip()
+    if not text.isdigit() or not text.isascii():  # int() would take "-5", "+5", "1_0"
+        raise WebSocketException(f"Invalid content-length header: {content_length[:40]!r}")
+    return min(int(text[:20]), _MAX_BODY)  # 20 digits are past any cap; int() refuses >4300
+
+
 def accept_ok(headers: dict[str, str], key: str) -> bool:
     """True if the 101 response upgrades to websocket and carries the right Sec-WebSocket-Accept."""
     for name, want in (("upgrade", "websocket"), ("connection", "upgrade")):
@@ -293,7 +310,7 @@ class WSConnection:
         self.ssl_context = ssl_context
         self._sock: socket.socket | None = None
         self._open = False
-        self._buf = b""
+        self._buf = bytearray()  # del from the front is amortised O(1): no quadratic copying
         self._timeout: float | None = None  # the socket's current read timeout once open
         self._cont: continuous_frame | None = None
         self._wlock = gevent.lock.Semaphore()  # two greenlets send (pong/close vs. ping/message): whole frames
@@ -338,11 +355,11 @@ class WSConnection:
             timer.close()
 
     def _handshake(self, url: str, op_timeout: float | None) -> str | None:
-        host, port, secure, addr = resolve(url, self.connect_timeout)
+        host, port, secure, addr = resolve(url)
         family = socket.AF_INET6 if len(addr) == 4 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock = sock
-        self._buf = b""
+        self._buf = bytearray()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.source_address:
             # let connect() pick the port per 4-tuple, not bind() per source address
@@ -394,29 +411,30 @@ class WSConnection:
         while True:
             end = self._buf.find(b"\r\n\r\n")
             if end >= 0:
-                head, self._buf = self._buf[:end + 2], self._buf[end + 4:]
+                head = bytes(self._buf[:end + 2])
+                del self._buf[:end + 4]
                 return head
             nl = self._buf.find(b"\n\n")  # a bare-LF server (read_headers accepts it too)
             if nl >= 0:
-                head, self._buf = self._buf[:nl + 1], self._buf[nl + 2:]
+                head = bytes(self._buf[:nl + 1])
+                del self._buf[:nl + 2]
                 return head
             if len(self._buf) > _MAX_HEAD:
                 raise WebSocketException("Invalid header: response head too large")
             self._fill()
 
     def _read_body(self, content_length: str | None) -> bytes | None:
-        if not content_length:
+        """A rejection's body: at most _MAX_BODY bytes of it (the rest is never waited for)."""
+        n = body_length(content_length)
+        if n is None:
             return None
-        try:
-            n = int(content_length)
-        except ValueError:
-            raise WebSocketException(f"Invalid content-length header: {content_length!r}")
         try:
             while len(self._buf) < n:
                 self._fill()
         except socket.timeout as exc:
             raise WebSocketTimeoutException(str(exc) or "timed out") from exc
-        body, self._buf = self._buf[:n], self._buf[n:]
+        body = bytes(self._buf[:n])
+        del self._buf[:n]
         return body
 
     def _frame_from_buf(self) -> ABNF | None:
@@ -436,6 +454,8 @@ class WSConnection:
             if n < 10:
                 return None
             length, pos = int.from_bytes(buf[2:10], "big"), 10
+        if length > MAX_MESSAGE:  # refused before any of it is buffered
+            raise MessageTooBig(f"frame of {length} bytes exceeds the {MAX_MESSAGE}-byte limit")
         has_mask = b2 >> 7
         mask = b""
         if has_mask:
@@ -445,7 +465,8 @@ class WSConnection:
         end = pos + length
         if n < end:
             return None
-        payload, self._buf = buf[pos:end], buf[end:]
+        payload = bytes(buf[pos:end])
+        del buf[:end]
         if has_mask:
             payload = ABNF.mask(mask, payload)
         opcode = b1 & 0x0F
@@ -478,6 +499,8 @@ class WSConnection:
             op = frame.opcode
             if op in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT):
                 cont.validate(frame)
+                if cont.cont_data and len(cont.cont_data[1]) + len(frame.data) > MAX_MESSAGE:
+                    raise MessageTooBig(f"fragmented message exceeds the {MAX_MESSAGE}-byte limit")
                 cont.add(frame)
                 if cont.is_fire(frame):
                     _op, whole = cont.extract(frame)
