@@ -115,6 +115,7 @@ class _Child:
     def __init__(self, argv: list[str], timeout: float, env: dict | None = None) -> None:
         self.argv = argv
         self.stderr_file = tempfile.TemporaryFile()
+        self._stopped = False
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr_file,
                                      start_new_session=True, env=env)
         try:
@@ -132,6 +133,9 @@ class _Child:
         return self.proc.pid
 
     def stderr_text(self) -> str:
+        """What the child wrote to stderr so far ('' once stopped)."""
+        if self.stderr_file.closed:
+            return ""
         self.stderr_file.seek(0)
         return self.stderr_file.read().decode("utf-8", "replace")
 
@@ -164,7 +168,13 @@ class _Child:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGTERM the child (it stops its workers), then SIGKILL whatever is left of its process group."""
+        """SIGTERM the child (it stops its workers), then SIGKILL whatever is left of its process group.
+
+        Idempotent (atexit and quit may both call it): later calls only return the exit code.
+        """
+        if self._stopped:
+            return self.proc.returncode
+        self._stopped = True
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGTERM)
@@ -181,6 +191,7 @@ class _Child:
             pass
         if self.proc.stdout is not None:
             self.proc.stdout.close()
+        self.stderr_file.close()
         return self.proc.returncode
 
     def __enter__(self):

@@ -140,6 +140,9 @@ class Recorder:
     def stop(self) -> None:
         """Stop the flusher and flush what is left."""
         if self._greenlet is not None:
-            self._greenlet.kill(block=True)
+            # Under the lock the flusher is asleep or waiting for the lock, never inside a sink
+            # that yields (a worker's send_message) with a swapped-out batch the kill would lose.
+            with self._lock:
+                self._greenlet.kill(block=True)
             self._greenlet = None
         self.flush()

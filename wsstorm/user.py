@@ -29,7 +29,7 @@ from wsstorm import sockets as sockets_mod
 from wsstorm.errors import UsageError
 from wsstorm.policies import Outcome, hint_from_reason
 from wsstorm.recorder import Recorder, ShardWriter, safe_id, shard_name
-from wsstorm.wsclient import CloseInfo, PeerEOF, WSConnection, classify_exception
+from wsstorm.wsclient import CloseInfo, MessageTooBig, PeerEOF, WSConnection, answer_code, classify_exception
 
 log = logging.getLogger("wsstorm")
 
@@ -109,7 +109,7 @@ def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
         v = getattr(cfg, name)
         if not (v >= 0 and v != float("inf")):
             raise UsageError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v}")
-    if cfg.connect_timeout <= 0 or cfg.connect_timeout == float("inf"):
+    if not (0 < cfg.connect_timeout < float("inf")):
         raise UsageError(f"--connect-timeout must be > 0, got {cfg.connect_timeout}")
     if not 16 <= cfg.message_size <= 1_000_000:
         raise UsageError(f"--message-size must be between 16 and 1000000, got {cfg.message_size}")
@@ -119,9 +119,17 @@ def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
 
 
 def check_host(host: str | None) -> None:
-    """A given --host must be a ws:// or wss:// URL."""
-    if host and not (host.startswith("ws://") or host.startswith("wss://")):
+    """A given --host must be a ws:// or wss:// URL with a valid port."""
+    if not host:
+        return
+    if not (host.startswith("ws://") or host.startswith("wss://")):
         raise UsageError(f"--host must be a ws:// or wss:// URL, got {host!r}")
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(host).port  # raises ValueError for a port out of 0-65535 or not a number
+    except ValueError as exc:
+        raise UsageError(f"--host has a bad port: {host!r} ({exc})") from None
 
 
 def new_run_id() -> str:
@@ -194,7 +202,12 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
         check_host(environment.host)
         # workers get the master's resolved options with each spawn message; only it reads the scenario
         s.scenario = _load_scenario(opts.scenario) if opts.scenario and not is_worker else None
-        s.cfg = resolve_config(opts, s.scenario)
+        if is_worker:
+            s.cfg = resolve_config(opts, s.scenario)
+        else:
+            if opts.seed is None:
+                opts.seed = random.SystemRandom().randrange(2**31)
+            s.cfg = resolve_config(opts, s.scenario)
     except UsageError as exc:
         _fail_usage(exc)
     sockets_mod.raise_nofile_limit()
@@ -205,9 +218,6 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
     else:
         s.role = "master" if isinstance(runner, MasterRunner) else "local"
         s.worker = "local"
-        if opts.seed is None:
-            opts.seed = random.SystemRandom().randrange(2**31)
-        s.cfg = resolve_config(opts, s.scenario)
         # resolved values go back into the options: workers receive them with the spawn message
         opts.message_rate, opts.ping_interval = s.cfg.message_rate, s.cfg.ping_interval
         opts.pong_timeout = s.cfg.pong_timeout
@@ -350,7 +360,11 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
         try:
             s.cfg = resolve_config(environment.parsed_options)
         except UsageError as exc:
+            # running on with the previous settings would make a run that is not what was asked
             log.error("wsstorm: %s", exc)
+            environment.process_exit_code = 2
+            environment.runner.quit()
+            return
     if s.role != "master":
         _ensure_recorder(environment).start()
     if s.role == "worker":
@@ -475,6 +489,32 @@ def write_manifest(environment: Any, ended: float | None = None) -> None:
 
 # ---------------------------------------------------------------- the user
 
+_POLICY_ERRORS_LOGGED = [False]
+
+
+def _policy_failed(exc: BaseException) -> str:
+    """Short text for a policy that raised; logged (with traceback) once per process."""
+    if not _POLICY_ERRORS_LOGGED[0]:
+        _POLICY_ERRORS_LOGGED[0] = True
+        log.error("wsstorm: the reconnect policy failed; the user gives up", exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+def policy_decision(policy: Any, fields: dict[str, Any]) -> tuple[float | None, str | None]:
+    """The policy's next delay after an outcome, guarded: (delay, None), (None, None) to give up,
+    or (None, error text) when the policy raised or gave no finite delay >= 0."""
+    try:
+        delay = policy.next_delay(Outcome(**fields))
+        if delay is None:
+            return None, None
+        delay = float(delay)
+    except Exception as exc:
+        return None, _policy_failed(exc)
+    if not (0 <= delay < INF):
+        return None, _policy_failed(ValueError(f"policy returned delay {delay!r}"))
+    return delay, None
+
+
 class WSFailure(Exception):
     """What Locust shows for a failed connect or a close that is a failure by nature."""
 
@@ -552,17 +592,31 @@ class WebSocketUser(User):
             if outcome is None:  # opened and then closed: the outcome came from _hold
                 attempt = 0
                 outcome = self._last_outcome
-            next_delay = self.policy.next_delay(Outcome(**outcome["policy"]))
             after = outcome["after"]
-            if next_delay is None:
-                self._rec("giveup", policy=self.policy_text, after_code=after, retries=self.policy.retries)
+            next_delay: float | None = None
+            try:
+                next_delay, error = policy_decision(self.policy, outcome["policy"])
+                if next_delay is None:
+                    self._giveup(after, error)
+                else:
+                    self._rec("wait", delay=next_delay, policy=self.policy_text, after_code=after)
+            except Exception as exc:  # the event could not be recorded: give up rather than spin
+                next_delay = None
+                try:
+                    self._giveup(after, _policy_failed(exc))
+                except Exception:
+                    pass
+            finally:  # the conn number moves on after a close whatever happened here
                 self._bump_after_close(outcome)
+            if next_delay is None:
                 while True:
                     gevent.sleep(3600)
-            self._rec("wait", delay=next_delay, policy=self.policy_text, after_code=after)
-            self._bump_after_close(outcome)
             delay = float(next_delay)
             scheduled = time.time() + delay
+
+    def _giveup(self, after: Any, error: str | None) -> None:
+        extra = {"policy_error": error} if error else {}
+        self._rec("giveup", policy=self.policy_text, after_code=after, retries=self.policy.retries, **extra)
 
     def _bump_after_close(self, outcome: dict[str, Any]) -> None:
         if outcome.get("closed"):
@@ -587,9 +641,11 @@ class WebSocketUser(User):
                     "policy": {"fail": f.kind, "status": f.status, "retry_after": f.retry_after}}
         now = time.monotonic()
         t_open = time.time()
-        self.live = live = _Conn(c, now, now)
-        _yield()
+        live = _Conn(c, now, now)
+        # recorded before any yield: a stop landing there closes a connection whose open is on record
         self._rec("open", t=t_open, connect_ms=round(connect_ms, 3))
+        self.live = live
+        _yield()
         self._report("connect", connect_ms)
         self.policy.opened()
         result = self._hold(live)
@@ -617,7 +673,7 @@ class WebSocketUser(User):
         elif kind == "close":
             info: CloseInfo = inc.close
             if live.result is None:
-                live.c.send_close(_answer(info))
+                live.c.send_close(answer_code(info))
                 live.result = _close_fields(info, by="server")
             else:  # the reply to our own Close
                 live.result["clean"] = True
@@ -686,10 +742,11 @@ class WebSocketUser(User):
             if live.result is None:
                 live.result = {"code": 1006, "reason": "", "by": "none", "clean": False, "how": "reset",
                                "detail": f"{type(exc).__name__}: {exc}"[:200]}
-        except Exception as exc:  # a broken frame from the server: we fail the connection with 1002
+        except Exception as exc:  # a broken frame: we fail the connection, 1009 if too big, else 1002
             if live.result is None:
-                c.send_close(1002)
-                live.result = {"code": 1002, "reason": "", "by": "client", "clean": False,
+                code = 1009 if isinstance(exc, MessageTooBig) else 1002
+                c.send_close(code)
+                live.result = {"code": code, "reason": "", "by": "client", "clean": False,
                                "protocol_error": f"{type(exc).__name__}: {exc}"[:200]}
         c.abort()
         return self._finish(live)
@@ -768,12 +825,6 @@ def _yield() -> None:
     this keeps attempts due during a storm from waiting behind the whole batch.
     """
     gevent.sleep(0)
-
-
-def _answer(info: CloseInfo) -> int | None:
-    from wsstorm.wsclient import answer_code
-
-    return answer_code(info)
 
 
 def _close_fields(info: CloseInfo, by: str) -> dict[str, Any]:
