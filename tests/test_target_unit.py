@@ -9,7 +9,7 @@ from wsstorm.admin import authorized
 from wsstorm.control import options_to_argv
 from wsstorm.errors import UsageError
 from wsstorm.proxy import parse_hostport
-from wsstorm.servermetrics import MetricsBook
+from wsstorm.servermetrics import LEDGER, MetricsBook, Tally, ledger_counts, remainder
 from wsstorm.targetworker import refill, retry_reason
 
 
@@ -68,3 +68,34 @@ def test_metrics_book_totals_and_prometheus():
     assert "wsstorm_handshakes_accepted_total 4.0" in text
     assert 'wsstorm_connections{proc="1"} 7.0' in text
     assert 'wsstorm_serving{proc="1"} 0.0' in text
+
+
+COUNTABLE = [("accepted", None), ("messages", None), ("abnormal", None), ("rejected", "1013"),
+             ("rejected", "http_503"), ("closes_sent", "1012"), ("closes_sent", "1013"),
+             ("closes_sent", "1001"), ("closes_sent", "4000"), ("closes_received", "1000"),
+             ("bad_input", "bad_handshake")]
+
+
+@given(st.lists(st.one_of(st.sampled_from(COUNTABLE), st.just("tick")), max_size=200))
+def test_ticks_plus_the_crash_remainder_are_every_count(steps):
+    """Whatever a process counted is in its ticks or in the remainder the supervisor writes
+    after a SIGKILL: never lost, never twice (for every key the ledger keeps)."""
+    proc = 1
+    ledger = [0] * (2 * len(LEDGER))
+    tally, reported, made = Tally(ledger, proc), {}, {}
+    for step in steps:
+        if step == "tick":
+            for name, v in ledger_counts(tally.take()).items():
+                reported[name] = reported.get(name, 0) + v
+            continue
+        group, key = step
+        tally.add(group, key)
+        name = group if key is None else f"{group}.{key}"
+        made[name] = made.get(name, 0) + 1
+    assert ledger[:len(LEDGER)] == [0] * len(LEDGER)  # the other process's slots are untouched
+    left = remainder(ledger[len(LEDGER):], reported)
+    total = dict(reported)
+    for name, v in ledger_counts(left or {}).items():
+        total[name] = total.get(name, 0) + v
+    assert total == {k: v for k, v in made.items() if k in LEDGER}
+    assert remainder(ledger[len(LEDGER):], total) is None  # settling twice writes nothing

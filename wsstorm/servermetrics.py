@@ -10,6 +10,18 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 EMPTY_REJECTED = {"1013": 0, "http_503": 0, "refused": 0, "timeout": 0}
 EMPTY_CLOSES = {"1012": 0, "1013": 0, "1000": 0, "1009": 0}
+EMPTY_BAD = {"bad_handshake": 0, "aborted_handshake": 0}
+
+# The counts a serving process also keeps as running totals in shared memory: what it counted
+# after its last tick then survives a SIGKILL (a crash), and the supervisor writes that remainder.
+# Keys outside this list (rare close codes) are counted per tick only.
+LEDGER = ("accepted", "abnormal", "messages",
+          *(f"rejected.{k}" for k in EMPTY_REJECTED),
+          *(f"closes_sent.{c}" for c in ("1000", "1001", "1002", "1007", "1008", "1009", "1011", "1012", "1013")),
+          *(f"closes_received.{c}" for c in ("1000", "1001")),
+          *(f"bad_input.{k}" for k in EMPTY_BAD))
+_SLOT = {name: i for i, name in enumerate(LEDGER)}
+_GROUPS = ("rejected", "closes_sent", "closes_received", "bad_input")
 
 # (metric, help, label, key in the totals) for the counters broken down by one label
 _LABELLED_COUNTERS = (
@@ -25,6 +37,67 @@ def add_counts(total: dict[str, int], delta: dict[str, int]) -> None:
     """total[k] += delta[k] for every k (in place)."""
     for key, value in delta.items():
         total[key] = total.get(key, 0) + int(value)
+
+
+def empty_counts() -> dict[str, Any]:
+    """The count fields of a tick, all zero."""
+    return {"accepted": 0, "abnormal": 0, "messages": 0, "rejected": dict(EMPTY_REJECTED),
+            "closes_sent": dict(EMPTY_CLOSES), "closes_received": {}, "bad_input": dict(EMPTY_BAD)}
+
+
+class Tally:
+    """One serving process's counts for its next tick, mirrored as running totals in `ledger`."""
+
+    def __init__(self, ledger: Any, proc: int) -> None:
+        self.ledger, self.base = ledger, proc * len(LEDGER)
+        self.counts = empty_counts()
+
+    def add(self, group: str, key: str | None = None) -> None:
+        """Count one: a scalar field (`accepted`) or one key of a group (`closes_sent`, `1013`)."""
+        if key is None:
+            self.counts[group] += 1
+            name = group
+        else:
+            d = self.counts[group]
+            d[key] = d.get(key, 0) + 1
+            name = f"{group}.{key}"
+        slot = _SLOT.get(name)
+        if slot is not None:
+            self.ledger[self.base + slot] += 1
+
+    def take(self) -> dict[str, Any]:
+        """This tick's counts; the next tick starts from zero."""
+        counts, self.counts = self.counts, empty_counts()
+        return counts
+
+
+def ledger_counts(tick: dict) -> dict[str, int]:
+    """The ledger keys' values in a tick's count fields."""
+    out = {}
+    for name in LEDGER:
+        group, _, key = name.partition(".")
+        value = tick.get(group, 0)
+        if key:
+            value = value.get(key, 0) if isinstance(value, dict) else 0
+        if value:
+            out[name] = int(value)
+    return out
+
+
+def remainder(totals: list[int], reported: dict[str, int]) -> dict[str, Any] | None:
+    """A process's counts after its last tick: ledger `totals` minus what its ticks `reported`; None if none."""
+    counts, any_left = empty_counts(), False
+    for name, total in zip(LEDGER, totals):
+        left = int(total) - reported.get(name, 0)
+        if left <= 0:
+            continue
+        any_left = True
+        group, _, key = name.partition(".")
+        if key:
+            counts[group][key] = counts[group].get(key, 0) + left
+        else:
+            counts[group] += left
+    return counts if any_left else None
 
 
 class MetricsBook:
@@ -43,7 +116,7 @@ class MetricsBook:
         t["accepted"] += tick.get("accepted", 0)
         t["abnormal"] += tick.get("abnormal", 0)
         t["messages"] += tick.get("messages", 0)
-        for key in ("rejected", "closes_sent", "closes_received", "bad_input"):
+        for key in _GROUPS:
             add_counts(t[key], tick.get(key, {}))
 
     def fault(self, record: dict) -> None:

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from wsstorm.admin import AdminServer, BadRequest, body_number, new_token
 from wsstorm.errors import UsageError
-from wsstorm.servermetrics import MetricsBook
+from wsstorm.servermetrics import LEDGER, MetricsBook, ledger_counts, remainder
 from wsstorm.targetworker import (CFG_BURST, CFG_CAPACITY, CFG_COST, CFG_HINT, CFG_MODE, CFG_RATE, CFG_SIZE,
                                   OVERLOAD_MODES, worker_main)
 
@@ -124,6 +124,8 @@ class Supervisor:
         self.bucket[0] = self.cfg[CFG_BURST]
         self.bucket[1] = time.monotonic()
         self.held = self.ctx.RawArray("l", args.workers)
+        self.ledger = self.ctx.RawArray("q", args.workers * len(LEDGER))
+        self.reported: list[dict[str, int]] = [{} for _ in range(args.workers)]
         self.lock = self.ctx.Lock()
         self.opts = {"max_size": args.max_size, "open_timeout": args.open_timeout,
                      "close_timeout": args.close_timeout, "backlog": args.backlog, "uvloop": args.uvloop}
@@ -162,8 +164,11 @@ class Supervisor:
         parent, child = self.ctx.Pipe(duplex=True)
         proc = self.ctx.Process(target=worker_main, name=f"wsstorm-serve-{i}", daemon=True,
                                 args=(i, self.port, self.args.host, child, self.cfg, self.bucket, self.held,
-                                      self.lock, self.opts))
+                                      self.lock, self.ledger, self.opts))
         self.held[i] = 0
+        n = len(LEDGER)
+        self.ledger[i * n:(i + 1) * n] = [0] * n
+        self.reported[i] = {}
         proc.start()
         child.close()
         self.procs[i], self.pipes[i] = proc, parent
@@ -184,12 +189,14 @@ class Supervisor:
         except (EOFError, OSError):
             self.loop.remove_reader(pipe.fileno())
             return
+        self.handle(i, msg)
+
+    def handle(self, i: int, msg: dict) -> None:
         kind = msg.get("type")
         if kind == "tick":
             if self.state[i] != "down":
                 self.state[i] = msg["state"]
-            self.write(msg)
-            self.book.tick(msg)
+            self.tick(msg)
         elif kind == "ready":
             fut = self.ready_waiters[i]
             if fut is not None and not fut.done():
@@ -197,11 +204,36 @@ class Supervisor:
         elif kind == "state":
             self.state[i] = msg["state"]
 
+    def tick(self, tick: dict) -> None:
+        self.write(tick)
+        self.book.tick(tick)
+        mine = self.reported[tick["proc"]]
+        for name, value in ledger_counts(tick).items():
+            mine[name] = mine.get(name, 0) + value
+
+    def settle(self, i: int) -> None:
+        """After process `i` exited: read the ticks it left in the pipe, then write what it counted
+        after its last tick (a SIGKILL gives it no chance to) as a `partial` tick."""
+        pipe = self.pipes[i]
+        try:
+            while pipe.poll():
+                self.handle(i, pipe.recv())
+        except (EOFError, OSError, ValueError):
+            pass
+        n = len(LEDGER)
+        counts = remainder(self.ledger[i * n:(i + 1) * n], self.reported[i])
+        if counts is not None:
+            # capacity and rates 0: the per-second sums of the analysis count this process once
+            self.tick({"v": 1, "type": "tick", "t": round(time.time(), 3), "proc": i, "state": "down",
+                       "partial": True, "connections": 0, "capacity": 0, "handshake_rate": 0, "queue_depth": 0,
+                       **counts})
+
     def on_exit(self, i: int, proc: Any) -> None:
         self.loop.remove_reader(proc.sentinel)
         if self.procs[i] is not proc:
             return
         proc.join(0)
+        self.settle(i)
         try:
             self.loop.remove_reader(self.pipes[i].fileno())
             self.pipes[i].close()
@@ -420,6 +452,9 @@ class Supervisor:
                 if proc.is_alive():
                     proc.kill()
                     proc.join(1.0)
+        for i, proc in enumerate(self.procs):
+            if proc is not None and not proc.is_alive():
+                self.settle(i)
         if self.proxy is not None:
             self.proxy.reset()
         if self.out is not None:

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any
 
+from wsstorm.servermetrics import Tally
+
 OVERLOAD_MODES = ("close", "http", "refuse")
 
 # Indexes into the shared settings array (doubles).
@@ -56,7 +58,7 @@ class Worker:
     """The serving process's state: listener, admitted connections, counters for the next tick."""
 
     def __init__(self, proc: int, port: int, host: str, pipe: Any, cfg: Any, bucket: Any, held: Any,
-                 lock: Any, opts: dict) -> None:
+                 lock: Any, ledger: Any, opts: dict) -> None:
         self.proc, self.port, self.host, self.pipe = proc, port, host, pipe
         self.cfg, self.bucket, self.held, self.lock = cfg, bucket, held, lock
         self.opts = opts
@@ -65,18 +67,9 @@ class Worker:
         self.paused = False  # refuse mode: not listening while full
         self.open_conns: set = set()
         self.handshaking: set = set()
-        self.reset_counts()
+        self.tally = Tally(ledger, proc)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = asyncio.Event()
-
-    def reset_counts(self) -> None:
-        self.c_accepted = 0
-        self.c_rejected = {"1013": 0, "http_503": 0, "refused": 0, "timeout": 0}
-        self.c_closes_sent: dict[str, int] = {"1012": 0, "1013": 0, "1000": 0, "1009": 0}
-        self.c_closes_rcvd: dict[str, int] = {}
-        self.c_abnormal = 0
-        self.c_bad = {"bad_handshake": 0, "aborted_handshake": 0}
-        self.c_messages = 0
 
     # --- shared state -------------------------------------------------------------------
 
@@ -137,7 +130,7 @@ class Worker:
 
         self.handshaking.discard(conn)
         if self.state != "serving":
-            self.c_rejected["http_503"] += 1
+            self.tally.add("rejected", "http_503")
             return Response(503, "Service Unavailable", Headers([("Retry-After", "1"), ("Content-Length", "0")]), b"")
         mode = self.mode()
         hint = self.cfg[CFG_HINT]
@@ -145,12 +138,12 @@ class Worker:
             burn_cpu(self.cfg[CFG_COST])  # real work, in the serving process: a herd slows it down
             conn.wss_admitted = True
             self.held[self.proc] += 1
-            self.c_accepted += 1
+            self.tally.add("accepted")
             if mode == "refuse" and not self.can_admit():
                 self.pause()  # before the 101 goes out, so the client's next SYN already meets no listener
             return None
         if mode == "http":
-            self.c_rejected["http_503"] += 1
+            self.tally.add("rejected", "http_503")
             after = f"{hint:g}" if hint >= 0 else "1"
             body = retry_reason("overloaded", hint).encode() + b"\n"
             return Response(503, "Service Unavailable",
@@ -158,12 +151,12 @@ class Worker:
                                      ("Content-Length", str(len(body)))]), body)
         if mode == "refuse":
             # It slipped in before we stopped listening: reset it, then stop listening.
-            self.c_rejected["refused"] += 1
+            self.tally.add("rejected", "refused")
             self._rst(conn)
             self.pause()
             return Response(503, "Service Unavailable", Headers([("Content-Length", "0")]), b"")
         conn.wss_reject = True
-        self.c_rejected["1013"] += 1
+        self.tally.add("rejected", "1013")
         return None
 
     def can_admit(self) -> bool:
@@ -205,7 +198,7 @@ class Worker:
         self.open_conns.add(ws)
         try:
             async for message in ws:
-                self.c_messages += 1
+                self.tally.add("messages")
                 await ws.send(message)
         except ConnectionClosed:
             pass
@@ -227,21 +220,19 @@ class Worker:
                 # Only a parse error from before the TCP end is garbage: the EOF fed at the end
                 # makes a half request fail too, and that one is a timeout or an abort.
                 if conn.wss_exc_before_eof is not None:
-                    self.c_bad["bad_handshake"] += 1
+                    self.tally.add("bad_input", "bad_handshake")
                 elif age >= self.opts["open_timeout"] * 0.95:
-                    self.c_rejected["timeout"] += 1
+                    self.tally.add("rejected", "timeout")
                 else:
-                    self.c_bad["aborted_handshake"] += 1
+                    self.tally.add("bad_input", "aborted_handshake")
             return
         sent, rcvd = proto.close_sent, proto.close_rcvd
         if sent is not None and (rcvd is None or proto.close_rcvd_then_sent is False):
-            key = str(sent.code)
-            self.c_closes_sent[key] = self.c_closes_sent.get(key, 0) + 1
+            self.tally.add("closes_sent", str(sent.code))
         elif rcvd is not None:
-            key = str(rcvd.code)
-            self.c_closes_rcvd[key] = self.c_closes_rcvd.get(key, 0) + 1
+            self.tally.add("closes_received", str(rcvd.code))
         else:
-            self.c_abnormal += 1
+            self.tally.add("abnormal")
 
     @property
     def conn_class(self) -> type:
@@ -322,13 +313,10 @@ class Worker:
                 "v": 1, "type": "tick", "t": round(time.time(), 3), "proc": self.proc,
                 "state": self.state, "connections": len(self.open_conns),
                 "capacity": int(self.cfg[CFG_CAPACITY]), "handshake_rate": self.cfg[CFG_RATE],
-                "accepted": self.c_accepted, "rejected": self.c_rejected, "closes_sent": self.c_closes_sent,
                 "queue_depth": len(self.handshaking), "cpu_pct": me.cpu_percent(None),
-                "rss_bytes": me.memory_info().rss, "closes_received": self.c_closes_rcvd,
-                "abnormal": self.c_abnormal, "bad_input": self.c_bad, "messages": self.c_messages,
+                "rss_bytes": me.memory_info().rss, **self.tally.take(),
                 "held": int(self.held[self.proc]), "listening": self.ws_server is not None,
             }
-            self.reset_counts()
             self.send(tick)
 
     async def main(self) -> None:
@@ -350,7 +338,7 @@ class Worker:
 
 
 def worker_main(proc: int, port: int, host: str, pipe: Any, cfg: Any, bucket: Any, held: Any, lock: Any,
-                opts: dict) -> None:
+                ledger: Any, opts: dict) -> None:
     """Entry point of a serving process (multiprocessing spawn target)."""
     _set_pdeathsig()
     if opts.get("uvloop"):
@@ -358,7 +346,7 @@ def worker_main(proc: int, port: int, host: str, pipe: Any, cfg: Any, bucket: An
 
         uvloop.install()
     try:
-        asyncio.run(Worker(proc, port, host, pipe, cfg, bucket, held, lock, opts).main())
+        asyncio.run(Worker(proc, port, host, pipe, cfg, bucket, held, lock, ledger, opts).main())
     except KeyboardInterrupt:
         pass
     sys.exit(0)
