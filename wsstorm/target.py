@@ -223,10 +223,8 @@ class Supervisor:
         n = len(LEDGER)
         counts = remainder(self.ledger[i * n:(i + 1) * n], self.reported[i])
         if counts is not None:
-            # capacity and rates 0: the per-second sums of the analysis count this process once
-            self.tick({"v": 1, "type": "tick", "t": round(time.time(), 3), "proc": i, "state": "down",
-                       "partial": True, "connections": 0, "capacity": 0, "handshake_rate": 0, "queue_depth": 0,
-                       **counts})
+            # capacity and rate 0: the per-second sums of the analysis count this process once
+            self.tick({**self.book.down_tick(i, 0, 0), **counts, "partial": True})
 
     def on_exit(self, i: int, proc: Any) -> None:
         self.loop.remove_reader(proc.sentinel)
