@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def summary_line(label: str, m: dict) -> str:
     """One line of the printed summary table."""
-    from analysis.report import fmt
+    from .report import fmt
     r = m["run"]
     return (f"{label[:38]:<38} {fmt(r.get('herd_factor'), 'x'):>10} {fmt(r.get('recovery_T95_s'), ' s'):>12} "
             f"{fmt(r.get('downtime_p99_s'), ' s'):>12} {fmt(r.get('wasted_per_recovered')):>8} "
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             if not Path(r).is_dir():
                 raise UsageError(f"{r}: no such run folder")
         if len(args.runs) == 1:
-            from analysis.report import write_report
+            from .report import write_report
             page, m = write_report(args.runs[0], args.held)
             print(page)
             print(HEADER)
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             for w in m["warnings"]:
                 print(f"warning: {w}")
         else:
-            from analysis.compare import write_comparison
+            from .compare import write_comparison
             page, rows = write_comparison(args.runs, args.out, args.held)
             print(page)
             print(HEADER)

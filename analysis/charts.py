@@ -16,7 +16,7 @@ matplotlib.rcParams["text.parse_math"] = False
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from analysis import metrics as M  # noqa: E402
+from . import metrics as M  # noqa: E402
 
 DPI = 100
 SIZE = (10, 4.2)

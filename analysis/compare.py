@@ -17,10 +17,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import stats
 
-from analysis import charts  # noqa: F401  (Agg backend, no mathtext)
-from analysis import metrics as M
-from analysis.load import Run, load_run
-from analysis.report import CSS, data_uri, esc, fmt, jsonable
+from . import charts  # noqa: F401  (Agg backend, no mathtext)
+from . import metrics as M
+from .load import Run, load_run
+from .report import CSS, data_uri, esc, fmt, jsonable
 from wsstorm.errors import UsageError
 
 COLUMNS = [  # (metric key, heading, unit); lower is better for all of them
@@ -208,7 +208,7 @@ def write_comparison(folders: list[str | Path], out: str | Path | None = None,
     for f in folders:
         run = load_run(f)
         m = M.compute(run, held_s)
-        from analysis.report import suspect_warnings
+        from .report import suspect_warnings
         m["warnings"] = suspect_warnings(run, m)
         items.append((run, m))
     out = Path(out) if out else Path("reports") / time.strftime("compare-%Y%m%d-%H%M%S")

@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import charts, metrics as M
-from analysis.load import Run, load_run
+from . import charts, metrics as M
+from .load import Run, load_run
 
 SCHED_P99_LIMIT_MS = 50.0
 

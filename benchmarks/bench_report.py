@@ -30,7 +30,7 @@ def run_report(folder: Path) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds and peak RSS (bytes, summed over the process tree) of one report build."""
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "analysis", str(folder)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "wsstorm.analysis", str(folder)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ps = psutil.Process(proc.pid)
     peak = 0

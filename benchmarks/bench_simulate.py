@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wsstorm import scenarios  # noqa: E402
-from wsstorm.simulate import build_config, parse_policy_text, run_model, summarize  # noqa: E402
+from wsstorm.run import scenario as scenarios  # noqa: E402
+from wsstorm.sim.simulate import build_config, parse_policy_text, run_model, summarize  # noqa: E402
 
 SIZES = (10_000, 100_000, 1_000_000)
 REPEATS = {10_000: 3, 100_000: 3, 1_000_000: 1}

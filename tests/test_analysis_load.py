@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from analysis import metrics as M
-from analysis.load import load_run
+from wsstorm.analysis import metrics as M
+from wsstorm.analysis.load import load_run
 from tests.synth import restart_storm
 from wsstorm.errors import UsageError
 

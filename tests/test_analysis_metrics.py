@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from analysis import metrics as M
-from analysis.load import load_run
+from wsstorm.analysis import metrics as M
+from wsstorm.analysis.load import load_run
 from tests.synth import SynthRun, herd, restart_storm, wasted_loop
 
 

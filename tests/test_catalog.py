@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from wsstorm.catalog import distribution
+from wsstorm.policies.catalog import distribution
 from wsstorm.policies import CATALOG, parse_code, parse_policy
 
 

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from analysis.compare import mean_ci, pareto_front, write_comparison
+from wsstorm.analysis.compare import mean_ci, pareto_front, write_comparison
 from tests.synth import restart_storm, wasted_loop
 
 

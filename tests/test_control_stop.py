@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from wsstorm.control import start_target
+from wsstorm.target.control import start_target
 
 
 @pytest.mark.e2e

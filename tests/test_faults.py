@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from wsstorm import faults, scenarios
+from wsstorm.run import faults
+from wsstorm.run import scenario as scenarios
 from wsstorm.errors import UsageError
 
 
@@ -140,7 +141,7 @@ def test_target_faults_without_admin_are_refused(tmp_path: Path):
 
 
 def test_admin_endpoint_accepts_control_objects():
-    from wsstorm.control import AdminClient
+    from wsstorm.target.control import AdminClient
 
     assert faults.admin_endpoint(AdminClient("http://127.0.0.1:9/", "tok")) == ("http://127.0.0.1:9", "tok")
     assert faults.admin_endpoint(("http://x:1", "t")) == ("http://x:1", "t")

@@ -9,7 +9,7 @@ import pytest
 import websocket
 
 from tests.peers.wsclients import close_of, connect, host_port
-from wsstorm.control import start_proxy, start_target
+from wsstorm.target.control import start_proxy, start_target
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gevent
 
-from wsstorm.recorder import Recorder, ShardWriter, encode_event, shard_name
+from wsstorm.load.recorder import Recorder, ShardWriter, encode_event, shard_name
 
 
 def test_shard_name_is_safe() -> None:
@@ -66,7 +66,7 @@ CHILD = textwrap.dedent("""
     import gevent.monkey; gevent.monkey.patch_all()
     import sys, time, gevent
     from pathlib import Path
-    from wsstorm.recorder import Recorder, ShardWriter
+    from wsstorm.load.recorder import Recorder, ShardWriter
     w = ShardWriter(Path(sys.argv[1]))
     rec = Recorder("r", "local", w.write)
     rec.start()

@@ -6,7 +6,7 @@ import json
 
 import gevent
 
-from wsstorm.recorder import Recorder
+from wsstorm.load.recorder import Recorder
 
 
 def test_stop_during_a_yielding_sink_loses_nothing() -> None:

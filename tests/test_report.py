@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis.report import write_report
+from wsstorm.analysis.report import write_report
 from tests.synth import wasted_loop
 
 XSS = "<script>alert(1)</script>"
@@ -92,11 +92,11 @@ def test_headline_and_warnings_are_there(report):
 
 def test_cli_prints_path_and_exits_2_on_bad_folder(report, tmp_path):
     folder, _, _ = report
-    ok = subprocess.run([sys.executable, "-m", "analysis", str(folder)], capture_output=True, text=True, timeout=120)
+    ok = subprocess.run([sys.executable, "-m", "wsstorm.analysis", str(folder)], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[0] == str(folder / "report.html")
     for bad in (tmp_path / "missing", tmp_path):
-        r = subprocess.run([sys.executable, "-m", "analysis", str(bad)], capture_output=True, text=True, timeout=60)
+        r = subprocess.run([sys.executable, "-m", "wsstorm.analysis", str(bad)], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 

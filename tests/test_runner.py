@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from wsstorm import runner, scenarios
+from wsstorm.run import runner
+from wsstorm.run import scenario as scenarios
 from wsstorm.errors import UsageError
-from wsstorm.progress import RunMonitor, Tail
+from wsstorm.run.progress import RunMonitor, Tail
 
 
 def test_split_policies_keeps_parameter_lists_whole():
@@ -38,7 +39,7 @@ def test_locust_argv(tmp_path: Path):
 
 def test_locustfile_is_found_from_anywhere(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert runner.find_locustfile() == Path(runner.__file__).resolve().parent.parent / "locustfile.py"
+    assert runner.find_locustfile() == Path(runner.__file__).resolve().parents[2] / "locustfile.py"
 
 
 def test_new_dir_never_reuses_a_folder(tmp_path: Path):

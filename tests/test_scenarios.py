@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wsstorm import scenarios
+from wsstorm.run import scenario as scenarios
 from wsstorm.errors import UsageError
 
 SHIPPED = ["steady", "overload", "restart", "drain-restart", "rolling-restart", "crash", "partition", "flapping"]

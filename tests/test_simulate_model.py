@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from wsstorm import scenarios
-from wsstorm.contention import BLOG_BASE_S, BLOG_CAP_S, contend
-from wsstorm.fleetmodel import FleetModel, recovery
-from wsstorm.simulate import build_config, fleet_policy, parse_policy_text, run_model, summarize
+from wsstorm.run import scenario as scenarios
+from wsstorm.sim.contention import BLOG_BASE_S, BLOG_CAP_S, contend
+from wsstorm.sim.fleetmodel import FleetModel, recovery
+from wsstorm.sim.simulate import build_config, fleet_policy, parse_policy_text, run_model, summarize
 
 
 def scenario(faults: str = "", users: int = 200, capacity: int = 1000, rate: float = 500, duration: float = 20,
@@ -241,7 +241,7 @@ def test_service_times_from_a_probe_event_log(tmp_path):
     """The probe's reading of an event log: opens before the restart, 1012 closes after it, trimmed mean spacing."""
     import json
 
-    from wsstorm.servicetime import service_times
+    from wsstorm.sim.servicetime import service_times
 
     t0 = 1_700_000_000.0
     lines = [{"event": "open", "t": t0 + 0.004 * i} for i in range(500)]            # 4 ms apart

@@ -52,8 +52,8 @@ down = 3
 
 def figures(folder: Path) -> dict:
     """connected(t), the peak attempt rate after the disruption and T95, the same way for both runs (analysis)."""
-    from analysis import metrics as M
-    from analysis.load import load_run
+    from wsstorm.analysis import metrics as M
+    from wsstorm.analysis.load import load_run
 
     run = load_run(folder)
     s = run.series

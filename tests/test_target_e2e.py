@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from tests.peers.wsclients import attempt, close_of, connect
-from wsstorm.control import AdminError, start_target
+from wsstorm.target.control import AdminError, start_target
 from wsstorm.errors import UsageError
 
 pytestmark = pytest.mark.e2e

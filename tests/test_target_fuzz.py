@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.peers.wsclients import close_of, connect, raw_socket
-from wsstorm.control import start_target
+from wsstorm.target.control import start_target
 
 pytestmark = pytest.mark.e2e
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from wsstorm.admin import authorized
-from wsstorm.control import options_to_argv
+from wsstorm.target.admin import authorized
+from wsstorm.target.control import options_to_argv
 from wsstorm.errors import UsageError
-from wsstorm.proxy import parse_hostport
-from wsstorm.servermetrics import LEDGER, MetricsBook, Tally, ledger_counts, remainder
-from wsstorm.targetworker import refill, retry_reason
+from wsstorm.target.proxy import parse_hostport
+from wsstorm.target.metrics import LEDGER, MetricsBook, Tally, ledger_counts, remainder
+from wsstorm.target.worker import refill, retry_reason
 
 
 @given(st.floats(0, 100), st.floats(0, 1e4), st.floats(0, 1e3), st.floats(0.01, 1e4), st.floats(1, 1e4))

@@ -8,7 +8,7 @@ import pytest
 
 from wsstorm import policies
 from wsstorm.errors import UsageError
-from wsstorm.user import check_host, policy_decision, resolve_config
+from wsstorm.load.user import check_host, policy_decision, resolve_config
 
 
 def opts(**kw):

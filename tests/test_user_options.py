@@ -1,4 +1,4 @@
-"""User option checks: pure parts of wsstorm.user (no network)."""
+"""User option checks: pure parts of wsstorm.load.user (no network)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from wsstorm.errors import UsageError
-from wsstorm.user import check_host, derive_seed, resolve_config
+from wsstorm.load.user import check_host, derive_seed, resolve_config
 
 
 def opts(**kw):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from wsstorm.wsclient import (PeerEOF, WSConnection, answer_code, classify_exception, is_valid_wire_code,
+from wsstorm.load.connection import (PeerEOF, WSConnection, answer_code, classify_exception, is_valid_wire_code,
                               parse_close_payload, parse_retry_after)
 
 PEER = Path(__file__).parent / "peers" / "scripted_server.py"

@@ -9,7 +9,7 @@ import gevent
 import pytest
 from websocket._exceptions import WebSocketException
 
-from wsstorm.wsclient import (MAX_MESSAGE, MessageTooBig, WSConnection, _GUID, body_length,
+from wsstorm.load.connection import (MAX_MESSAGE, MessageTooBig, WSConnection, _GUID, body_length,
                               classify_exception)
 
 

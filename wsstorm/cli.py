@@ -16,20 +16,20 @@ from wsstorm.errors import UsageError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "policies": ("wsstorm.catalog", "list reconnect policies, or show one's delay distribution"),
-    "serve": ("wsstorm.target", "start the embedded WebSocket target server"),
-    "proxy": ("wsstorm.proxy", "start the fault-injecting TCP proxy in front of any server"),
-    "scenarios": ("wsstorm.scenarios", "list the shipped scenarios, or show one"),
-    "run": ("wsstorm.runner", "run one scenario with one policy and build its report"),
-    "compare": ("wsstorm.runner", "run several policies on one scenario and compare them"),
-    "demo": ("wsstorm.runner", "the main job: compare presets on restart and overload"),
-    "simulate": ("wsstorm.simulate", "model a reconnect storm at fleet scale"),
+    "policies": ("wsstorm.policies.catalog", "list reconnect policies, or show one's delay distribution"),
+    "serve": ("wsstorm.target.supervisor", "start the embedded WebSocket target server"),
+    "proxy": ("wsstorm.target.proxy", "start the fault-injecting TCP proxy in front of any server"),
+    "scenarios": ("wsstorm.run.scenario", "list the shipped scenarios, or show one"),
+    "run": ("wsstorm.run.runner", "run one scenario with one policy and build its report"),
+    "compare": ("wsstorm.run.runner", "run several policies on one scenario and compare them"),
+    "demo": ("wsstorm.run.runner", "the main job: compare presets on restart and overload"),
+    "simulate": ("wsstorm.sim.simulate", "model a reconnect storm at fleet scale"),
 }
 
 
 def _run_report(argv: list[str]) -> int:
     # The load side never imports analysis: reports are built in a child process.
-    return subprocess.call([sys.executable, "-m", "analysis", *argv])
+    return subprocess.call([sys.executable, "-m", "wsstorm.analysis", *argv])
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """One serving process of `wsstorm serve`: echo WebSocket server with real admission cost, overload and restart.
 
-The supervisor (wsstorm.target) spawns N of these on one port (SO_REUSEPORT). They share the
+The supervisor (wsstorm.target.supervisor) spawns N of these on one port (SO_REUSEPORT). They share the
 capacity count, the handshake token bucket and the live settings through shared memory, and
 talk to the supervisor over a pipe (commands in, ticks out).
 """
@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from wsstorm.servermetrics import Tally
+from wsstorm.target.metrics import Tally
 
 OVERLOAD_MODES = ("close", "http", "refuse")
 

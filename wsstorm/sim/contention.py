@@ -32,7 +32,7 @@ class ContentionResult:
 
 def contend(policy: Any, clients: int, seed: int = 1, slot_s: float = BLOG_SLOT_S,
             max_slots: int = 10_000_000) -> ContentionResult:
-    """Run the experiment with a vector policy (see :func:`wsstorm.simulate.fleet_policy`): every client starts in slot 0."""
+    """Run the experiment with a vector policy (see :func:`wsstorm.sim.simulate.fleet_policy`): every client starts in slot 0."""
     rng = np.random.default_rng([seed, 0xCAFE])
     nxt = np.zeros(clients, dtype=np.int64)
     pending = np.ones(clients, dtype=bool)

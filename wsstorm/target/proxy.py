@@ -10,7 +10,7 @@ import socket
 import struct
 import time
 
-from wsstorm.admin import AdminServer, BadRequest, body_number, new_token
+from wsstorm.target.admin import AdminServer, BadRequest, body_number, new_token
 from wsstorm.errors import UsageError
 
 CHUNK = 65536

@@ -13,10 +13,10 @@ import sys
 import time
 from typing import Any, TextIO
 
-from wsstorm.admin import AdminServer, BadRequest, body_number, new_token
+from wsstorm.target.admin import AdminServer, BadRequest, body_number, new_token
 from wsstorm.errors import UsageError
-from wsstorm.servermetrics import LEDGER, MetricsBook, ledger_counts, remainder
-from wsstorm.targetworker import (CFG_BURST, CFG_CAPACITY, CFG_COST, CFG_HINT, CFG_MODE, CFG_RATE, CFG_SIZE,
+from wsstorm.target.metrics import LEDGER, MetricsBook, ledger_counts, remainder
+from wsstorm.target.worker import (CFG_BURST, CFG_CAPACITY, CFG_COST, CFG_HINT, CFG_MODE, CFG_RATE, CFG_SIZE,
                                   OVERLOAD_MODES, worker_main)
 
 
@@ -411,7 +411,7 @@ class Supervisor:
         await asyncio.gather(*(self.spawn(i) for i in range(len(self.procs))))
         url = f"ws://{self.args.host}:{self.port}"
         if self.args.proxy_port is not None:
-            from wsstorm.proxy import FaultProxy
+            from wsstorm.target.proxy import FaultProxy
 
             self.proxy = FaultProxy(("127.0.0.1" if self.args.host == "0.0.0.0" else self.args.host, self.port))
             pport = await self.proxy.start("127.0.0.1", self.args.proxy_port)

@@ -24,12 +24,12 @@ import gevent
 from locust import User, events, task
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
-from wsstorm import manifest as manifest_mod
-from wsstorm import sockets as sockets_mod
+from wsstorm.runfolder import manifest as manifest_mod
+from wsstorm.load import sockets as sockets_mod
 from wsstorm.errors import UsageError
 from wsstorm.policies import Outcome, hint_from_reason
-from wsstorm.recorder import Recorder, ShardWriter, safe_id, shard_name
-from wsstorm.wsclient import CloseInfo, MessageTooBig, PeerEOF, WSConnection, answer_code, classify_exception
+from wsstorm.load.recorder import Recorder, ShardWriter, safe_id, shard_name
+from wsstorm.load.connection import CloseInfo, MessageTooBig, PeerEOF, WSConnection, answer_code, classify_exception
 
 log = logging.getLogger("wsstorm")
 
@@ -185,7 +185,7 @@ def _fail_usage(exc: UsageError) -> None:
 
 
 def _load_scenario(name: str) -> Any:
-    from wsstorm import scenarios
+    from wsstorm.run import scenario as scenarios
 
     return scenarios.load(name)
 
@@ -252,7 +252,7 @@ def _target_options(opts: Any, scenario: Any) -> dict[str, Any]:
 
 
 def _start_embedded_target(environment: Any, opts: Any, s: Session) -> None:
-    from wsstorm import control
+    from wsstorm.target import control
 
     options = _target_options(opts, s.scenario)
     s.run_dir.mkdir(parents=True, exist_ok=True)
@@ -372,8 +372,8 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
     s.started = s.started or time.time()
     write_manifest(environment)
     if s.scenario is not None and s.scenario.faults and s.schedule is None:
-        # Hook point: the scenario's fault schedule (wsstorm.faults) runs in the master/local process.
-        from wsstorm import faults
+        # Hook point: the scenario's fault schedule (wsstorm.run.faults) runs in the master/local process.
+        from wsstorm.run import faults
 
         opts = environment.parsed_options
         control = s.target or ((opts.target_admin, opts.target_token) if opts.target_admin else None)
@@ -541,7 +541,7 @@ class WebSocketUser(User):
         super().__init__(environment)
         s = SESSION
         if s.cfg is None:  # Environment API without Locust's CLI: defaults only
-            raise UsageError("wsstorm.user needs Locust's command-line options (run with `locust -f locustfile.py`)")
+            raise UsageError("wsstorm.load.user needs Locust's command-line options (run with `locust -f locustfile.py`)")
         self.cfg = s.cfg
         self.index = s.users
         self.user_id = s.next_user()

@@ -7,7 +7,7 @@ multiplied by N / users, so the ratios the scenario was written with hold and a
 
 The server's speed is an input, not a guess: ms per handshake, per rejection and per close of one
 serving process (``--handshake-service-ms`` ...), which ``--probe`` measures on this machine
-with a short real run (:mod:`wsstorm.servicetime`) before simulating.
+with a short real run (:mod:`wsstorm.sim.servicetime`) before simulating.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from wsstorm.errors import UsageError
-from wsstorm.fleetmodel import DISRUPTIONS, SERIES_COLUMNS, FaultAt, FleetModel, ModelConfig, ModelResult, recovery
+from wsstorm.sim.fleetmodel import DISRUPTIONS, SERIES_COLUMNS, FaultAt, FleetModel, ModelConfig, ModelResult, recovery
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 # Server time per handshake on top of the scenario's handshake_cost_ms: the websockets handshake
 # itself in Python (accept, parse, upgrade) plus the kernel and the event loop. Measured with
-# wsstorm.servicetime against the embedded target on this project's shared 2-core machine:
+# wsstorm.sim.servicetime against the embedded target on this project's shared 2-core machine:
 # 3.2-3.9 ms per handshake with handshake_cost_ms = 2. Measure your own with the probe
 # (`wsstorm simulate --probe`) or pass --handshake-service-ms.
 WEBSOCKETS_HANDSHAKE_MS = 1.5
@@ -89,7 +89,7 @@ def fleet_policy(spec: Any, n: int, seed: int, process_seed: Any = None) -> Any:
 
 def load_scenario(name: str) -> Any:
     """A validated scenario by shipped name or path (UsageError if unknown)."""
-    from wsstorm import scenarios
+    from wsstorm.run import scenario as scenarios
 
     return scenarios.load(name)
 
@@ -344,7 +344,7 @@ def service_options(args: argparse.Namespace, sc: Any, out: Path, policy: str = 
         return {"times": times, "source": "given" if given else "default"}
     if given:
         raise UsageError("--probe measures the service times; leave out --handshake-service-ms and friends")
-    from wsstorm.servicetime import probe
+    from wsstorm.sim.servicetime import probe
 
     print("measuring server service times on this machine (a short real run against the embedded target)...")
     cl = sc.client
@@ -366,7 +366,7 @@ def command(name: str, args: argparse.Namespace) -> int:
     """Run ``wsstorm simulate``."""
     if not (args.dt > 0 and args.dt <= 0.1):
         raise UsageError(f"--dt must be in (0, 0.1] seconds, got {args.dt:g}")
-    from wsstorm import scenarios
+    from wsstorm.run import scenario as scenarios
 
     sc = load_scenario(args.scenario)
     if args.duration is not None:

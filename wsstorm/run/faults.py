@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from wsstorm.scenarios import TARGET_ACTIONS, Fault, Scenario
+from wsstorm.run.scenario import TARGET_ACTIONS, Fault, Scenario
 from wsstorm.errors import UsageError
 
 FAULTS_FILE = "faults.jsonl"

@@ -25,9 +25,9 @@ from typing import Any
 
 import psutil
 
-from wsstorm import scenarios
+from wsstorm.run import scenario as scenarios
 from wsstorm.errors import UsageError
-from wsstorm.progress import Progress, RunMonitor, codes_text
+from wsstorm.run.progress import Progress, RunMonitor, codes_text
 
 DEFAULT_COMPARE = "immediate,exponential,full-jitter,code-aware"
 DEMO_POLICIES = "immediate,exponential,full-jitter,code-aware,socketio"
@@ -40,7 +40,7 @@ REPORT_TIMEOUT_S = 300.0
 
 def find_locustfile() -> Path:
     """The repository's locustfile.py (next to the wsstorm package; it is installed editable)."""
-    candidates = [Path(__file__).resolve().parent.parent / "locustfile.py", Path.cwd() / "locustfile.py"]
+    candidates = [Path(__file__).resolve().parents[2] / "locustfile.py", Path.cwd() / "locustfile.py"]
     for path in candidates:
         if path.is_file():
             return path
@@ -435,9 +435,9 @@ def _redact(argv: list[str]) -> list[str]:
 def analysis_child(argv: list[str], log_path: Path, stopper: Stopper) -> tuple[int, str]:
     """``python -m analysis ARGV`` in a child process; (exit code, last lines of its output)."""
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "analysis", *argv], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([sys.executable, "-m", "wsstorm.analysis", *argv], stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=str(Path(__file__).resolve().parent.parent))
+                                cwd=str(Path(__file__).resolve().parents[2]))
     tree = Tree(proc)
     seen = stopper.count
     deadline = time.monotonic() + REPORT_TIMEOUT_S

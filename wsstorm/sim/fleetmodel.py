@@ -52,7 +52,7 @@ class ModelConfig:
     capacity: int
     handshake_rate: float          # admission budget: token bucket refill, per second
     burst: float                   # token bucket size (the embedded target: rate/10, at least 1)
-    handshake_service_ms: float    # server time per accepted handshake (measured: wsstorm.servicetime)
+    handshake_service_ms: float    # server time per accepted handshake (measured: wsstorm.sim.servicetime)
     reject_service_ms: float = 0.0  # server time per rejected handshake (1013/503: no admission work)
     close_service_ms: float = 0.0  # server time per close sent: a restart's 1012s go out over time
     cpu_ms_per_s: float = 1000.0   # server time (ms per second) for the handshake queue, all workers
