@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test system-deps bench clean
+.PHONY: demo test test-fast lint format system-deps bench profile-deps clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,29 @@ demo: $(STAMP)
 # as Locust's docs advise, so that Locust-driven tests behave as in `locust`.
 test: $(STAMP) system-deps
 	$(PY) -m gevent.monkey --module pytest -q $(PYTEST_ARGS)
+
+# Unit and property tests only (no servers, no Locust runs): under a minute.
+test-fast: $(STAMP)
+	$(PY) -m gevent.monkey --module pytest -q -m "not e2e" $(PYTEST_ARGS)
+
+# ruff (lint + format check), mypy (strict on the pure modules), import-linter (the boundaries).
+# import-linter reads the installed layout, where analysis/ is wsstorm.analysis: a copy of it.
+LINT_TREE := $(VENV)/lint-tree
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy wsstorm analysis locustfile.py
+	rm -rf $(LINT_TREE) && mkdir -p $(LINT_TREE)
+	cp -r wsstorm $(LINT_TREE)/wsstorm && cp -r analysis $(LINT_TREE)/wsstorm/analysis
+	cd $(LINT_TREE) && ../bin/lint-imports --no-cache --config $(CURDIR)/pyproject.toml
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# py-spy for profiling the harness (issue 16); not needed to run or test.
+profile-deps: $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
