@@ -213,6 +213,40 @@ SERIES_SERVER: tuple[str, ...] = ("server_connections", "capacity", "handshake_r
 SERIES_LATENCY: tuple[str, ...] = ("rtt_p50_ms", "rtt_p99_ms", "rtt_n")
 
 
+def fail_outcome(kind: str | None, status: int | float | None) -> str:
+    """The series outcome of an attempt that failed before open (``fail.kind``, ``fail.status``)."""
+    if kind in ("refused", "timeout"):
+        return kind
+    if kind == "http_status":
+        return {503: "http_503", 429: "http_429"}.get(int(status) if status == status and status is not None else 0,
+                                                      "http_other")
+    return "other"
+
+
+QUICK_1013_S = 1.0  # an open the server closes with 1013 within this long is outcome "1013", not "open"
+
+# Names of close codes, for people (RFC 6455 and IANA's registry; graphql-transport-ws's 44xx).
+CLOSE_CODE_NAMES: dict[int, str] = {
+    1000: "Normal", 1001: "Going Away", 1002: "Protocol Error", 1003: "Unsupported Data", 1005: "No Status",
+    1006: "Abnormal", 1007: "Bad Data", 1008: "Policy Violation", 1009: "Too Big", 1010: "Missing Extension",
+    1011: "Internal Error", 1012: "Service Restart", 1013: "Try Again Later", 1014: "Bad Gateway",
+    1015: "TLS Handshake",
+    4400: "Bad Request (graphql-ws)", 4401: "Unauthorized (graphql-ws)", 4403: "Forbidden (graphql-ws)",
+    4406: "Subprotocol Not Acceptable (graphql-ws)", 4408: "Init Timeout (graphql-ws)",
+    4409: "Subscriber Exists (graphql-ws)", 4429: "Too Many Init Requests (graphql-ws)",
+    4500: "Internal Error (graphql-ws)",
+}
+
+
+def close_code_label(code: int | float | str | None) -> str:
+    """'1012 Service Restart' for a close code; any other value as given."""
+    try:
+        c = int(float(code))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(code)
+    return f"{c} {CLOSE_CODE_NAMES.get(c, '')}".strip()
+
+
 def closes_column(code: int) -> str:
     """The series column of closes by one code."""
     return f"closes_{code}"
