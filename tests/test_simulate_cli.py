@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from wsstorm.runfolder import schemas
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,8 +29,13 @@ def test_simulated_run_folder(tmp_path):
     man = json.loads((out / "manifest.json").read_text())
     assert man["simulated"] is True and man["users"] == 3000 and man["policy"] == "full-jitter"
     assert man["target"]["capacity"] == 10000 and man["target"]["handshake_rate"] == 1500
+    # the manifest is the contract's (runfolder.manifest.build_manifest), with the simulation's own block
+    assert set(schemas.Manifest.__annotations__) <= set(man) and "simulation" in man
+    assert man["host"] == "simulated" and man["embedded_target"] is False and "python" in man["versions"]
     rows = list(csv.DictReader(open(out / "series.csv")))
     assert len(rows) == 40 and int(rows[11]["connected"]) == 3000 and int(rows[12]["closes_1012"]) == 3000
+    assert list(rows[0]) == ["s", *schemas.SERIES_CLIENT, "closes_1006", "closes_1012", "closes_1013",
+                             *schemas.SERIES_SERVER]
     for col in ("s", "connected", "attempts", "attempts_open", "attempts_1013", "attempts_refused",
                 "attempts_http_503", "attempts_http_429", "attempts_http_other", "attempts_timeout",
                 "attempts_other", "server_connections", "capacity", "handshake_rate", "server_rejected"):

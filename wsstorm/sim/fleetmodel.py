@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from wsstorm.runfolder import schemas
+
 # client phases
 IDLE, WAIT, QUEUED, OPEN, HANG, GONE = 0, 1, 2, 3, 4, 5
 # pending event kinds
@@ -23,14 +25,12 @@ EV_NONE, EV_ATTEMPT, EV_TIMEOUT, EV_DEAD = 0, 1, 2, 3
 # outcome kinds the model produces (close codes as text, or the contract's fail kinds)
 OUTCOMES = ("1012", "1013", "1006", "refused", "timeout", "http_503", "reset")
 
-SERIES_COLUMNS = (
-    "s", "connected", "attempts", "attempts_open", "attempts_1013", "attempts_refused",
-    "attempts_http_503", "attempts_http_429", "attempts_http_other", "attempts_timeout",
-    "attempts_other", "closes_1006", "closes_1012", "closes_1013",
-    "server_connections", "capacity", "handshake_rate", "server_rejected",
-    "server_accepted", "server_queue_depth", "server_not_serving",
-)
-DISRUPTIONS = ("restart", "crash", "partition", "reset")
+# The per-second series the model writes: the analysis series frame's columns (one home: runfolder.schemas).
+CLOSE_CODES = (1006, 1012, 1013)
+SERIES_COLUMNS: tuple[str, ...] = ("s", *schemas.SERIES_CLIENT, *(schemas.closes_column(c) for c in CLOSE_CODES),
+                                   *schemas.SERIES_SERVER)
+FLOAT_COLUMNS = frozenset({"server_wasted_ms"})
+DISRUPTIONS = tuple(d for d in schemas.DISRUPTIONS if d != "lame-duck")  # lame-duck is not modelled
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ class FleetModel:
         self.recheck: list[np.ndarray] = []  # clients that opened while down: held long enough yet?
         self.downtimes: list[np.ndarray] = []
         s = self.n_sec
-        self.col = {c: np.zeros(s, dtype=np.int64) for c in SERIES_COLUMNS if c != "s"}
+        self.col = {c: np.zeros(s, dtype=float if c in FLOAT_COLUMNS else np.int64) for c in SERIES_COLUMNS if c != "s"}
         self.connected_tick = np.zeros(self.n_ticks, dtype=np.int64)
         self.fault_log: list[dict[str, Any]] = []
         self.totals = {k: 0 for k in ("attempts", "opens", "gaveup")}

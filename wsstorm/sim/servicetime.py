@@ -9,7 +9,6 @@ now. The fleet model takes these as inputs (``--handshake-service-ms``, ``--clos
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wsstorm.errors import UsageError
+from wsstorm.runfolder import jsonl, names
 
 # The middle of the storm: leave out the first and last 10% (start-up and stragglers).
 TRIM = 0.1
@@ -63,35 +63,36 @@ def _spacing_ms(times: list[float]) -> float:
     return (ts[hi] - ts[lo]) / (hi - lo) * 1000.0
 
 
+def _num(v: Any) -> float | None:
+    """A finite number from a JSON field, else None (a foreign or broken line is skipped, not raised)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return float(v)
+
+
 def service_times(run_dir: str | Path) -> dict[str, Any]:
     """Handshake and close service times (ms) from a probe run folder's event log."""
     opens: list[float] = []
     closes: list[float] = []
     run_dir = Path(run_dir)
-    files = sorted(run_dir.glob("events-*.jsonl"))
+    files = names.event_shards(run_dir)
     if not files:
-        raise UsageError(f"{run_dir}: no events-*.jsonl (not a probe run folder)")
+        raise UsageError(f"{run_dir}: no {names.EVENTS_GLOB} (not a probe run folder)")
     fault_t = math.inf
-    fp = run_dir / "faults.jsonl"
-    if fp.exists():
-        for line in fp.read_text(encoding="utf-8", errors="replace").splitlines():
-            try:
-                f = json.loads(line)
-            except ValueError:
-                continue
-            if f.get("fault") == "restart":
-                fault_t = min(fault_t, float(f.get("scheduled_t") or f["t"]))
+    for f in jsonl.records(run_dir / names.FAULTS):
+        if f.get("fault") == "restart":
+            t = _num(f.get("scheduled_t")) or _num(f.get("t"))
+            if t is not None:
+                fault_t = min(fault_t, t)
     for path in files:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    e = json.loads(line)
-                except ValueError:
-                    continue
-                if e.get("event") == "open":
-                    opens.append(float(e["t"]))
-                elif e.get("event") == "close" and e.get("code") == 1012:
-                    closes.append(float(e["t"]))
+        for e in jsonl.records(path):
+            t = _num(e.get("t"))
+            if t is None:
+                continue
+            if e.get("event") == "open":
+                opens.append(t)
+            elif e.get("event") == "close" and e.get("code") == 1012:
+                closes.append(t)
     # reconnects after the restart meet a server that just came back: only the first fill counts
     opens = [t for t in opens if t < fault_t]
     hs, cl = _spacing_ms(opens), _spacing_ms(closes)

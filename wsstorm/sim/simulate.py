@@ -16,10 +16,7 @@ import argparse
 import csv
 import json
 import math
-import os
-import platform
 import re
-import socket
 import sys
 import time
 from pathlib import Path
@@ -28,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from wsstorm.errors import UsageError
+from wsstorm.runfolder import jsonl, manifest, names, schemas
 from wsstorm.sim.fleetmodel import DISRUPTIONS, SERIES_COLUMNS, FaultAt, FleetModel, ModelConfig, ModelResult, recovery
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -165,47 +163,54 @@ def summarize(res: ModelResult, cfg: ModelConfig) -> dict[str, Any]:
 def write_run(out: Path, sc: Any, spec: Any, cfg: ModelConfig, scale: float, res: ModelResult,
               summary: dict[str, Any], wall_s: float, started: float, service_source: str = "default",
               probe: dict[str, Any] | None = None) -> None:
-    """Write manifest.json, series.csv, downtimes.csv and faults.jsonl (contract formats)."""
+    """Write the run folder: manifest, per-second series, downtimes and faults (runfolder names and schemas)."""
     out.mkdir(parents=True, exist_ok=True)
-    cols = [c for c in SERIES_COLUMNS]
-    with open(out / "series.csv", "w", newline="", encoding="utf-8") as fh:
+    cols = list(SERIES_COLUMNS)
+    with open(out / names.SERIES_CSV, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
-        w.writerows(zip(*(res.series[c].tolist() for c in cols)))
+        w.writerows(zip(*(_csv_values(res.series[c]) for c in cols)))
     d, rec = res.downtimes, res.recovered
     if d.size > DOWNTIME_SAMPLE:
         pick = np.sort(np.random.default_rng(cfg.seed).choice(d.size, DOWNTIME_SAMPLE, replace=False))
         d, rec = d[pick], rec[pick]
-    with open(out / "downtimes.csv", "w", newline="", encoding="utf-8") as fh:
+    with open(out / names.DOWNTIMES_CSV, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["downtime_s", "recovered"])
         w.writerows(zip(np.round(d, 3).tolist(), rec.astype(int).tolist()))
-    with open(out / "faults.jsonl", "w", encoding="utf-8") as fh:
+    with open(out / names.FAULTS, "w", encoding="utf-8") as fh:
         for f in res.faults:
-            fh.write(json.dumps({"v": 1, "t": started + f["at"], "fault": f["fault"], "params": f["params"],
-                                 "ok": f["ok"], "detail": f["detail"] or "simulated"}) + "\n")
-    from wsstorm import __version__
+            line: schemas.FaultLine = {"v": schemas.VERSION, "t": started + f["at"], "fault": f["fault"],
+                                       "params": f["params"], "ok": f["ok"], "detail": f["detail"] or "simulated",
+                                       "at": f["at"]}
+            fh.write(json.dumps(jsonl.jsonable(line)) + "\n")
+    m = manifest.build_manifest(
+        run=out.name, started=started, ended=started + cfg.duration, host="simulated", embedded_target=False,
+        policy=str(spec), scenario=sc.to_dict(), seed=cfg.seed, users=cfg.clients, spawn_rate=cfg.spawn_rate,
+        duration_s=cfg.duration, options={"clients": cfg.clients, "dt": cfg.dt, "seed": cfg.seed}, workers=[],
+        cpu_warnings=[], target=target_block(cfg), simulated=True)
+    m["versions"]["numpy"] = np.__version__
+    m["simulation"] = jsonl.jsonable({
+        "scale": scale, "scenario_users": sc.users, "dt": cfg.dt, "handshake_service_ms": cfg.handshake_service_ms,
+        "reject_service_ms": cfg.reject_service_ms, "close_service_ms": cfg.close_service_ms,
+        "service_source": service_source, "probe": probe,
+        "cpu_ms_per_s": cfg.cpu_ms_per_s, "connect_timeout": cfg.connect_timeout,
+        "held_s": cfg.held_s, "downtimes_total": int(res.downtimes.size),
+        "downtimes_written": int(d.size), "wall_s": round(wall_s, 3),
+        "summary": summary,
+    }, inf=None)
+    manifest.write_manifest(out, m)
 
-    manifest = {
-        "v": 1, "run": out.name, "started": started, "ended": started + cfg.duration, "host": "simulated",
-        "embedded_target": False, "simulated": True, "policy": str(spec), "scenario": sc.to_dict(),
-        "seed": cfg.seed, "users": cfg.clients, "spawn_rate": cfg.spawn_rate, "duration_s": cfg.duration,
-        "options": {"clients": cfg.clients, "dt": cfg.dt, "seed": cfg.seed}, "workers": [], "cpu_warnings": [],
-        "versions": {"python": platform.python_version(), "numpy": np.__version__, "wsstorm": __version__},
-        "machine": {"hostname": socket.gethostname(), "cpus": os.cpu_count()},
-        "target": {"capacity": cfg.capacity, "handshake_rate": cfg.handshake_rate, "handshake_burst": cfg.burst,
-                   "handshake_cost_ms": cfg.handshake_cost_ms, "overload": cfg.overload},
-        "simulation": {
-            "scale": scale, "scenario_users": sc.users, "dt": cfg.dt, "handshake_service_ms": cfg.handshake_service_ms,
-            "reject_service_ms": cfg.reject_service_ms, "close_service_ms": cfg.close_service_ms,
-            "service_source": service_source, "probe": probe,
-            "cpu_ms_per_s": cfg.cpu_ms_per_s, "connect_timeout": cfg.connect_timeout,
-            "held_s": cfg.held_s, "downtimes_total": int(res.downtimes.size),
-            "downtimes_written": int(d.size), "wall_s": round(wall_s, 3),
-            "summary": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()},
-        },
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+def target_block(cfg: ModelConfig) -> dict[str, Any]:
+    """The manifest's ``target``: the simulated server's settings (already scaled to the fleet)."""
+    return {"capacity": cfg.capacity, "handshake_rate": cfg.handshake_rate, "handshake_burst": cfg.burst,
+            "handshake_cost_ms": cfg.handshake_cost_ms, "overload": cfg.overload}
+
+
+def _csv_values(col: np.ndarray) -> list[Any]:
+    """A series column as CSV cells: integers as such, float columns to 3 decimals."""
+    return np.round(col, 3).tolist() if col.dtype.kind == "f" else col.tolist()
 
 
 def _fmt_s(x: float) -> str:
@@ -358,10 +363,6 @@ def service_options(args: argparse.Namespace, sc: Any, out: Path, policy: str = 
     return {"times": times, "source": f"probe: {m['opens']} handshakes, {m['closes_1012']} closes", "probe": m}
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:60]
-
-
 def command(name: str, args: argparse.Namespace) -> int:
     """Run ``wsstorm simulate``."""
     if not (args.dt > 0 and args.dt <= 0.1):
@@ -378,7 +379,7 @@ def command(name: str, args: argparse.Namespace) -> int:
         if any(not p for p in texts):
             raise UsageError(f"--policies has an empty entry: {args.policies!r}")
         specs = [parse_policy_text(p) for p in texts]
-        out = Path(args.out or f"reports/sim-sweep-{_slug(sc.name)}-{stamp}")
+        out = Path(args.out or f"reports/sim-sweep-{names.safe_id(sc.name, 60)}-{stamp}")
         print(f"simulated sweep of '{sc.name}': {len(specs)} policies x {len(counts)} fleet sizes")
         svc = service_options(args, sc, out, str(specs[0]))
         csv_path, png_path = sweep(sc, specs, counts, args.seed, args.dt, out, service=svc["times"])
@@ -389,7 +390,8 @@ def command(name: str, args: argparse.Namespace) -> int:
         raise UsageError("--policies goes with --sweep; for one run use --policy")
     spec = parse_policy_text(args.policy)
     clients = parse_count(args.clients) if args.clients is not None else sc.users
-    out = Path(args.out or f"reports/sim-{_slug(sc.name)}-{_slug(str(spec).split(':')[0])}-{clients}-{stamp}")
+    label = f"{names.safe_id(sc.name, 60)}-{names.safe_id(str(spec).split(':')[0], 60)}"
+    out = Path(args.out or f"reports/sim-{label}-{clients}-{stamp}")
     svc = service_options(args, sc, out, str(spec))
     cfg, k = build_config(sc, clients, seed=args.seed, dt=args.dt, **svc["times"])
     started = time.time()
