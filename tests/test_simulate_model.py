@@ -1,5 +1,5 @@
 """The fleet model on small cases whose answers are known by construction, determinism, and the
-classic contention result (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015)."""
+fleet-scale ratios (the contention experiment is in test_simulate_contention.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from wsstorm.run import scenario as scenarios
-from wsstorm.sim.contention import BLOG_BASE_S, BLOG_CAP_S, contend
 from wsstorm.sim.fleetmodel import FleetModel, recovery
 from wsstorm.sim.simulate import build_config, fleet_policy, parse_policy_text, run_model, summarize
 
@@ -203,19 +202,6 @@ def test_recovery_times_from_a_known_curve():
     r = recovery(c, dt, 1.5, (0.5, 0.95))
     assert r[0.5] == 1.0 and r[0.95] == 2.0
     assert math.isnan(recovery(np.array([10, 0, 0]), 1.0, 1.0, (0.5,))[0.5])
-
-
-def test_contention_exponential_does_most_work_full_jitter_the_fewest_calls():
-    """The blog's setup: backoff base 5 ms, cap 2 s; one winner per slot of one read+write round trip."""
-    n, reps = 100, 20
-    calls = {}
-    for name in ("exponential", "equal-jitter", "decorrelated-jitter", "full-jitter"):
-        spec = parse_policy_text(f"{name}:base={BLOG_BASE_S},cap={BLOG_CAP_S}")
-        calls[name] = np.mean([contend(fleet_policy(spec, n, seed=r), n, seed=r).calls for r in range(reps)])
-    assert calls["exponential"] == n * (n + 1) / 2   # lock-step: everyone collides every round
-    assert calls["exponential"] == max(calls.values())
-    assert calls["full-jitter"] == min(calls.values())
-    assert calls["full-jitter"] < 0.25 * calls["exponential"]
 
 
 def test_handshake_service_time_caps_the_open_rate_when_the_budget_does_not():
