@@ -1,4 +1,4 @@
-"""``python -m analysis RUN_DIR`` (a run report) or ``RUN_DIR RUN_DIR ... [--out DIR]`` (a comparison).
+"""``python -m wsstorm.analysis RUN_DIR`` (a run report) or ``RUN_DIR RUN_DIR ... [--out DIR]`` (a comparison).
 
 Prints the report's path and a short summary; bad input is one line on stderr and exit 2.
 """
@@ -13,12 +13,14 @@ from wsstorm.errors import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m analysis`` (and ``wsstorm report``)."""
+    """The command line of ``python -m wsstorm.analysis`` (and ``wsstorm report``)."""
     p = argparse.ArgumentParser(prog="wsstorm report", description=(__doc__ or "").splitlines()[0])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folder(s); several make a comparison")
     p.add_argument("--out", metavar="DIR", help="comparison output folder (default: reports/compare-<time>)")
     p.add_argument("--held", type=float, default=5.0, metavar="S",
                    help="a connection held this long counts as recovered (default 5 s)")
+    p.add_argument("--no-run-reports", action="store_true",
+                   help="a comparison: do not (re)build each run's report.html")
     return p
 
 
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"warning: {w}")
         else:
             from .compare import write_comparison
-            page, rows = write_comparison(args.runs, args.out, args.held)
+            page, rows = write_comparison(args.runs, args.out, args.held, run_reports=not args.no_run_reports)
             print(page)
             print(HEADER)
             for label, m in rows:

@@ -1,20 +1,25 @@
-"""Charts of one run (matplotlib, Agg, PNG); each function writes one file or returns None.
+"""Charts of one run (matplotlib, Agg, PNG): each ``*_figure`` function builds one Figure (or None
+when the run has no data for it); :func:`render_all` saves them.
 
-Uses matplotlib's object API (Figure, no pyplot state), so it is safe in any process.
+Uses matplotlib's object API (Figure, no pyplot state), so it is safe in any process.  Mathtext stays
+on (matplotlib's own tick labels need it); text that came from the run folder (policy specs, fault
+names, close codes and fail kinds) goes through :func:`plain`, which escapes ``$`` so it can never be
+read as mathtext.  Log axes get plain number formatters, so every tick label is a number.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
-# Labels carry text from the run folder (policy specs, fault names): never read it as mathtext.
-matplotlib.rcParams["text.parse_math"] = False
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from wsstorm.runfolder import schemas  # noqa: E402
 
 from . import metrics as M  # noqa: E402
 
@@ -23,24 +28,41 @@ SIZE = (10, 4.2)
 CODE_NAMES = {1000: "Normal", 1001: "Going Away", 1002: "Protocol Error", 1005: "No Status", 1006: "Abnormal",
               1007: "Bad Data", 1008: "Policy Violation", 1009: "Too Big", 1011: "Internal Error",
               1012: "Service Restart", 1013: "Try Again Later", 1014: "Bad Gateway"}
-OUTCOME_STYLE = [  # (column, label, colour)
-    ("attempts_open", "opened (held)", "#2ca02c"),
-    ("attempts_1013", "opened, then 1013 within 1 s", "#ff7f0e"),
-    ("attempts_refused", "refused", "#d62728"),
-    ("attempts_http_503", "HTTP 503", "#9467bd"),
-    ("attempts_http_429", "HTTP 429", "#e377c2"),
-    ("attempts_http_other", "other HTTP status", "#8c564b"),
-    ("attempts_timeout", "timeout", "#7f7f7f"),
-    ("attempts_other", "other failure / unknown", "#bcbd22"),
-]
+# Label and colour of each client-side outcome; the columns themselves come from the schema.
+_OUTCOME_LOOK = {"open": ("opened (held)", "#2ca02c"), "1013": ("opened, then 1013 within 1 s", "#ff7f0e"),
+                 "refused": ("refused", "#d62728"), "http_503": ("HTTP 503", "#9467bd"),
+                 "http_429": ("HTTP 429", "#e377c2"), "http_other": ("other HTTP status", "#8c564b"),
+                 "timeout": ("timeout", "#7f7f7f"), "other": ("other failure / unknown", "#bcbd22")}
+OUTCOME_STYLE = [  # (column, label, colour), in schema order
+    (col, *_OUTCOME_LOOK.get(o, (o, "#17becf"))) for o, col in zip(schemas.OUTCOMES, schemas.OUTCOME_COLUMNS)]
+
+
+def plain(text: Any) -> str:
+    """Run-folder text made safe for a matplotlib label: ``$`` escaped, so it is never mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _number(x: float, _pos: Any = None) -> str:
+    """A tick label as a plain number (no mathtext): 0.1, 1, 10, 1,000, 1e+06."""
+    if x == 0:
+        return "0"
+    if abs(x) >= 1e6 or abs(x) < 1e-3:
+        return f"{x:.0e}"
+    return f"{x:,.10g}" if abs(x) >= 1 else f"{x:.3g}"
+
+
+def plain_log_ticks(axis: Any) -> None:
+    """Plain number tick labels on a log/symlog axis (its default formatter writes mathtext)."""
+    axis.set_major_formatter(FuncFormatter(_number))
+    axis.set_minor_formatter(FuncFormatter(lambda x, pos: ""))
 
 
 def code_label(code: Any) -> str:
-    """'1012 Service Restart' for a close code, or the fail kind as given."""
+    """'1012 Service Restart' for a close code, or the fail kind as given (escaped: it is run text)."""
     try:
         c = int(float(code))
     except (TypeError, ValueError):
-        return str(code)
+        return plain(code)
     return f"{c} {CODE_NAMES.get(c, '')}".strip()
 
 
@@ -57,7 +79,7 @@ def _fig(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = SIZE)
 def _mark_disruptions(ax: Any, run: Any) -> None:
     for i, (t, fault) in enumerate(zip(run.disruptions["t"], run.disruptions["fault"])):
         ax.axvline(t, color="black", ls="--", lw=1, alpha=0.7, label="disruption" if i == 0 else None)
-        ax.annotate(str(fault), (t, 1), xycoords=("data", "axes fraction"), xytext=(3, -14),
+        ax.annotate(plain(fault), (t, 1), xycoords=("data", "axes fraction"), xytext=(3, -14),
                     textcoords="offset points", fontsize=8, rotation=0, alpha=0.8)
 
 
@@ -66,7 +88,10 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def connected_chart(run: Any, path: Path) -> Path:
+Chart = Callable[..., "Figure | None"]
+
+
+def connected_figure(run: Any) -> Figure:
     """Connected clients (and the server's count) against capacity, disruptions marked."""
     s = run.series
     fig, ax = _fig("Connected clients vs capacity", "time since start (s)", "connections")
@@ -83,10 +108,10 @@ def connected_chart(run: Any, path: Path) -> Path:
     ax.set_ylim(bottom=0)
     ax.set_xlim(0, max(run.end, 1))
     ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
-    return _save(fig, path)
+    return fig
 
 
-def attempts_chart(run: Any, path: Path) -> Path:
+def attempts_figure(run: Any) -> Figure:
     """Connect attempts per second by outcome (stacked) against the handshake budget."""
     s = run.series
     fig, ax = _fig("Connect attempts per second, by outcome", "time since start (s)", "attempts per second")
@@ -102,10 +127,10 @@ def attempts_chart(run: Any, path: Path) -> Path:
     ax.set_ylim(bottom=0)
     ax.set_xlim(0, max(run.end, 1))
     ax.legend(loc="upper right", fontsize=8, framealpha=0.9, ncol=2)
-    return _save(fig, path)
+    return fig
 
 
-def closes_chart(run: Any, path: Path) -> Path | None:
+def closes_figure(run: Any) -> Figure | None:
     """Closes per second by close code (stacked)."""
     s = run.series
     cols = [c for c in s.columns if c.startswith("closes_") and s[c].sum() > 0]
@@ -121,10 +146,10 @@ def closes_chart(run: Any, path: Path) -> Path | None:
     ax.set_ylim(bottom=0)
     ax.set_xlim(0, max(run.end, 1))
     ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
-    return _save(fig, path)
+    return fig
 
 
-def downtime_chart(run: Any, path: Path, held_s: float = M.HELD_S) -> Path | None:
+def downtime_figure(run: Any, held_s: float = M.HELD_S) -> Figure | None:
     """CDF of client downtime (close to the next connection held >= held_s)."""
     if run.conns is not None:
         d = M.downtime_episodes(run.conns, run.t0 + run.end, held_s)["downtime"].to_numpy()
@@ -144,12 +169,13 @@ def downtime_chart(run: Any, path: Path, held_s: float = M.HELD_S) -> Path | Non
         ax.axvline(v, color="gray", ls=ls, lw=1, label=f"p{round(q * 100)} = {v:.2f} s")
     if d[-1] > 0 and d[0] >= 0 and d[-1] / max(d[d > 0].min() if (d > 0).any() else 1, 1e-3) > 100:
         ax.set_xscale("symlog", linthresh=0.1)
+        plain_log_ticks(ax.xaxis)
     ax.set_ylim(0, 1.02)
     ax.legend(loc="lower right", fontsize=9, framealpha=0.9)
-    return _save(fig, path)
+    return fig
 
 
-def delay_chart(run: Any, path: Path, top: int = 6) -> Path | None:
+def delay_figure(run: Any, top: int = 6) -> Figure | None:
     """Histogram of the delays the policy chose, per close code / failure it answered."""
     ev = run.events
     if ev is None:
@@ -169,10 +195,10 @@ def delay_chart(run: Any, path: Path, top: int = 6) -> Path | None:
         ax.hist(np.clip(vals, 0, bins[-1]), bins=bins, histtype="step", lw=1.6, color=cmap(i % 10),
                 label=f"after {code_label(code)} (n={len(vals):,})")
     ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
-    return _save(fig, path)
+    return fig
 
 
-def sched_chart(run: Any, path: Path) -> Path | None:
+def sched_figure(run: Any) -> Figure | None:
     """Histogram of the harness's scheduling error (actual - scheduled attempt time)."""
     if run.events is None:
         return None
@@ -185,34 +211,96 @@ def sched_chart(run: Any, path: Path) -> Path | None:
     bins = np.linspace(min(float(err.min()), 0.0), hi, 80)
     ax.hist(np.clip(err, bins[0], bins[-1]), bins=bins, color="#1f77b4", alpha=0.85, label=f"{len(err):,} attempts")
     ax.set_yscale("log")
+    plain_log_ticks(ax.yaxis)
     p50, p99 = np.quantile(err, [0.5, 0.99])
     ax.axvline(p50, color="gray", ls=":", label=f"p50 = {p50:.1f} ms")
     ax.axvline(p99, color="gray", ls="--", label=f"p99 = {p99:.1f} ms")
     ax.axvline(50, color="red", lw=1.2, label="50 ms: above this p99 the run measured the harness")
     ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
-    return _save(fig, path)
+    return fig
 
 
-CHARTS = [  # (file name, title for the report, function)
-    ("connected.png", "Connected clients vs capacity", connected_chart),
-    ("attempts.png", "Attempt rate by outcome vs handshake budget", attempts_chart),
-    ("closes.png", "Close codes over time", closes_chart),
-    ("downtime_cdf.png", "Client downtime (CDF)", downtime_chart),
-    ("delays.png", "Reconnect delays by close code", delay_chart),
-    ("sched_error.png", "Harness scheduling error", sched_chart),
+def goodput_figure(run: Any) -> Figure | None:
+    """The server's goodput (admissions that became held connections) and wasted work per second."""
+    s = run.series
+    if not M.has_column(s, "server_goodput"):
+        return None
+    fig, ax = _fig("Server goodput and wasted work", "time since start (s)", "held admissions per second")
+    ax.step(s.index, s["server_goodput"].fillna(0), where="post", color="#2ca02c", lw=1.8, label="goodput")
+    ax.step(s.index, s["attempts"], where="post", color="#7f7f7f", lw=1, alpha=0.8, label="attempts (clients)")
+    for i, (t_d, end) in enumerate(zip(run.disruptions["t"], run.disruptions.get("end", run.disruptions["t"]))):
+        level = M.goodput_level(s, int(np.floor(t_d)))
+        if level > 0 and i == 0:
+            ax.axhline(level * M.METASTABLE_FRACTION, color="#d62728", ls=":", lw=1,
+                       label=f"{M.METASTABLE_FRACTION:.0%} of the pre-fault level ({level:g}/s)")
+        if end > t_d:
+            ax.axvspan(t_d, end, color="black", alpha=0.06, label="trigger" if i == 0 else None)
+    if M.has_column(s, "server_wasted_ms"):
+        ax2 = ax.twinx()
+        ax2.step(s.index, s["server_wasted_ms"].fillna(0), where="post", color="#d62728", lw=1.2, alpha=0.8,
+                 label="wasted work (CPU-ms, right axis)")
+        ax2.set_ylabel("wasted CPU-ms per second")
+        ax2.set_ylim(bottom=0)
+        ax2.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    _mark_disruptions(ax, run)
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(0, max(run.end, 1))
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    return fig
+
+
+def latency_figure(run: Any) -> Figure | None:
+    """Echo round trip p50/p99 per second of the clients that stayed connected (collateral latency)."""
+    s = run.series
+    if not M.has_column(s, "rtt_p99_ms"):
+        return None
+    fig, ax = _fig("Collateral latency: echo round trip of connected clients", "time since start (s)",
+                   "round trip (ms)")
+    ax.plot(s.index, s["rtt_p50_ms"], color="#1f77b4", lw=1.4, marker=".", ms=3, label="p50 per second")
+    ax.plot(s.index, s["rtt_p99_ms"], color="#d62728", lw=1.4, marker=".", ms=3, label="p99 per second")
+    for i, (t_d, end) in enumerate(zip(run.disruptions["t"], run.disruptions.get("end", run.disruptions["t"]))):
+        if end > t_d:
+            ax.axvspan(t_d, end, color="black", alpha=0.06, label="trigger" if i == 0 else None)
+    _mark_disruptions(ax, run)
+    hi = float(np.nanmax(s["rtt_p99_ms"].to_numpy(dtype=float)))
+    lo = float(np.nanmin(s["rtt_p50_ms"].to_numpy(dtype=float)))
+    if lo > 0 and hi / lo > 50:
+        ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
+    else:
+        ax.set_ylim(bottom=0)
+    ax.set_xlim(0, max(run.end, 1))
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
+    return fig
+
+
+CHARTS: list[tuple[str, str, Chart]] = [  # (file name, title for the report, figure builder)
+    ("connected.png", "Connected clients vs capacity", connected_figure),
+    ("attempts.png", "Attempt rate by outcome vs handshake budget", attempts_figure),
+    ("goodput.png", "Server goodput and wasted work", goodput_figure),
+    ("latency.png", "Collateral latency (echo round trip)", latency_figure),
+    ("closes.png", "Close codes over time", closes_figure),
+    ("downtime_cdf.png", "Client downtime (CDF)", downtime_figure),
+    ("delays.png", "Reconnect delays by close code", delay_figure),
+    ("sched_error.png", "Harness scheduling error", sched_figure),
 ]
+
+
+def figures(run: Any, held_s: float = M.HELD_S) -> list[tuple[str, str, Figure]]:
+    """Every chart that has data, as (file name, title, Figure), unsaved."""
+    out = []
+    for name, title, fn in CHARTS:
+        fig = fn(run, held_s=held_s) if fn is downtime_figure else fn(run)
+        if fig is not None:
+            out.append((name, title, fig))
+    return out
 
 
 def render_all(run: Any, out: Path, held_s: float = M.HELD_S) -> list[tuple[str, Path]]:
     """Write every chart that has data into `out`; returns (title, path) pairs."""
-    done = []
-    for name, title, fn in CHARTS:
-        kw = {"held_s": held_s} if fn is downtime_chart else {}
-        p = fn(run, out / name, **kw)
-        if p is not None:
-            done.append((title, p))
-    return done
+    return [(title, _save(fig, out / name)) for name, title, fig in figures(run, held_s)]
 
 
-__all__ = ["render_all", "CHARTS", "code_label", "connected_chart", "attempts_chart", "closes_chart",
-           "downtime_chart", "delay_chart", "sched_chart"]
+__all__ = ["render_all", "figures", "CHARTS", "code_label", "plain", "plain_log_ticks", "connected_figure",
+           "attempts_figure", "goodput_figure", "latency_figure", "closes_figure", "downtime_figure",
+           "delay_figure", "sched_figure"]

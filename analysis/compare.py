@@ -1,13 +1,15 @@
-"""Comparison report across run folders: compare.html + PNGs in an output folder.
+"""Comparison report across run folders: compare.html + PNGs + compare.json + result.json in an output
+folder, and each run's own report.html (linked both ways, relatively, so the folder can move).
 
-Runs with the same policy and scenario are repeats: their metrics are shown as a
-mean with a 95% t-interval.
+Runs with the same policy and scenario are repeats: their metrics are shown as a mean with a 95%
+t-interval, and they rank on the means.  The order is :mod:`.ranking`'s: protection first, then cost.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,24 +19,37 @@ import numpy as np
 from matplotlib.figure import Figure
 from scipy import stats
 
-from . import charts  # noqa: F401  (Agg backend, no mathtext)
-from . import metrics as M
-from .load import Run, load_run
-from .report import CSS, data_uri, esc, fmt, jsonable
 from wsstorm.errors import UsageError
+from wsstorm.runfolder import names
+from wsstorm.runfolder.jsonl import jsonable
+from wsstorm.runfolder.schemas import VERSION, AnalysisResult
 
-COLUMNS = [  # (metric key, heading, unit); lower is better for all of them
-    ("recovery_T95_s", "recovery T95", " s"),
-    ("herd_factor", "herd factor (peak / budget)", "×"),
-    ("wasted_per_recovered", "wasted attempts per recovery", ""),
-    ("overload_s", "overload seconds", " s"),
-    ("downtime_p99_s", "downtime p99", " s"),
+from . import metrics as M
+from . import ranking as R
+from .charts import plain
+from .load import Run, load_run
+from .report import CSS, build_report, data_uri, esc, fmt, suspect_warnings, write_result
+
+# (metric key, heading, unit, scale); lower is better for all of them.  Protection first, then cost.
+PROTECTION_COLUMNS = [
+    ("overload_s", "overload seconds", " s", 1.0),
+    ("herd_factor", "herd factor (peak / budget)", "×", 1.0),
+    ("goodput_lost_frac", "goodput lost", "%", 100.0),
+    ("wasted_work_frac", "wasted work share", "%", 100.0),
+    ("rtt_inflation", "echo p99 inflation", "×", 1.0),
 ]
+COST_COLUMNS = [
+    ("recovery_T95_s", "recovery T95", " s", 1.0),
+    ("downtime_p99_s", "downtime p99", " s", 1.0),
+    ("wasted_per_recovered", "wasted attempts per recovery", "", 1.0),
+]
+COLUMNS = PROTECTION_COLUMNS + COST_COLUMNS
+OPTIONAL = {"goodput_lost_frac", "wasted_work_frac", "rtt_inflation"}  # shown only when some run measured them
 
 
 def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
     """Mean and half-width of its t-interval (half-width NaN for one value; inf if any value is inf)."""
-    v = np.array([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    v = np.array([x for x in (R.num(x) for x in values) if not math.isnan(x)], dtype=float)
     if len(v) == 0:
         return math.nan, math.nan
     if np.isinf(v).any():
@@ -57,51 +72,111 @@ def group_runs(items: list[tuple[Run, dict]]) -> dict[tuple[str, str], list[tupl
 
 
 def summarize(groups: dict[tuple[str, str], list[tuple[Run, dict]]]) -> list[dict]:
-    """One row per group: mean and CI half-width of each column metric."""
+    """One row per group: mean and CI half-width of each column metric and of the protection score,
+    and how many of its runs were metastable."""
     rows = []
     for (policy, scenario), members in groups.items():
         row: dict[str, Any] = {"policy": policy, "scenario": scenario, "runs": len(members),
                                "folders": [str(r.path) for r, _ in members]}
-        for key, _, _ in COLUMNS:
+        for key, _, _, _ in COLUMNS:
             mean, half = mean_ci([m["run"].get(key, math.nan) for _, m in members])
             row[key], row[key + "_ci"] = mean, half
+        row["metastable_runs"] = sum(1 for _, m in members if (m["run"].get("metastable") or {}).get("flag"))
+        row["metastable_judged"] = sum(1 for _, m in members if m["run"].get("metastable"))
+        row["score"] = R.protection_score(row)  # on the means
+        _, row["score_ci"] = mean_ci([R.protection_score(m["run"]) for _, m in members])
         rows.append(row)
     return rows
 
 
-def _sort_key(r: dict) -> tuple:
-    def v(k: str) -> float:
-        x = r.get(k, math.nan)
-        return math.inf if x is None or math.isnan(x) else x
-    hf = r.get("herd_factor", math.nan)
-    protected = not math.isnan(hf) and hf <= 1.0 and v("overload_s") == 0
-    return (not protected, v("recovery_T95_s"), v("overload_s"), v("herd_factor"), v("wasted_per_recovered"))
+def _reason(r: dict) -> str:
+    hf, ov = r.get("herd_factor", math.nan), r.get("overload_s", math.nan)
+    if math.isnan(hf):
+        prot = f"handshake budget unknown; {fmt(ov, ' s')} of overload"
+    elif hf <= 1.0 and ov == 0:
+        prot = f"kept the peak within the handshake budget ({fmt(hf)}×) with no overload"
+    else:
+        prot = f"peaked at {fmt(hf)}× the handshake budget with {fmt(ov, ' s')} of overload"
+    if R.num(r.get("goodput_lost_frac")) >= 0:
+        prot += f", lost {fmt(100 * r['goodput_lost_frac'], '%', 0)} of its goodput"
+    if r.get("metastable_runs"):
+        prot += f", metastable failure in {r['metastable_runs']} of {r['runs']} run(s)"
+    prot += f" (protection score {fmt(r['score'])})"
+    cost = (f"95% of clients back in {fmt(r.get('recovery_T95_s'), ' s')}, downtime p99 "
+            f"{fmt(r.get('downtime_p99_s'), ' s')}, {fmt(r.get('wasted_per_recovered'))} wasted attempts per recovery")
+    return f"{prot}; {cost}."
 
 
 def rank(rows: list[dict]) -> list[tuple[dict, str]]:
-    """Rows best first, each with its reason in words: protection first, then recovery speed."""
+    """Rows best first (:func:`ranking.order`), each with its reason in words."""
+    return [(rows[i], _reason(rows[i])) for i in R.order(rows)]
+
+
+def indistinct(ranked: list[tuple[dict, str]]) -> list[tuple[dict, dict]]:
+    """Neighbours in the ranking whose intervals overlap on what ordered them (protection score when their
+    bands differ, recovery T95 otherwise): repeated runs could not tell them apart."""
     out = []
-    for r in sorted(rows, key=_sort_key):
-        hf, ov = r.get("herd_factor", math.nan), r.get("overload_s", math.nan)
-        if math.isnan(hf):
-            prot = "handshake budget unknown"
-        elif hf <= 1.0 and ov == 0:
-            prot = f"kept the peak within the handshake budget ({fmt(hf)}×) with no overload"
-        else:
-            prot = f"peaked at {fmt(hf)}× the handshake budget with {fmt(ov, ' s')} of overload"
-        cost = (f"95% of clients back in {fmt(r.get('recovery_T95_s'), ' s')}, downtime p99 "
-                f"{fmt(r.get('downtime_p99_s'), ' s')}, {fmt(r.get('wasted_per_recovered'))} wasted attempts per recovery")
-        out.append((r, f"{prot}; {cost}."))
+    for (a, _), (b, _) in zip(ranked, ranked[1:]):
+        if a["runs"] < 2 or b["runs"] < 2:
+            continue
+        key = "score" if R.band(a["score"]) != R.band(b["score"]) else "recovery_T95_s"
+        if R.overlap((a[key], a[key + "_ci"]), (b[key], b[key + "_ci"])):
+            out.append((a, b))
     return out
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of points not dominated (lower x and lower y are better)."""
-    front = []
-    for i, (x, y) in enumerate(points):
-        if not any((x2 <= x and y2 <= y) and (x2 < x or y2 < y) for j, (x2, y2) in enumerate(points) if j != i):
-            front.append(i)
-    return front
+    return R.pareto_front(points)
+
+
+def _front(rows: list[dict]) -> set[int]:
+    pts = [(r["score"] if not math.isnan(r["score"]) else math.inf,
+            r.get("recovery_T95_s") if not math.isnan(r.get("recovery_T95_s", math.nan)) else math.inf)
+           for r in rows]
+    return set(pareto_front(pts))
+
+
+def _names(rows: list[dict]) -> str:
+    return ", ".join(r["policy"] for r in rows)
+
+
+def verdict_text(rows: list[dict], ranked: list[tuple[dict, str]]) -> list[str]:
+    """The comparison's verdict in sentences (unescaped): who kept the server within its budget, who broke
+    it, what the fastest protective policy cost clients, and the trade-offs worth considering."""
+    if not ranked:
+        return ["No runs to compare."]
+    order = [r for r, _ in ranked]
+    st = {id(r): R.standing(r) for r in order}
+    within = [r for r in order if st[id(r)].within_budget]
+    broke = [r for r in order if st[id(r)].broke]
+    out = []
+    if within:
+        out.append(f"Kept the server within its budget (no overload, peak within the handshake budget): "
+                   f"{_names(within)}.")
+    else:
+        out.append("No policy kept the server entirely within its budget.")
+    if broke:
+        out.append("Broke it: " + "; ".join(f"{r['policy']} ({st[id(r)].why})" for r in broke) + ".")
+    best = order[0]
+    protective = within or [r for r in order if R.band(r["score"]) == R.band(best["score"])]
+    fastest = min(protective, key=lambda r: R.num(r.get("recovery_T95_s")) if not math.isnan(
+        R.num(r.get("recovery_T95_s"))) else math.inf)
+    out.append(f"The fastest protective policy, {fastest['policy']}, cost clients a recovery T95 of "
+               f"{fmt(fastest.get('recovery_T95_s'), ' s')}, downtime p99 {fmt(fastest.get('downtime_p99_s'), ' s')} "
+               f"and {fmt(fastest.get('wasted_per_recovered'))} wasted attempts per recovery.")
+    quicker = [r for r in order if R.num(r.get("recovery_T95_s")) < R.num(fastest.get("recovery_T95_s"))]
+    if quicker:
+        q = min(quicker, key=lambda r: R.num(r.get("recovery_T95_s")))
+        out.append(f"{q['policy']} recovered faster ({fmt(q.get('recovery_T95_s'), ' s')}) but protected the server "
+                   f"less (protection score {fmt(q['score'])} against {fmt(fastest['score'])}).")
+    front = [rows[i] for i in sorted(_front(rows), key=lambda i: R.sort_key(rows[i]))]
+    if len(front) > 1:
+        out.append(f"Trade-offs worth considering (no other policy both protected the server better and "
+                   f"recovered faster): {_names(front)}.")
+    elif front:
+        out.append(f"{front[0]['policy']} is best on both protection and recovery: no trade-off to make.")
+    return out
 
 
 def pareto_chart(rows: list[dict], path: Path) -> Path:
@@ -114,12 +189,7 @@ def pareto_chart(rows: list[dict], path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     finite_y = [r["recovery_T95_s"] for r in rows if np.isfinite(r.get("recovery_T95_s", np.nan))]
     top = (max(finite_y) if finite_y else 1.0) * 1.15 + 1
-    pts = []
-    for r in rows:
-        x = r.get("herd_factor", np.nan)
-        y = r.get("recovery_T95_s", np.nan)
-        pts.append((x if np.isfinite(x) else np.inf, y if np.isfinite(y) else np.inf))
-    front = set(pareto_front(pts))
+    front = _front(rows)
     cmap = matplotlib.colormaps["tab10"]
     for i, r in enumerate(rows):
         x, y = r.get("herd_factor", np.nan), r.get("recovery_T95_s", np.nan)
@@ -131,9 +201,10 @@ def pareto_chart(rows: list[dict], path: Path) -> Path:
                     yerr=None if unrec or np.isnan(r.get("recovery_T95_s_ci", np.nan)) else r["recovery_T95_s_ci"],
                     fmt="^" if unrec else "o", ms=9, color=cmap(i % 10), capsize=3,
                     mec="black" if i in front else cmap(i % 10), mew=1.5)
-        ax.annotate(r["policy"] + (" (not recovered)" if unrec else ""), (x, yy), xytext=(6, 4),
+        ax.annotate(plain(r["policy"]) + (" (not recovered)" if unrec else ""), (x, yy), xytext=(6, 4),
                     textcoords="offset points", fontsize=8)
     ax.axvline(1.0, color="red", lw=1, ls="--", label="handshake budget (herd factor 1)")
+    ax.plot([], [], "o", mfc="white", mec="black", mew=1.5, label="Pareto front (protection score vs T95)")
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0, top=top * 1.08)
     ax.legend(loc="upper right", fontsize=8)
@@ -154,7 +225,7 @@ def overlay_chart(items: list[tuple[str, Run]], column: str, title: str, ylabel:
         d0 = float(run.disruptions["t"].iloc[0]) if len(run.disruptions) else 0.0
         s = run.series
         ax.step(s.index.to_numpy() - math.floor(d0), s[column].to_numpy(), where="post", lw=1.4,
-                color=cmap(i % 10), label=label)
+                color=cmap(i % 10), label=plain(label))
     ax.axvline(0, color="black", ls="--", lw=1, label="first disruption")
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper right", fontsize=8, ncol=2)
@@ -162,31 +233,49 @@ def overlay_chart(items: list[tuple[str, Run]], column: str, title: str, ylabel:
     return path
 
 
+def _cell(r: dict, key: str, unit: str, scale: float) -> str:
+    v, ci = R.num(r.get(key)), R.num(r.get(key + "_ci"))
+    txt = fmt(v * scale if not math.isnan(v) else v, unit, 0 if unit == "%" else 2)
+    if not math.isnan(ci):
+        txt += f" ± {fmt(ci * scale, unit, 0 if unit == '%' else 2)}"
+    return f"<td class='num'>{esc(txt)}</td>"
+
+
 def render_html(rows: list[dict], ranked: list[tuple[dict, str]], images: list[tuple[str, Path]],
-                labels: list[tuple[str, Run, dict]]) -> str:
-    """The comparison page (self-contained)."""
+                labels: list[tuple[str, Run, dict]], out: Path, run_reports: dict[str, str] | None = None) -> str:
+    """The comparison page (self-contained but for relative links to each run's report)."""
+    run_reports = run_reports or {}
     repeated = any(r["runs"] > 1 for r in rows)
-    head = "".join(f"<th>{esc(h)}</th>" for h in ["policy", "scenario", "runs", *[c[1] for c in COLUMNS]])
+    cols = [c for c in COLUMNS if c[0] not in OPTIONAL or any(not math.isnan(R.num(r.get(c[0]))) for r in rows)]
+    meta = any(r.get("metastable_judged") for r in rows)
+    heads = ["policy", "scenario", "runs", "protection score", *[c[1] for c in cols], *(["metastable"] if meta else [])]
+    head = "".join(f"<th>{esc(h)}</th>" for h in heads)
     body = []
-    for r in rows:
-        cells = [esc(r["policy"]), esc(r["scenario"]), str(r["runs"])]
-        for key, _, unit in COLUMNS:
-            v, ci = r.get(key), r.get(key + "_ci", math.nan)
-            txt = fmt(v, unit) + (f" ± {fmt(ci, unit)}" if isinstance(ci, float) and not math.isnan(ci) else "")
-            cells.append(f"<td class='num'>{esc(txt)}</td>")
-        body.append("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells) + "</tr>")
+    for r, _ in ranked:
+        cells = [f"<td>{esc(r['policy'])}</td>", f"<td>{esc(r['scenario'])}</td>", f"<td class='num'>{r['runs']}</td>",
+                 _cell(r, "score", "", 1.0)]
+        cells += [_cell(r, key, unit, scale) for key, _, unit, scale in cols]
+        if meta:
+            cells.append(f"<td>{r['metastable_runs']} of {r['metastable_judged']}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    verdict = verdict_text(rows, ranked)
+    bad = any(R.standing(r).broke for r in rows)
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>wsstorm comparison</title>",
              f"<style>{CSS}</style></head><body><h1>wsstorm comparison</h1>",
              f"<p class='sub'>{len(labels)} run(s), {len(rows)} policy/scenario group(s)</p>",
+             f"<div class='verdict {'bad' if bad else 'good'}'>"
+             + "".join(f"<p>{esc(v)}</p>" for v in verdict) + "</div>",
              "<h2>Ranking</h2><ol>"]
     parts += [f"<li><b>{esc(r['policy'])}</b> ({esc(r['scenario'])}): {esc(reason)}</li>" for r, reason in ranked]
-    parts.append("</ol><p class='small'>Order: policies that kept the peak within the handshake budget without "
-                 "overload come first; then faster recovery (T95), less overload, lower herd factor, fewer wasted "
-                 "attempts.</p>")
+    parts.append(f"</ol><p class='small'>{esc(R.RULE)} (docs/comparison.md)</p>")
+    for a, b in indistinct(ranked):
+        k = min(a["runs"], b["runs"])
+        parts.append(f"<p class='small'>{esc(a['policy'])} and {esc(b['policy'])} are not distinguishable in "
+                     f"{k} runs: their 95% intervals overlap on what ordered them.</p>")
     parts.append(f"<h2>Table</h2><table><tr>{head}</tr>{''.join(body)}</table>")
     if repeated:
         parts.append("<p class='small'>Repeated runs (same policy and scenario): mean ± half-width of the 95% "
-                     "t-interval.</p>")
+                     "t-interval; the ranking uses the means.</p>")
     warn = [(lab, w) for lab, run, m in labels for w in m.get("warnings", [])]
     if warn:
         parts.append("<div class='warn'><b>Warnings from the runs</b><ul>"
@@ -194,21 +283,26 @@ def render_html(rows: list[dict], ranked: list[tuple[dict, str]], images: list[t
     parts.append("<h2>Charts</h2>")
     for t, p in images:
         parts.append(f"<h3>{esc(t)}</h3><img alt='{esc(t)}' src='{data_uri(p)}'>")
-    parts.append("<h2>Runs</h2>" + "<ul>" + "".join(f"<li>{esc(lab)}: {esc(run.path)}</li>" for lab, run, _ in labels)
-                 + "</ul></body></html>")
+    items = []
+    for lab, run, _ in labels:
+        link = run_reports.get(str(run.path))
+        rel = os.path.relpath(run.path, out)
+        items.append(f"<li><a href='{esc(link)}'>{esc(lab)}</a> ({esc(rel)})</li>" if link else
+                     f"<li>{esc(lab)}: {esc(rel)}</li>")
+    parts.append("<h2>Runs</h2><ul>" + "".join(items) + "</ul></body></html>")
     return "\n".join(parts)
 
 
 def write_comparison(folders: list[str | Path], out: str | Path | None = None,
-                     held_s: float = M.HELD_S) -> tuple[Path, list[tuple[str, dict]]]:
-    """Load and compare run folders; writes compare.html, PNGs and compare.json into `out`."""
+                     held_s: float = M.HELD_S, run_reports: bool = True) -> tuple[Path, list[tuple[str, dict]]]:
+    """Load and compare run folders; writes compare.html, PNGs, compare.json and result.json into `out`,
+    and (``run_reports``) each run's report.html, linked both ways."""
     if not folders:
         raise UsageError("compare needs at least one run folder")
     items = []
     for f in folders:
         run = load_run(f)
         m = M.compute(run, held_s)
-        from .report import suspect_warnings
         m["warnings"] = suspect_warnings(run, m)
         items.append((run, m))
     out = Path(out) if out else Path("reports") / time.strftime("compare-%Y%m%d-%H%M%S")
@@ -222,6 +316,12 @@ def write_comparison(folders: list[str | Path], out: str | Path | None = None,
         base = str(run.manifest.get("policy") or run.path.name)
         seen[base] = seen.get(base, 0) + 1
         labels.append((base if seen[base] == 1 else f"{base} #{seen[base]}", run, m))
+    links: dict[str, str] = {}
+    if run_reports:
+        for lab, run, m in labels:
+            back = (os.path.relpath(out / names.COMPARE_HTML, run.path), "back to the comparison")
+            page_path, _ = build_report(run, held_s, back=back, m=m)
+            links[str(run.path)] = os.path.relpath(page_path, out)
     rows = summarize(group_runs(items))
     ranked = rank(rows)
     images = [("Recovery time vs peak load (Pareto)", pareto_chart(rows, out / "pareto.png")),
@@ -231,8 +331,21 @@ def write_comparison(folders: list[str | Path], out: str | Path | None = None,
               ("Attempt rate, aligned on the first disruption",
                overlay_chart([(lab, run) for lab, run, _ in labels], "attempts", "Connect attempts per second",
                              "attempts per second", out / "attempts_overlay.png"))]
-    page = out / "compare.html"
-    page.write_text(render_html(rows, ranked, images, labels), encoding="utf-8")
-    (out / "compare.json").write_text(json.dumps(jsonable({"groups": rows, "ranking": [
-        {"policy": r["policy"], "scenario": r["scenario"], "reason": why} for r, why in ranked]}), indent=2))
+    if any(M.has_column(run.series, "server_goodput") for _, run, _ in labels):
+        images.append(("Server goodput, aligned on the first disruption",
+                       overlay_chart([(lab, run) for lab, run, _ in labels if M.has_column(run.series, "server_goodput")],
+                                     "server_goodput", "Server goodput (admissions that became held connections)",
+                                     "per second", out / "goodput_overlay.png")))
+    page = out / names.COMPARE_HTML
+    page.write_text(render_html(rows, ranked, images, labels, out, links), encoding="utf-8")
+    (out / names.COMPARE_JSON).write_text(json.dumps(jsonable({
+        "groups": rows, "verdict": verdict_text(rows, ranked), "rule": R.RULE,
+        "ranking": [{"policy": r["policy"], "scenario": r["scenario"], "reason": why, "score": r["score"]}
+                    for r, why in ranked],
+        "not_distinguishable": [[a["policy"], b["policy"]] for a, b in indistinct(ranked)]}), indent=2))
+    write_result(out, AnalysisResult(v=VERSION, kind="comparison", report=names.COMPARE_HTML,
+                                     metrics=names.COMPARE_JSON,
+                                     runs=[os.path.relpath(run.path, out) for _, run, _ in labels],
+                                     run_reports=[links[str(run.path)] for _, run, _ in labels if str(run.path) in links],
+                                     warnings=[f"{lab}: {w}" for lab, _, m in labels for w in m.get("warnings", [])]))
     return page, [(lab, m) for lab, _, m in labels]

@@ -9,12 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
-
-try:  # optional: 2-3x faster parsing of big event logs
-    import orjson as _json
-except ImportError:  # pragma: no cover - stdlib fallback
-    _json = json  # type: ignore[assignment]
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -25,20 +19,20 @@ import numpy as np
 import pandas as pd
 
 from wsstorm.errors import UsageError
-
-CHUNK = 200_000  # lines per json/DataFrame batch: bounds the peak of Python dicts in memory
+from wsstorm.runfolder import names, schemas
+from wsstorm.runfolder.jsonl import read_jsonl
 
 # Columns kept from events: the common ones, then the ones analysis reads, by event type.
 COMMON = ("t", "user", "conn", "event", "v")
 BY_EVENT = {"attempt": {"scheduled_t": "f"}, "fail": {"kind": "c", "status": "f"},
             "close": {"code": "f", "by": "c", "reason": "o", "uptime_s": "f"},
-            "wait": {"delay": "f", "after_code": "c"}}
-EVENT_FLOATS = ["t", "conn", "v", "scheduled_t", "status", "code", "uptime_s", "delay"]
+            "wait": {"delay": "f", "after_code": "c"}, "echo": {"rtt_ms": "f"}}
+EVENT_FLOATS = ["t", "conn", "v", "scheduled_t", "status", "code", "uptime_s", "delay", "rtt_ms"]
 EVENT_CATS = ["user", "event", "kind", "by", "after_code"]
-KNOWN_EVENTS = {"attempt", "open", "fail", "close", "wait", "giveup", "dead", "stop"}
-
-# Client-side outcome columns of the series frame (contract: the analysis series frame).
-OUTCOMES = ["open", "1013", "refused", "http_503", "http_429", "http_other", "timeout", "other"]
+KNOWN_EVENTS = set(schemas.EVENTS)
+# Optional ServerTick counts of the cost model, and the series column each sums into.
+COST_FIELDS = {"goodput": "server_goodput", "wasted_ms": "server_wasted_ms", "abandoned": "server_abandoned",
+               "attempts": "server_attempts", "work_ms": "server_work_ms"}
 
 
 @dataclass
@@ -88,46 +82,7 @@ def _target_value(run: Run, key: str) -> float | None:
     return None
 
 
-# -- JSON Lines ------------------------------------------------------------------
-
-def read_jsonl(path: Path, warnings: list[str], what: str) -> Iterator[list[dict]]:
-    """Parse a JSON Lines file chunk by chunk (lists of dicts), skipping and counting bad lines;
-    the warnings are appended when the generator is exhausted."""
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    del data
-    truncated_last = bool(lines and lines[-1].strip())  # no final newline: the writer stopped mid-line?
-    if b"" in lines:
-        lines = [ln for ln in lines if ln]
-    bad = 0
-    for i in range(0, len(lines), CHUNK):
-        part = lines[i:i + CHUNK]
-        try:
-            # One C-level parse of the whole chunk is ~2x faster than a loop of loads().
-            recs = _json.loads(b"[" + b",".join(part) + b"]")
-        except ValueError:
-            recs = []
-            for j, ln in enumerate(part):
-                try:
-                    recs.append(_json.loads(ln))
-                except ValueError:
-                    if not (truncated_last and i + j == len(lines) - 1):
-                        bad += 1
-                else:
-                    if truncated_last and i + j == len(lines) - 1:
-                        truncated_last = False  # last line was complete after all
-        else:
-            truncated_last = False
-        if set(map(type, recs)) - {dict}:
-            good = [r for r in recs if isinstance(r, dict)]
-            bad += len(recs) - len(good)
-            recs = good
-        yield recs
-    if truncated_last:
-        warnings.append(f"{what} {path.name}: the last line is truncated (the writer was interrupted); it was skipped")
-    if bad:
-        warnings.append(f"{what} {path.name}: {bad} unreadable line(s) skipped")
-
+# -- JSON Lines (parsing: wsstorm.runfolder.jsonl) -----------------------------
 
 def shard_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:
     """One events shard as frames (one per chunk) and its warnings; runs in a worker process."""
@@ -204,11 +159,11 @@ def plausible_window(t: pd.Series, started: float | None, ended: float | None) -
 
 def load_events(folder: Path, manifest: dict, warnings: list[str], counts: dict[str, int]) -> pd.DataFrame | None:
     """Read every events-*.jsonl shard into one frame sorted by time."""
-    shards = sorted(folder.glob("events-*.jsonl"))
+    shards = names.event_shards(folder)
     expected = manifest.get("workers") or []
     if isinstance(expected, list):
-        present = {p.name[len("events-"):-len(".jsonl")] for p in shards}
-        missing = [str(w) for w in expected if str(w) not in present]
+        present = {p.name for p in shards}
+        missing = [str(w) for w in expected if names.shard_name(str(w)) not in present]
         if missing and shards:
             warnings.append(f"missing event shard(s) for worker(s) {', '.join(missing)}: their users are not in the numbers")
     if not shards:
@@ -255,9 +210,9 @@ def load_events(folder: Path, manifest: dict, warnings: list[str], counts: dict[
 
 def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None, list[dict]]:
     """Server ticks as a frame, plus its fault lines."""
-    p = folder / "server.jsonl"
+    p = folder / names.SERVER
     if not p.exists():
-        warnings.append("no server.jsonl: server-side numbers (capacity, rejections) come from the manifest and the clients")
+        warnings.append(f"no {names.SERVER}: server-side numbers (capacity, rejections) come from the manifest and the clients")
         return None, []
     rows, faults = [], []
     for chunk in read_jsonl(p, warnings, "server log"):
@@ -274,9 +229,11 @@ def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None,
                     "handshake_rate": _num(r.get("handshake_rate")), "accepted": _num(r.get("accepted")),
                     "rejected": sum(_num(v) or 0 for v in rej.values()) if isinstance(rej, dict) else _num(rej),
                     "queue_depth": _num(r.get("queue_depth")), "cpu_pct": _num(r.get("cpu_pct")),
+                    # the cost model's counts: absent (None -> NaN) in runs that predate it
+                    **{k: _num(r.get(k)) for k in COST_FIELDS},
                 })
     if not rows:
-        warnings.append("server.jsonl has no tick lines")
+        warnings.append(f"{names.SERVER} has no tick lines")
         return None, faults
     return pd.DataFrame(rows), faults
 
@@ -287,7 +244,7 @@ def _num(v: Any) -> float | None:
 
 def load_faults(folder: Path, warnings: list[str]) -> list[dict]:
     """faults.jsonl lines (failed firings are kept out)."""
-    p = folder / "faults.jsonl"
+    p = folder / names.FAULTS
     if not p.exists():
         return []
     out = []
@@ -361,11 +318,11 @@ def series_from_events(ev: pd.DataFrame, conns: pd.DataFrame, attempts: pd.DataF
     delta = per_s(conns["open_t"]) - per_s(conns["close_t"].dropna())
     out["connected"] = np.cumsum(delta)
     out["attempts"] = per_s(attempts["t"])
-    for o in OUTCOMES:
-        out[f"attempts_{o}"] = per_s(attempts.loc[attempts["outcome"] == o, "t"])
+    for o, col in zip(schemas.OUTCOMES, schemas.OUTCOME_COLUMNS):
+        out[col] = per_s(attempts.loc[attempts["outcome"] == o, "t"])
     cl = conns.dropna(subset=["close_t"])
     for code in sorted(cl["code"].dropna().unique()):
-        out[f"closes_{int(code)}"] = per_s(cl.loc[cl["code"] == code, "close_t"])
+        out[schemas.closes_column(int(code))] = per_s(cl.loc[cl["code"] == code, "close_t"])
     return out
 
 
@@ -379,17 +336,68 @@ def add_server_columns(series: pd.DataFrame, server: pd.DataFrame, t0: float) ->
                             handshake_rate=("handshake_rate", "sum"), server_rejected=("rejected", "sum"),
                             server_accepted=("accepted", "sum"), server_queue_depth=("queue_depth", "max"),
                             server_not_serving=("not_serving", "max"))
-    return series.join(g, how="left")
+    out = series.join(g, how="left")
+    for field_, col in COST_FIELDS.items():
+        if field_ in sv and sv[field_].notna().any():
+            # min_count=1: a second in which no tick carried the field stays NaN, not 0
+            out[col] = sv.groupby("s")[field_].sum(min_count=1).reindex(out.index)
+            # a second with no tick at all: nothing was counted (a missing tick is not missing data)
+            out[col] = out[col].where(out[col].notna() | out.index.isin(sv["s"]), 0.0)
+    return out
+
+
+def add_latency_columns(series: pd.DataFrame, ev: pd.DataFrame, t0: float) -> pd.DataFrame:
+    """Add rtt_p50_ms, rtt_p99_ms, rtt_n (echo round trips per second: collateral latency)."""
+    echo = ev.loc[(ev["event"] == "echo").to_numpy(), ["t", "rtt_ms"]].dropna()
+    if echo.empty:
+        return series
+    s = np.floor(echo["t"].to_numpy(dtype=float) - t0).astype(np.int64)
+    keep = (s >= 0) & (s < len(series))
+    g = pd.Series(echo["rtt_ms"].to_numpy(dtype=float)[keep], index=s[keep]).groupby(level=0)
+    out = series.copy()
+    out["rtt_p50_ms"] = g.quantile(0.5).reindex(out.index)
+    out["rtt_p99_ms"] = g.quantile(0.99).reindex(out.index)
+    out["rtt_n"] = g.size().reindex(out.index).fillna(0).astype(int)
+    return out
+
+
+def _undoes(fault: str, params: dict) -> str | None:
+    """The fault a line ends (partition <- heal, latency <- latency ms=0), if it is such an undo."""
+    if fault == "heal":
+        return "partition"
+    if fault == "latency" and not (_num(params.get("ms")) or 0):
+        return "latency"
+    return None
 
 
 def disruptions_of(faults: list[dict], server_faults: list[dict], t0: float) -> pd.DataFrame:
-    """Disruption times: faults.jsonl, else the server's fault lines, else none."""
-    src, rows = "faults.jsonl", faults
+    """Disruption times and the end of each trigger (columns t, end, fault, source; seconds since t0):
+    faults.jsonl, else the server's fault lines, else none.  The trigger ends after the restart's or
+    crash's down time, at the heal of a partition, at the undo of a latency fault; others at once."""
+    src, rows = names.FAULTS, faults
     if not rows:
-        src, rows = "server.jsonl", server_faults
-    recs = [{"t": float(r["t"]) - t0, "fault": str(r.get("fault", "?")), "source": src}
-            for r in rows if str(r.get("fault")) != "heal"]
-    df = pd.DataFrame(recs, columns=["t", "fault", "source"]).sort_values("t").reset_index(drop=True)
+        src, rows = names.SERVER, server_faults
+    rows = sorted(rows, key=lambda r: float(r["t"]))
+    recs = []
+    for r in rows:
+        fault = str(r.get("fault", "?"))
+        params = r.get("params") if isinstance(r.get("params"), dict) else r
+        if _undoes(fault, params) is not None:  # a heal ends a disruption; it is not one
+            continue
+        t = float(r["t"]) - t0
+        down = _num(params.get("down", params.get("down_s"))) or 0.0
+        recs.append({"t": t, "end": t + max(down, 0.0), "fault": fault, "source": src})
+    for r in rows:  # an undo line ends the latest earlier fault it undoes
+        params = r.get("params") if isinstance(r.get("params"), dict) else r
+        undone = _undoes(str(r.get("fault", "?")), params)
+        if undone is None:
+            continue
+        t = float(r["t"]) - t0
+        for rec in reversed(recs):
+            if rec["fault"] == undone and rec["t"] < t and rec["end"] == rec["t"]:
+                rec["end"] = t
+                break
+    df = pd.DataFrame(recs, columns=["t", "end", "fault", "source"]).sort_values("t").reset_index(drop=True)
     return df
 
 
@@ -403,7 +411,7 @@ def load_run(folder: str | Path) -> Run:
     warnings: list[str] = []
     counts: dict[str, int] = {}
     manifest: dict = {}
-    mp = folder / "manifest.json"
+    mp = folder / names.MANIFEST
     if mp.exists():
         try:
             manifest = json.loads(mp.read_text(encoding="utf-8", errors="replace"))
@@ -414,11 +422,11 @@ def load_run(folder: str | Path) -> Run:
             manifest = {}
     else:
         warnings.append("no manifest.json: scenario, policy and target are unknown")
-    has_series = (folder / "series.csv").exists()
+    has_series = (folder / names.SERIES_CSV).exists()
     ev = load_events(folder, manifest, warnings, counts)
     if ev is None and not has_series:
         raise UsageError(f"{folder}: no events-*.jsonl or series.csv to analyse (is this a run folder?)")
-    server, server_faults = load_server(folder, warnings) if ev is not None or (folder / "server.jsonl").exists() else (None, [])
+    server, server_faults = load_server(folder, warnings) if ev is not None or (folder / names.SERVER).exists() else (None, [])
     faults = load_faults(folder, warnings)
 
     t0 = _num(manifest.get("started"))
@@ -436,26 +444,27 @@ def load_run(folder: str | Path) -> Run:
         series = series_from_events(ev, conns, attempts, t0, n_s)
         if server is not None:
             series = add_server_columns(series, server, t0)
+        series = add_latency_columns(series, ev, t0)
         counts["attempts"] = len(attempts)
         counts["users"] = int(ev["user"].nunique())
         downtimes = None
     else:
         try:
-            series = pd.read_csv(folder / "series.csv")
+            series = pd.read_csv(folder / names.SERIES_CSV)
         except (ValueError, OSError) as exc:
-            raise UsageError(f"{folder / 'series.csv'}: unreadable ({exc})") from None
+            raise UsageError(f"{folder / names.SERIES_CSV}: unreadable ({exc})") from None
         if "s" not in series or "connected" not in series:
-            raise UsageError(f"{folder / 'series.csv'}: needs columns s and connected")
+            raise UsageError(f"{folder / names.SERIES_CSV}: needs columns s and connected")
         series = series.set_index("s").sort_index()
         series.index.name = "s"
-        for c in ["attempts", *[f"attempts_{o}" for o in OUTCOMES]]:
+        for c in ["attempts", *schemas.OUTCOME_COLUMNS]:
             if c not in series:
                 series[c] = 0
         t0 = t0 or 0.0
         end = float(series.index.max() + 1) if len(series) else 0.0
         conns = attempts = None
         downtimes = None
-        dp = folder / "downtimes.csv"
+        dp = folder / names.DOWNTIMES_CSV
         if dp.exists():
             try:
                 downtimes = pd.read_csv(dp)["downtime_s"].to_numpy(dtype=float)

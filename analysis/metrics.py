@@ -1,4 +1,9 @@
-"""The metrics of design.md, as small pure functions on DataFrames and arrays.
+"""THE metric definitions of wsstorm, as small pure functions on DataFrames and arrays.
+
+Herd factor, recovery T50/T95/T99, downtime, wasted attempts, overload seconds, goodput (and
+goodput lost), wasted work, collateral latency and the metastable flag live here and nowhere
+else; the series-based ones take only the per-second series frame, so the simulator's summary
+calls the same functions.  Imports numpy and pandas only (no plotting, no I/O).
 
 Conventions: times in seconds; ``N`` (default :data:`HELD_S` = 5 s) is how long
 a connection must be held to count as a recovery: long enough to outlive an
@@ -9,15 +14,23 @@ A quantile that was never reached is ``inf`` (shown as "not reached").
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 
+from wsstorm.runfolder import schemas
+
 HELD_S = 5.0
 BEFORE_S = 0.5  # "connected just before" a disruption: at t_d - 0.5 s, so closes logged a hair early still count
 QS = (0.5, 0.95, 0.99)
-CLIENT_REJECT_COLS = ["attempts_1013", "attempts_http_503", "attempts_http_429", "attempts_timeout"]
+CLIENT_REJECT_COLS = [f"attempts_{o}" for o in schemas.REJECT_OUTCOMES]
+METASTABLE_WINDOW_S = 30  # goodput must stay down this long after the trigger ended ...
+METASTABLE_FRACTION = 0.2  # ... below this fraction of its pre-fault level ...
+RECOVERED_FRACTION = 0.95  # ... while fewer than this fraction of the clients are back
+SMOOTH_S = 5  # goodput is judged on its 5 s rolling mean: one lucky second is not a recovery
+RTT_BEFORE_S = 10.0  # collateral latency "before": the 10 s before a disruption
+RTT_AFTER_S = 30.0  # ... "after": up to 30 s after the trigger ended
 
 
 # -- generic -----------------------------------------------------------------------
@@ -92,6 +105,120 @@ def recovery_from_series(series: pd.DataFrame, s_d: int, s_to: int, qs: tuple[fl
         hit = after[after >= q * before]
         # a count at second s means "by the end of second s": hence +1
         out[f"T{round(q * 100)}"] = float(hit.index[0] - s_d + 1) if len(hit) and before > 0 else (math.nan if before == 0 else math.inf)
+    return out
+
+
+# -- the server's useful and wasted work (series columns of the cost model) --------------
+
+class Metastable(TypedDict):
+    """The metastable-failure verdict of one disruption (see :func:`metastable`)."""
+
+    flag: bool  # the trigger ended, yet goodput stayed down (and clients out) for the whole window
+    trigger_end_s: float  # when the disruption's trigger ended (s since start)
+    goodput_before: float  # the pre-fault level: the most admissions-to-held the server made in one second
+    goodput_after: float  # mean goodput per second over the window after the trigger ended
+    window_s: int  # seconds of that window the run covered (the flag needs METASTABLE_WINDOW_S)
+    connected_before: float
+    connected_after_max: float  # the most clients connected within the window
+
+
+def has_column(series: pd.DataFrame, col: str) -> bool:
+    """True if the series carries column ``col`` with at least one value (old runs lack the cost model)."""
+    return col in series and bool(series[col].notna().any())
+
+
+def _window(series: pd.DataFrame, col: str, s_from: int, s_to: int | None) -> pd.Series:
+    idx = series.index.to_numpy()
+    sel = (idx >= s_from) & (idx < (s_to if s_to is not None else (idx.max() + 1 if len(idx) else 0)))
+    return series[col][sel]
+
+
+def goodput_level(series: pd.DataFrame, s_d: int) -> float:
+    """The pre-fault goodput level: the highest goodput (admissions that became held connections) in one
+    second before second s_d; NaN without goodput counts or when the server never admitted anyone."""
+    if not has_column(series, "server_goodput"):
+        return math.nan
+    g = _window(series, "server_goodput", 0, s_d).dropna()
+    return float(g.max()) if len(g) and g.max() > 0 else math.nan
+
+
+def goodput_lost(series: pd.DataFrame, s_from: int, s_to: int | None, level: float) -> tuple[float, float]:
+    """(admissions lost, fraction lost) in [s_from, s_to): each second the server could have turned
+    min(level, attempts) into held connections; what it did not is lost.  Demand-aware, so a policy
+    that spreads its clients out is not charged for the attempts it did not make.  NaN if unknown."""
+    if not has_column(series, "server_goodput") or not (level > 0):
+        return math.nan, math.nan
+    g = _window(series, "server_goodput", s_from, s_to).fillna(0).to_numpy(dtype=float)
+    a = _window(series, "attempts", s_from, s_to).fillna(0).to_numpy(dtype=float)
+    demand = np.minimum(level, a)
+    lost = float(np.maximum(demand - g, 0).sum())
+    total = float(demand.sum())
+    return lost, (lost / total if total > 0 else 0.0)
+
+
+def wasted_work(series: pd.DataFrame, s_from: int = 0, s_to: int | None = None) -> tuple[float, float]:
+    """(CPU-ms, fraction of all attempt work) the server spent in [s_from, s_to) on attempts that could
+    not succeed (rejected attempts' pre-admission work, handshakes finished for clients already gone)."""
+    if not has_column(series, "server_wasted_ms"):
+        return math.nan, math.nan
+    wasted = float(_window(series, "server_wasted_ms", s_from, s_to).fillna(0).sum())
+    if not has_column(series, "server_work_ms"):
+        return wasted, math.nan
+    work = float(_window(series, "server_work_ms", s_from, s_to).fillna(0).sum())
+    return wasted, (min(wasted / work, 1.0) if work > 0 else 0.0)
+
+
+def metastable(series: pd.DataFrame, t_d: float, trigger_end: float, window_s: int = METASTABLE_WINDOW_S
+               ) -> Metastable | None:
+    """Metastable failure after the disruption at t_d: its trigger ended at trigger_end, yet for
+    window_s seconds after it the goodput (5 s rolling mean) stayed below METASTABLE_FRACTION of its
+    pre-fault level while fewer than RECOVERED_FRACTION of the clients connected before were back.
+    None when it cannot be judged (no goodput counts, or no goodput before the fault)."""
+    s_d = int(math.floor(t_d))
+    level = goodput_level(series, s_d)
+    if math.isnan(level):
+        return None
+    c = series["connected"]
+    before_c = c.loc[:s_d - 1]
+    connected_before = float(before_c.iloc[-1]) if len(before_c) else 0.0
+    s_end = int(math.ceil(trigger_end))
+    g = series["server_goodput"].fillna(0).astype(float)
+    smooth = g.rolling(SMOOTH_S, min_periods=1).mean()
+    win = (series.index >= s_end) & (series.index < s_end + window_s)
+    n = int(win.sum())
+    after_g = g[win]
+    conn_after = float(c[win].max()) if n else 0.0
+    down = bool(n and (smooth[win] < METASTABLE_FRACTION * level).all())
+    out_clients = connected_before > 0 and conn_after < RECOVERED_FRACTION * connected_before
+    return Metastable(flag=bool(n >= window_s and down and out_clients), trigger_end_s=float(trigger_end),
+                      goodput_before=level, goodput_after=float(after_g.mean()) if n else math.nan, window_s=n,
+                      connected_before=connected_before, connected_after_max=conn_after)
+
+
+def rtt_percentiles(t: np.ndarray, rtt_ms: np.ndarray, start: float, end: float) -> dict[str, float]:
+    """p50/p99 (ms) and count of the echo round trips with start <= t < end (collateral latency)."""
+    sel = window_mask(t, start, end)
+    v = np.asarray(rtt_ms, dtype=float)[sel]
+    v = v[~np.isnan(v)]
+    return {"p50": float(np.quantile(v, 0.5)) if len(v) else math.nan,
+            "p99": float(np.quantile(v, 0.99)) if len(v) else math.nan, "n": float(len(v))}
+
+
+def collateral(t: np.ndarray, rtt_ms: np.ndarray, t_d: float, trigger_end: float, t_next: float
+               ) -> dict[str, float]:
+    """Echo RTT p50/p99 of the clients that stayed connected, before / during / after one disruption:
+    the RTT_BEFORE_S before it, from it to its trigger's end (at least 1 s), and up to RTT_AFTER_S after
+    (never past the next disruption).  Keys rtt_{before,during,after}_{p50,p99}_ms, plus rtt_inflation:
+    the worst p99 during/after over the p99 before (NaN when either is unknown)."""
+    during_end = max(trigger_end, t_d + 1.0)
+    out: dict[str, float] = {}
+    for name, (a, b) in {"before": (t_d - RTT_BEFORE_S, t_d), "during": (t_d, during_end),
+                         "after": (during_end, min(during_end + RTT_AFTER_S, max(t_next, during_end)))}.items():
+        p = rtt_percentiles(t, rtt_ms, a, b)
+        out[f"rtt_{name}_p50_ms"], out[f"rtt_{name}_p99_ms"] = p["p50"], p["p99"]
+    worst = np.nanmax([out["rtt_during_p99_ms"], out["rtt_after_p99_ms"], -math.inf])
+    before = out["rtt_before_p99_ms"]
+    out["rtt_inflation"] = float(worst / before) if before > 0 and math.isfinite(worst) else math.nan
     return out
 
 
@@ -177,8 +304,38 @@ def _ms(p: dict[str, float], prefix: str) -> dict[str, float]:
     return {f"{prefix}_{k}_ms": v * 1000 for k, v in p.items()}
 
 
-def scope_metrics(run: Any, s_from: float, s_to: float, t_d: float | None, n_s: float = HELD_S) -> dict[str, Any]:
-    """Metrics of the window [s_from, s_to) (seconds since start); t_d: the disruption, if any."""
+def echo_rtts(events: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """(t, rtt_ms) of the run's echo events (empty arrays without any)."""
+    if events is None or "rtt_ms" not in events:
+        return np.array([]), np.array([])
+    e = events[(events["event"] == "echo").to_numpy()]
+    return e["t"].to_numpy(dtype=float), e["rtt_ms"].to_numpy(dtype=float)
+
+
+def server_work_metrics(series: pd.DataFrame, i_from: int, i_to: int, t_d: float | None,
+                        trigger_end: float | None) -> dict[str, Any]:
+    """Goodput, goodput lost, wasted work, abandoned handshakes and the metastable verdict of the window
+    [i_from, i_to) (s since start); values are NaN/None in runs without the cost model's counts."""
+    m: dict[str, Any] = {}
+    wms, wfrac = wasted_work(series, i_from, i_to)
+    m["wasted_work_ms"], m["wasted_work_frac"] = wms, wfrac
+    for col, key in (("server_goodput", "goodput"), ("server_abandoned", "abandoned")):
+        m[key] = float(_window(series, col, i_from, i_to).fillna(0).sum()) if has_column(series, col) else math.nan
+    if t_d is not None:
+        end = trigger_end if trigger_end is not None else t_d
+        level = goodput_level(series, int(math.floor(t_d)))
+        lost, frac = goodput_lost(series, int(math.ceil(end)), i_to, level)
+        demand = lost / frac if frac and frac > 0 else (0.0 if frac == 0 else math.nan)
+        m.update(trigger_end_s=end, goodput_before=level, goodput_lost=lost, goodput_lost_frac=frac,
+                 goodput_demand=demand)
+        m["metastable"] = metastable(series[series.index < i_to], t_d, end)
+    return m
+
+
+def scope_metrics(run: Any, s_from: float, s_to: float, t_d: float | None, n_s: float = HELD_S,
+                  trigger_end: float | None = None) -> dict[str, Any]:
+    """Metrics of the window [s_from, s_to) (seconds since start); t_d: the disruption, if any, whose
+    trigger ended at trigger_end (default t_d)."""
     series, budget = run.series, run.budget
     i_from, i_to = int(math.floor(s_from)), int(math.ceil(s_to))
     peak = peak_attempt_rate(series, i_from, i_to)
@@ -187,6 +344,15 @@ def scope_metrics(run: Any, s_from: float, s_to: float, t_d: float | None, n_s: 
                          "overload_s": overload_seconds(series, i_from, i_to)}
     win = series.loc[i_from:i_to - 1]
     m["attempts"] = int(win["attempts"].sum())
+    m.update(server_work_metrics(series, i_from, i_to, t_d, trigger_end))
+    rt_t, rtt = echo_rtts(getattr(run, "events", None))
+    if len(rt_t):
+        t0 = run.t0
+        if t_d is not None:
+            m.update(collateral(rt_t, rtt, t0 + t_d, t0 + (trigger_end if trigger_end is not None else t_d),
+                                t0 + s_to))
+        p = rtt_percentiles(rt_t, rtt, t0 + s_from, t0 + s_to)
+        m["rtt_p50_ms"], m["rtt_p99_ms"], m["echoes"] = p["p50"], p["p99"], int(p["n"])
     if run.conns is not None:
         t0 = run.t0
         a_from, a_to = t0 + s_from, t0 + s_to
@@ -228,12 +394,14 @@ def compute(run: Any, n_s: float = HELD_S) -> dict[str, Any]:
     end = float(run.end)
     d = run.disruptions[(run.disruptions["t"] >= 0) & (run.disruptions["t"] < end)]
     times = d["t"].tolist()
+    ends = d["end"].tolist() if "end" in d else times
     per = []
     for i, (t_d, fault) in enumerate(zip(times, d["fault"])):
         t_next = times[i + 1] if i + 1 < len(times) else end
-        m = scope_metrics(run, t_d, max(t_next, t_d + 1e-9), t_d, n_s)
+        m = scope_metrics(run, t_d, max(t_next, t_d + 1e-9), t_d, n_s, trigger_end=float(ends[i]))
         per.append({"t_s": t_d, "fault": fault, **m})
     whole = scope_metrics(run, 0.0, end, None, n_s)
+    whole.update(combine_disruptions(per))
     if per:
         whole["peak_attempts_per_s"] = max(p["peak_attempts_per_s"] for p in per)
         whole["herd_factor"] = herd_factor(whole["peak_attempts_per_s"], run.budget)
@@ -246,12 +414,38 @@ def compute(run: Any, n_s: float = HELD_S) -> dict[str, Any]:
         if run.conns is not None:
             whole["recovered"] = rec
     whole["peak_connected"] = int(run.series["connected"].max()) if len(run.series) else 0
-    for o in ["open", "1013", "refused", "http_503", "http_429", "http_other", "timeout", "other"]:
-        c = f"attempts_{o}"
+    for c in schemas.OUTCOME_COLUMNS:
         whole[c] = int(run.series[c].sum()) if c in run.series else 0
     if run.events is not None:
         whole.update(_ms(percentiles(scheduling_error(run.events), (0.5, 0.99)), "sched_err"))
     return {"held_s": n_s, "run": whole, "disruptions": per}
+
+
+def combine_disruptions(per: list[dict[str, Any]]) -> dict[str, Any]:
+    """Run-level goodput lost, collateral latency and metastable verdict from the per-disruption ones:
+    lost admissions add up; latency and inflation take the worst; the run is metastable if any
+    disruption was (else the last verdict that could be judged; None if none could)."""
+    out: dict[str, Any] = {}
+    if not per:
+        out["metastable"] = None
+        return out
+    lost = [p.get("goodput_lost", math.nan) for p in per]
+    demand = [p.get("goodput_demand", math.nan) for p in per]
+    known = [(x, y) for x, y in zip(lost, demand) if not (math.isnan(x) or math.isnan(y))]
+    out["goodput_lost"] = sum(x for x, _ in known) if known else math.nan
+    tot = sum(y for _, y in known)
+    out["goodput_lost_frac"] = (out["goodput_lost"] / tot if tot > 0 else 0.0) if known else math.nan
+    out["goodput_before"] = per[0].get("goodput_before", math.nan)
+    for k in ("rtt_during_p50_ms", "rtt_during_p99_ms", "rtt_after_p50_ms", "rtt_after_p99_ms", "rtt_inflation"):
+        vals = [p[k] for p in per if k in p and not math.isnan(p[k])]
+        if vals:
+            out[k] = max(vals)
+    if "rtt_before_p99_ms" in per[0]:
+        out["rtt_before_p50_ms"], out["rtt_before_p99_ms"] = per[0]["rtt_before_p50_ms"], per[0]["rtt_before_p99_ms"]
+    verdicts = [p.get("metastable") for p in per if p.get("metastable") is not None]
+    flagged = [v for v in verdicts if v["flag"]]
+    out["metastable"] = flagged[0] if flagged else (verdicts[-1] if verdicts else None)
+    return out
 
 
 def top_close_reasons(conns: pd.DataFrame | None, n: int = 10) -> pd.DataFrame:
