@@ -6,12 +6,14 @@ import argparse
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from wsstorm.errors import UsageError
-from wsstorm.policies import CATALOG, PolicySpec, code_label, load_policy_file, parse_code, parse_policy
+from wsstorm.policies import CATALOG, PolicySpec, after_code_label, load_policy_file, parse_code, parse_policy
 
 RETRIES = 10
 DRAWS = 10_000
@@ -24,15 +26,19 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     show = sub.add_parser("show", help="median and p5-p95 delay for retries 1..10")
     show.add_argument("spec", nargs="?", help="NAME[:key=value,...][+budget:...], e.g. full-jitter:base=0.5,cap=30")
     show.add_argument("--file", help="read the policy from a TOML file ([policy] name = ...)")
-    show.add_argument("--code", default="1006", help="the outcome each retry follows: close code, refused, timeout, http_503 ... (default 1006)")
+    show.add_argument(
+        "--code",
+        default="1006",
+        help="the outcome each retry follows: close code, refused, timeout, http_503 ... (default 1006)",
+    )
     show.add_argument("--seed", default="0", help="seed of the draws (default 0)")
     show.add_argument("--plot", metavar="FILE.png", help="draw the distribution to a PNG")
     show.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def catalog_table() -> str:
@@ -42,16 +48,19 @@ def catalog_table() -> str:
     return _table(rows)
 
 
-def distribution(spec: PolicySpec, code: int, seed: int, draws: int = DRAWS, retries: int = RETRIES) -> dict:
+def distribution(spec: PolicySpec, code: int, seed: int, draws: int = DRAWS, retries: int = RETRIES) -> dict[str, Any]:
     """Median, p5, p95 and give-up share of the delay for retries 1..`retries` after outcome `code`."""
     vec = spec.vector(draws, seed=seed, process_seed=seed)
-    rows = []
+    rows: list[dict[str, Any]] = []
     alive = np.ones(draws, dtype=bool)
     for r in range(1, retries + 1):
         d = vec.next_delays(None, code, 0.0, reset=False)
         d = np.where(alive, d, np.nan)  # a client that gave up makes no further attempts
         alive &= ~np.isnan(d)
         live = d[~np.isnan(d)]
+        p5: float | None
+        med: float | None
+        p95: float | None
         if live.size:
             p5, med, p95 = (float(x) for x in np.percentile(live, [5, 50, 95]))
         else:
@@ -59,7 +68,7 @@ def distribution(spec: PolicySpec, code: int, seed: int, draws: int = DRAWS, ret
         rows.append({"retry": r, "median": med, "p5": p5, "p95": p95, "giveup": float(1 - live.size / draws)})
     return {
         "policy": str(spec),
-        "after": code_label(code),
+        "after": after_code_label(code),
         "seed": seed,
         "draws": draws,
         "cap": spec.cap if math.isfinite(spec.cap) else None,
@@ -71,7 +80,7 @@ def _fmt_s(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def render(result: dict) -> str:
+def render(result: dict[str, Any]) -> str:
     """The distribution as an aligned text table."""
     rows = [("RETRY", "MEDIAN s", "P5 s", "P95 s", "GAVE UP")]
     for r in result["retries"]:
@@ -80,7 +89,7 @@ def render(result: dict) -> str:
     return head + "\n" + _table(rows)
 
 
-def plot(result: dict, path: Path) -> None:
+def plot(result: dict[str, Any], path: Path) -> None:
     """Draw the median line and the p5-p95 band of the delay per retry to a PNG."""
     import matplotlib
 
