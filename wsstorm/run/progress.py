@@ -6,7 +6,6 @@ A rich live panel on a terminal; plain lines every few seconds otherwise (CI log
 from __future__ import annotations
 
 import collections
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,35 +17,12 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from wsstorm.runfolder import names
+from wsstorm.runfolder.jsonl import Tail
+
+__all__ = ["RECENT_S", "Progress", "RunMonitor", "Tail", "codes_text"]  # Tail: the run-folder tailer, re-exported
+
 RECENT_S = 5.0
-
-
-class Tail:
-    """Reads the complete lines appended to a JSON Lines file since the last call."""
-
-    def __init__(self, path: Path):
-        self.path, self.offset, self.partial = path, 0, b""
-
-    def read(self) -> list[dict[str, Any]]:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except OSError:
-            return []
-        self.offset += len(data)
-        data = self.partial + data
-        lines = data.split(b"\n")
-        self.partial = lines.pop()  # an unfinished last line waits for its end
-        out = []
-        for line in lines:
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue  # a torn or foreign line is not ours to judge here; analysis reports it
-            if isinstance(obj, dict):
-                out.append(obj)
-        return out
 
 
 @dataclass
@@ -74,15 +50,15 @@ class RunMonitor:
 
     def poll(self) -> None:
         """Read whatever was appended since the last poll."""
-        for path in sorted(self.run_dir.glob("events-*.jsonl")):
+        for path in names.event_shards(self.run_dir):
             for ev in self._tail(path).read():
                 self._event(ev)
-        for tick in self._tail(self.run_dir / "server.jsonl").read():
+        for tick in self._tail(self.run_dir / names.SERVER).read():
             if tick.get("type") == "tick" and isinstance(tick.get("connections"), int):
                 t = float(tick.get("t") or 0)
                 self.server_conns[tick.get("proc")] = (t, tick["connections"])
                 self.tick_sums[round(t)] += tick["connections"]
-        self.faults.extend(self._tail(self.run_dir / "faults.jsonl").read())
+        self.faults.extend(self._tail(self.run_dir / names.FAULTS).read())
 
     @property
     def peak_connected(self) -> int:
@@ -143,7 +119,7 @@ class Progress:
         self._live: Live | None = None
         self._last_line = 0.0
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.live_mode:
             self._live = Live(Table(), console=self.console, refresh_per_second=4, transient=True)
             self._live.__enter__()
@@ -181,5 +157,9 @@ class Progress:
         now = time.monotonic()
         if now - self._last_line >= self.every:
             self._last_line = now
-            print(f"[{label}] {elapsed:4.0f}/{total:g} s  connected {conn_text}  "
-                  f"closes(last {RECENT_S:g} s) {recent}  faults {fired}", file=self.stream, flush=True)
+            print(
+                f"[{label}] {elapsed:4.0f}/{total:g} s  connected {conn_text}  "
+                f"closes(last {RECENT_S:g} s) {recent}  faults {fired}",
+                file=self.stream,
+                flush=True,
+            )
