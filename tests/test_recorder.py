@@ -13,7 +13,8 @@ from pathlib import Path
 
 import gevent
 
-from wsstorm.load.recorder import Recorder, ShardWriter, encode_event, shard_name
+from wsstorm.load.recorder import Recorder, ShardWriter, encode_event
+from wsstorm.runfolder.names import shard_name
 
 
 def test_shard_name_is_safe() -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from wsstorm import policies
 from wsstorm.errors import UsageError
-from wsstorm.load.user import check_host, policy_decision, resolve_config
+from wsstorm.load.options import check_host, resolve_config
+from wsstorm.load.user import policy_decision
 
 
 def opts(**kw):

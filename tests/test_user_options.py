@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from wsstorm.errors import UsageError
-from wsstorm.load.user import check_host, derive_seed, resolve_config
+from wsstorm.load.options import check_host, derive_seed, resolve_config
 
 
 def opts(**kw):

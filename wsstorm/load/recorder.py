@@ -3,33 +3,25 @@
 Events are buffered as complete lines and handed out in batches: written to a
 shard with one ``os.write`` per batch (whole lines only), or shipped by a sink
 (a Locust worker sends each batch to the master, which appends it with
-:class:`ShardWriter`).
+:class:`ShardWriter`). Owns the encoding of one event line; shard file names come from
+:mod:`wsstorm.runfolder.names`.
 """
 
 from __future__ import annotations
 
+import gevent
+
 import json
 import os
-import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import gevent
 import orjson
 
 FLUSH_INTERVAL = 0.5  # seconds; the contract is "at least once a second"
-
-
-def shard_name(worker: str) -> str:
-    """File name of a worker's shard: ``events-<worker>.jsonl`` with a safe worker id."""
-    return f"events-{safe_id(worker)}.jsonl"
-
-
-def safe_id(text: str) -> str:
-    """Reduce a worker id to characters safe in a file name."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:100] or "worker"
 
 
 def encode_event(event: dict[str, Any]) -> str:

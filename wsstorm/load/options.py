@@ -1,0 +1,130 @@
+"""The Locust command-line options of wsstorm and their resolution into one frozen :class:`UserConfig`.
+
+Owns the option list (shown in Locust's web UI), the
+precedence rule (command line > scenario ``[client]`` > defaults), every check of a client
+setting (one-line :class:`UsageError`), ``--host`` checks, run ids and seeds.
+"""
+
+from __future__ import annotations
+
+from locust import events
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from wsstorm.errors import UsageError
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+# Options whose values are secrets: never in the manifest, command.txt, logs or the web UI.
+SECRET_OPTIONS = ("target_token",)
+
+
+@events.init_command_line_parser.add_listener
+def add_options(parser: Any) -> None:
+    """Register wsstorm's options on Locust's parser (they show in the web UI)."""
+    g = parser
+    g.add_argument("--policy", default="full-jitter", help="reconnect policy spec (see `wsstorm policies`)")
+    g.add_argument("--policy-file", default="", help="TOML/JSON file defining the policy (overrides --policy)")
+    g.add_argument("--message-rate", type=float, default=None, help="messages per second per user (default 0.1)")
+    g.add_argument("--message-size", type=int, default=64, help="bytes per message")
+    g.add_argument("--ping-interval", type=float, default=None, help="seconds between pings (default 5; 0 = off)")
+    g.add_argument("--pong-timeout", type=float, default=None, help="seconds without pong before the peer is dead (default 5)")
+    g.add_argument("--connect-timeout", type=float, default=10.0, help="seconds for TCP + handshake")
+    g.add_argument("--seed", type=int, default=None, help="random seed (default: chosen and recorded)")
+    g.add_argument("--run-id", default="", help="run id (default: time-based)")
+    g.add_argument("--run-dir", default="", help="run folder (default reports/<run-id>)")
+    g.add_argument("--scenario", default="", help="scenario name or file: target shape, client defaults, faults")
+    # The embedded target
+    g.add_argument("--target-capacity", type=int, default=None, help="embedded target: max connections")
+    g.add_argument("--target-handshake-rate", type=float, default=None, help="embedded target: handshakes/s")
+    g.add_argument("--target-handshake-cost-ms", type=float, default=None, help="embedded target: CPU ms per handshake")
+    g.add_argument("--target-overload", default="", help="embedded target: close | http | refuse")
+    g.add_argument("--target-port", type=int, default=None, help="embedded target: WebSocket port (default: a free one)")
+    g.add_argument("--target-workers", type=int, default=None, help="embedded target: serving processes")
+    g.add_argument("--target-proxy", action="store_true", default=False, help="embedded target: fault proxy in front")
+    g.add_argument("--target-admin", default="", help="admin URL of a target started elsewhere (for faults)")
+    g.add_argument("--target-token", default="", is_secret=True, help="its admin token")
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    """Resolved per-run client settings (command line > scenario [client] > defaults)."""
+
+    policy: Any
+    message_rate: float
+    message_size: int
+    ping_interval: float
+    pong_timeout: float
+    connect_timeout: float
+    seed: int
+
+
+def _pick(cli: Any, scenario_value: Any, default: Any) -> Any:
+    return cli if cli is not None else (scenario_value if scenario_value is not None else default)
+
+
+def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
+    """Check and resolve the options; raises UsageError with one line on bad input."""
+    from wsstorm import policies
+
+    if getattr(opts, "policy_file", ""):
+        spec = policies.load_policy_file(opts.policy_file)
+    else:
+        spec = policies.parse_policy(opts.policy or "full-jitter")
+    client = getattr(scenario, "client", None)
+    cfg = UserConfig(
+        policy=spec,
+        message_rate=float(_pick(opts.message_rate, getattr(client, "message_rate", None), 0.1)),
+        message_size=int(opts.message_size),
+        ping_interval=float(_pick(opts.ping_interval, getattr(client, "ping_interval", None), 5.0)),
+        pong_timeout=float(_pick(opts.pong_timeout, getattr(client, "pong_timeout", None), 5.0)),
+        connect_timeout=float(opts.connect_timeout),
+        seed=int(opts.seed) if opts.seed is not None else 0,
+    )
+    for name in ("message_rate", "ping_interval", "pong_timeout"):
+        v = getattr(cfg, name)
+        if not (v >= 0 and v != float("inf")):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v}")
+    if not (0 < cfg.connect_timeout < float("inf")):
+        raise UsageError(f"--connect-timeout must be > 0, got {cfg.connect_timeout}")
+    if not 16 <= cfg.message_size <= 1_000_000:
+        raise UsageError(f"--message-size must be between 16 and 1000000, got {cfg.message_size}")
+    if cfg.ping_interval > 0 and cfg.pong_timeout <= 0:
+        raise UsageError("--pong-timeout must be > 0 when pings are on")
+    return cfg
+
+
+def check_host(host: str | None) -> None:
+    """A given --host must be a ws:// or wss:// URL with a valid port."""
+    if not host:
+        return
+    if not (host.startswith("ws://") or host.startswith("wss://")):
+        raise UsageError(f"--host must be a ws:// or wss:// URL, got {host!r}")
+    from urllib.parse import urlsplit
+
+    try:
+        urlsplit(host).port  # raises ValueError for a port out of 0-65535 or not a number
+    except ValueError as exc:
+        raise UsageError(f"--host has a bad port: {host!r} ({exc})") from None
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus 4 random hex digits."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:4]
+
+
+def derive_seed(*parts: Any) -> int:
+    """A stable 63-bit seed from any parts (no Python hash randomisation)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def redacted_options(opts: Any) -> dict[str, Any]:
+    """Every option for the manifest, secrets left out."""
+    out = dict(vars(opts))
+    for name in SECRET_OPTIONS:
+        out.pop(name, None)
+    return out
