@@ -85,6 +85,11 @@ def test_index_links_each_report(tmp_path: Path):
     rep = tmp_path / "restart" / "report.html"
     rep.parent.mkdir()
     rep.write_text("x")
-    index = runner.write_index(tmp_path, [("restart", rep, ""), ("<b>", None, "comparison failed")])
+    run_rep = tmp_path / "restart" / "01-immediate" / "report.html"
+    run_rep.parent.mkdir()
+    run_rep.write_text("y")
+    index = runner.write_index(tmp_path, [runner.ScenarioReports("restart", rep, "", [("immediate <i>", run_rep)]),
+                                          runner.ScenarioReports("<b>", None, "comparison failed")])
     text = index.read_text()
     assert 'href="restart/report.html"' in text and "&lt;b&gt;" in text
+    assert 'href="restart/01-immediate/report.html"' in text and "immediate &lt;i&gt;" in text
