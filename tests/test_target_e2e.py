@@ -219,7 +219,17 @@ def test_capacity_and_overload_change_at_runtime():
     (["--capacity", "-3"], "--capacity"),
     (["--overload", "sometimes"], "--overload"),
     (["--workers", "0"], "--workers"),
-    (["--handshake-rate", "0"], "--handshake-rate"),
+    (["--handshake-rate", "-1"], "--handshake-rate"),  # 0 is valid since the bucket became optional: off
+    (["--attempt-cost-ms", "-1"], "--attempt-cost-ms"),
+    (["--session-cost-ms", "-0.5"], "--session-cost-ms"),
+    (["--store-ms", "-3"], "--store-ms"),
+    (["--store-concurrency", "-1"], "--store-concurrency"),
+    (["--cpus", "4096"], "does not exist"),
+    (["--cpus", "one"], "cpus"),
+    (["--cpus", "1-0"], "cpus"),
+    (["--tls"], "--ca-out"),  # nowhere to write the CA
+    (["--tls", "--ca-out", "/nonexistent/dir/ca.pem"], "--ca-out"),
+    (["--ca-out", "/tmp/ca.pem"], "--tls"),
 ])
 def test_bad_options_exit_2_with_one_line(argv, needle):
     proc = subprocess.run([sys.executable, "-m", "wsstorm", "serve", *argv], capture_output=True, text=True, timeout=30)

@@ -10,18 +10,23 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 EMPTY_REJECTED = {"1013": 0, "http_503": 0, "refused": 0, "timeout": 0}
 EMPTY_CLOSES = {"1012": 0, "1013": 0, "1000": 0, "1009": 0}
-EMPTY_BAD = {"bad_handshake": 0, "aborted_handshake": 0}
+EMPTY_BAD = {"bad_handshake": 0, "aborted_handshake": 0, "bad_tls": 0}
 
 # The counts a serving process also keeps as running totals in shared memory: what it counted
 # after its last tick then survives a SIGKILL (a crash), and the supervisor writes that remainder.
 # Keys outside this list (rare close codes) are counted per tick only.
-LEDGER = ("accepted", "abnormal", "messages",
+LEDGER = ("accepted", "abnormal", "messages", "attempts", "goodput", "abandoned", "store_calls",
+          "wasted_ms", "work_ms",
           *(f"rejected.{k}" for k in EMPTY_REJECTED),
           *(f"closes_sent.{c}" for c in ("1000", "1001", "1002", "1007", "1008", "1009", "1011", "1012", "1013")),
           *(f"closes_received.{c}" for c in ("1000", "1001")),
           *(f"bad_input.{k}" for k in EMPTY_BAD))
+# CPU-ms fields: the ledger (integers) keeps them in microseconds, ticks carry milliseconds.
+MS_FIELDS = ("wasted_ms", "work_ms")
+_MS_SCALE = 1000
 _SLOT = {name: i for i, name in enumerate(LEDGER)}
 _GROUPS = ("rejected", "closes_sent", "closes_received", "bad_input")
+_SCALARS = ("attempts", "goodput", "abandoned", "store_calls", "wasted_ms", "work_ms")
 
 # (metric, help, label, key in the totals) for the counters broken down by one label
 _LABELLED_COUNTERS = (
@@ -41,7 +46,8 @@ def add_counts(total: dict[str, int], delta: dict[str, int]) -> None:
 
 def empty_counts() -> dict[str, Any]:
     """The count fields of a tick, all zero."""
-    return {"accepted": 0, "abnormal": 0, "messages": 0, "rejected": dict(EMPTY_REJECTED),
+    return {"accepted": 0, "abnormal": 0, "messages": 0, "attempts": 0, "goodput": 0, "abandoned": 0,
+            "store_calls": 0, "wasted_ms": 0, "work_ms": 0, "rejected": dict(EMPTY_REJECTED),
             "closes_sent": dict(EMPTY_CLOSES), "closes_received": {}, "bad_input": dict(EMPTY_BAD)}
 
 
@@ -52,22 +58,31 @@ class Tally:
         self.ledger, self.base = ledger, proc * len(LEDGER)
         self.counts = empty_counts()
 
-    def add(self, group: str, key: str | None = None) -> None:
-        """Count one: a scalar field (`accepted`) or one key of a group (`closes_sent`, `1013`)."""
+    def add(self, group: str, key: str | None = None, n: int = 1) -> None:
+        """Count n: a scalar field (`accepted`) or one key of a group (`closes_sent`, `1013`)."""
         if key is None:
-            self.counts[group] += 1
+            self.counts[group] += n
             name = group
         else:
             d = self.counts[group]
-            d[key] = d.get(key, 0) + 1
+            d[key] = d.get(key, 0) + n
             name = f"{group}.{key}"
         slot = _SLOT.get(name)
         if slot is not None:
-            self.ledger[self.base + slot] += 1
+            self.ledger[self.base + slot] += n
+
+    def add_ms(self, name: str, ms: float) -> None:
+        """Add CPU milliseconds to `wasted_ms` or `work_ms` (kept as whole microseconds, so ticks and
+        the crash remainder add up exactly)."""
+        us = max(0, round(ms * _MS_SCALE))
+        self.counts[name] += us
+        self.ledger[self.base + _SLOT[name]] += us
 
     def take(self) -> dict[str, Any]:
-        """This tick's counts; the next tick starts from zero."""
+        """This tick's counts (CPU fields in ms); the next tick starts from zero."""
         counts, self.counts = self.counts, empty_counts()
+        for name in MS_FIELDS:
+            counts[name] = counts[name] / _MS_SCALE
         return counts
 
 
@@ -79,6 +94,8 @@ def ledger_counts(tick: dict) -> dict[str, int]:
         value = tick.get(group, 0)
         if key:
             value = value.get(key, 0) if isinstance(value, dict) else 0
+        if name in MS_FIELDS:
+            value = round(float(value) * _MS_SCALE)
         if value:
             out[name] = int(value)
     return out
@@ -97,6 +114,8 @@ def remainder(totals: list[int], reported: dict[str, int]) -> dict[str, Any] | N
             counts[group][key] = counts[group].get(key, 0) + left
         else:
             counts[group] += left
+    for name in MS_FIELDS:
+        counts[name] = counts[name] / _MS_SCALE
     return counts if any_left else None
 
 
@@ -107,7 +126,7 @@ class MetricsBook:
         self.last: list[dict | None] = [None] * procs
         self.totals: dict[str, Any] = {"accepted": 0, "rejected": dict(EMPTY_REJECTED), "closes_sent": dict(EMPTY_CLOSES),
                                        "closes_received": {}, "abnormal": 0, "bad_input": {}, "messages": 0,
-                                       "faults": {}}
+                                       "faults": {}, **{k: 0 for k in _SCALARS}}
 
     def tick(self, tick: dict) -> None:
         """Fold one worker tick (deltas) into the totals."""
@@ -116,6 +135,8 @@ class MetricsBook:
         t["accepted"] += tick.get("accepted", 0)
         t["abnormal"] += tick.get("abnormal", 0)
         t["messages"] += tick.get("messages", 0)
+        for key in _SCALARS:
+            t[key] = t[key] + tick.get(key, 0)
         for key in _GROUPS:
             add_counts(t[key], tick.get(key, {}))
 

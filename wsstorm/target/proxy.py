@@ -6,12 +6,11 @@ import argparse
 import asyncio
 import json
 import signal
-import socket
-import struct
 import time
 
 from wsstorm.target.admin import AdminServer, BadRequest, body_number, new_token
 from wsstorm.errors import UsageError
+from wsstorm.target.netio import linger_rst
 
 CHUNK = 65536
 
@@ -22,17 +21,6 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"{what} must be HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
-
-
-def _linger_rst(transport: asyncio.BaseTransport) -> None:
-    # SO_LINGER on with timeout 0: close() sends RST instead of FIN.
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
-    transport.abort()
 
 
 class _Pipe:
@@ -50,7 +38,7 @@ class _Pipe:
         try:
             u_reader, self.u_writer = await asyncio.open_connection(*proxy.upstream)
         except OSError:
-            _linger_rst(self.c_writer.transport)  # upstream down: the client sees a reset
+            linger_rst(self.c_writer.transport)  # upstream down: the client sees a reset
             proxy.counts["upstream_errors"] += 1
             return
         await asyncio.gather(self._pump(self.c_reader, self.u_writer, "up"),
@@ -90,9 +78,9 @@ class _Pipe:
             writer.write(data)
 
     def reset(self) -> None:
-        _linger_rst(self.c_writer.transport)
+        linger_rst(self.c_writer.transport)
         if self.u_writer is not None:
-            _linger_rst(self.u_writer.transport)
+            linger_rst(self.u_writer.transport)
 
 
 class FaultProxy:

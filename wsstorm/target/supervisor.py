@@ -13,11 +13,14 @@ import sys
 import time
 from typing import Any, TextIO
 
-from wsstorm.target.admin import AdminServer, BadRequest, body_number, new_token
 from wsstorm.errors import UsageError
+from wsstorm.runfolder import names
+from wsstorm.target.admin import AdminServer, BadRequest, body_number, new_token
 from wsstorm.target.metrics import LEDGER, MetricsBook, ledger_counts, remainder
-from wsstorm.target.worker import (CFG_BURST, CFG_CAPACITY, CFG_COST, CFG_HINT, CFG_MODE, CFG_RATE, CFG_SIZE,
-                                  OVERLOAD_MODES, worker_main)
+from wsstorm.target.settings import OVERLOAD_MODES, check_cost, cpus_text, parse_cpus, pin_self
+from wsstorm.target.store import store_main
+from wsstorm.target.worker import (CFG_ATTEMPT, CFG_BURST, CFG_CAPACITY, CFG_COST, CFG_HINT, CFG_MODE, CFG_RATE,
+                                  CFG_SESSION, CFG_SIZE, worker_main)
 
 
 def configure(name: str, parser: argparse.ArgumentParser) -> None:
@@ -26,9 +29,22 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     a("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
     a("--port", type=int, default=0, help="WebSocket port (0: ephemeral; printed in the ready line)")
     a("--capacity", type=int, default=1000, help="max concurrent connections (all workers together)")
-    a("--handshake-rate", type=float, default=1000.0, help="handshakes per second it can afford (token bucket)")
+    a("--handshake-rate", type=float, default=0.0,
+      help="token bucket in front: handshakes admitted per second (default 0: no bucket, as without a limiter)")
     a("--handshake-burst", type=float, default=None, help="token bucket size (default: rate/10, at least 1)")
-    a("--handshake-cost-ms", type=float, default=1.0, help="CPU burned per accepted handshake, in ms")
+    a("--handshake-cost-ms", type=float, default=1.0, help="CPU ms per admitted handshake (adds to --session-cost-ms)")
+    a("--attempt-cost-ms", type=float, default=0.0,
+      help="CPU ms every attempt pays before the admission decision, admitted or not (authentication)")
+    a("--session-cost-ms", type=float, default=0.0, help="CPU ms per admitted attempt (session setup)")
+    a("--store-concurrency", type=int, default=0,
+      help="start the dependency store with this many slots; each handshake makes one lookup (0: no store)")
+    a("--store-ms", type=float, default=0.0, help="CPU ms the store works on each lookup, holding its slot")
+    a("--tls", action="store_true", help="serve wss:// with a certificate made at start (RSA-2048)")
+    a("--ca-out", default=None, help=f"where --tls writes its CA certificate (default: {names.CA_FILE} "
+                                      "beside --metrics-out)")
+    a("--cpus", default=None, help="pin the target's processes to these CPUs, e.g. 1 or 0-1")
+    a("--session-max-s", type=float, default=0.0,
+      help="close each held connection with 1001 after U(0.5, 1.5) x this many s (0: never; steady churn)")
     a("--overload", default="close", help="how it refuses when full: close (1013) | http (503) | refuse (TCP)")
     a("--retry-hint", type=float, default=None, help="seconds: put retry-after=<s> in the 1013 reason / Retry-After")
     a("--workers", type=int, default=1, help="serving processes on one port (SO_REUSEPORT)")
@@ -37,7 +53,8 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     a("--metrics-out", default=None, help="append per-second tick lines (server.jsonl) to this file")
     a("--proxy-port", type=int, default=None, help="start the fault proxy in front on this port (0: ephemeral)")
     a("--max-size", type=int, default=1 << 20, help="max message size in bytes (bigger: close 1009)")
-    a("--open-timeout", type=float, default=10.0, help="seconds a handshake may take before it is dropped")
+    a("--handshake-timeout", "--open-timeout", dest="open_timeout", type=float, default=10.0,
+      help="seconds a handshake (TLS, then WebSocket) may take before the server drops it (counted as shed)")
     a("--close-timeout", type=float, default=5.0, help="seconds to wait for the client's Close answer")
     a("--restart-down", type=float, default=3.0, help="seconds refusing after SIGHUP's restart")
     a("--backlog", type=int, default=4096, help="listen backlog per serving process")
@@ -50,12 +67,26 @@ def validate(args: argparse.Namespace) -> None:
     """Raise UsageError for any option out of range (one line each)."""
     if args.capacity <= 0:
         raise UsageError(f"--capacity must be a positive integer, got {args.capacity}")
-    if not args.handshake_rate > 0:
-        raise UsageError(f"--handshake-rate must be > 0, got {args.handshake_rate:g}")
+    if not args.handshake_rate >= 0:
+        raise UsageError(f"--handshake-rate must be >= 0 (0: no bucket), got {args.handshake_rate:g}")
     if args.handshake_burst is not None and not args.handshake_burst >= 1:
         raise UsageError(f"--handshake-burst must be >= 1, got {args.handshake_burst:g}")
-    if not args.handshake_cost_ms >= 0:
-        raise UsageError(f"--handshake-cost-ms must be >= 0, got {args.handshake_cost_ms:g}")
+    for name in ("handshake_cost_ms", "attempt_cost_ms", "session_cost_ms", "store_ms"):
+        check_cost(name, getattr(args, name))
+    if not 0 <= args.store_concurrency <= 256:
+        raise UsageError(f"--store-concurrency must be 0..256, got {args.store_concurrency}")
+    if not args.session_max_s >= 0:
+        raise UsageError(f"--session-max-s must be >= 0, got {args.session_max_s:g}")
+    args.cpu_list = parse_cpus(args.cpus) if args.cpus is not None else None
+    if args.tls:
+        from wsstorm.target.tls import check_ca_out
+
+        if args.ca_out is None and args.metrics_out is None:
+            raise UsageError("--tls needs --ca-out PATH (or --metrics-out): where to write the CA file")
+        args.ca_out = args.ca_out or os.path.join(os.path.dirname(os.path.abspath(args.metrics_out)), names.CA_FILE)
+        check_ca_out(args.ca_out)
+    elif args.ca_out is not None:
+        raise UsageError("--ca-out needs --tls")
     if args.overload not in OVERLOAD_MODES:
         raise UsageError(f"--overload must be one of {', '.join(OVERLOAD_MODES)}, got {args.overload!r}")
     if args.retry_hint is not None and not args.retry_hint >= 0:
@@ -117,6 +148,8 @@ class Supervisor:
         self.cfg[CFG_CAPACITY] = args.capacity
         self.cfg[CFG_RATE] = args.handshake_rate
         self.cfg[CFG_BURST] = args.handshake_burst or max(1.0, args.handshake_rate / 10.0)
+        self.cfg[CFG_ATTEMPT] = args.attempt_cost_ms
+        self.cfg[CFG_SESSION] = args.session_cost_ms
         self.cfg[CFG_MODE] = OVERLOAD_MODES.index(args.overload)
         self.cfg[CFG_HINT] = -1.0 if args.retry_hint is None else args.retry_hint
         self.cfg[CFG_COST] = args.handshake_cost_ms
@@ -128,7 +161,11 @@ class Supervisor:
         self.reported: list[dict[str, int]] = [{} for _ in range(args.workers)]
         self.lock = self.ctx.Lock()
         self.opts = {"max_size": args.max_size, "open_timeout": args.open_timeout,
-                     "close_timeout": args.close_timeout, "backlog": args.backlog, "uvloop": args.uvloop}
+                     "close_timeout": args.close_timeout, "backlog": args.backlog, "uvloop": args.uvloop,
+                     "cpus": getattr(args, "cpu_list", None), "session_max_s": args.session_max_s}
+        self.certs: Any = None
+        self.store_proc: Any = None
+        self.store_pipe: Any = None
         n = args.workers
         self.procs: list[Any] = [None] * n
         self.pipes: list[Any] = [None] * n
@@ -137,11 +174,21 @@ class Supervisor:
         self.expected_exit: list[bool] = [False] * n
         self.ready_waiters: list[asyncio.Future | None] = [None] * n
         self.book = MetricsBook(n)
+        self.last_store: dict | None = None
         try:
             self.out: TextIO | None = open(args.metrics_out, "a", buffering=1) if args.metrics_out else None
         except OSError as exc:
             self.reserve.close()
             raise UsageError(f"--metrics-out {args.metrics_out}: {exc.strerror or exc}") from None
+        if args.tls:
+            from wsstorm.target.tls import make_certificates
+
+            try:
+                self.certs = make_certificates(args.ca_out)
+            except UsageError:
+                self.reserve.close()
+                raise
+            self.opts.update(tls_cert=self.certs.cert, tls_key=self.certs.key)
         self.proxy: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop_event = asyncio.Event()
@@ -157,6 +204,47 @@ class Supervisor:
         self.write(record)
         self.book.fault(record)
         return record
+
+    # --- the dependency store ---------------------------------------------------------------
+
+    async def start_store(self, timeout: float = 30.0) -> None:
+        """Start the store process and wait for its port (handed to every serving process)."""
+        parent, child = self.ctx.Pipe(duplex=True)
+        proc = self.ctx.Process(target=store_main, name="wsstorm-store", daemon=True,
+                                args=(self.args.store_concurrency, self.args.store_ms, child, self.opts["cpus"]))
+        proc.start()
+        child.close()
+        self.store_proc, self.store_pipe = proc, parent
+        deadline = time.monotonic() + timeout
+        while not parent.poll(0.05):
+            if not proc.is_alive() or time.monotonic() > deadline:
+                raise UsageError(f"the dependency store did not start within {timeout:g} s")
+            await asyncio.sleep(0.05)
+        ready = parent.recv()
+        self.opts["store_port"] = ready["port"]
+        self.loop.add_reader(parent.fileno(), self.on_store_message)
+
+    def on_store_message(self) -> None:
+        try:
+            msg = self.store_pipe.recv()
+        except (EOFError, OSError):
+            self.loop.remove_reader(self.store_pipe.fileno())
+            return
+        if msg.get("type") == "store":
+            self.write(msg)
+            self.last_store = msg
+
+    def stop_store(self) -> None:
+        if self.store_proc is None:
+            return
+        try:
+            self.store_pipe.send({"cmd": "stop"})
+        except (OSError, ValueError):
+            pass
+        self.store_proc.join(2.0)
+        if self.store_proc.is_alive():
+            self.store_proc.kill()
+            self.store_proc.join(1.0)
 
     # --- serving processes ----------------------------------------------------------------
 
@@ -327,8 +415,8 @@ class Supervisor:
         rate = body_number(body, "handshake_rate", None)
         burst = body_number(body, "handshake_burst", None, minimum=1)
         cost = body_number(body, "handshake_cost_ms", None)
-        if rate is not None and rate <= 0:
-            raise BadRequest("handshake_rate must be > 0")
+        attempt_cost = body_number(body, "attempt_cost_ms", None)
+        session_cost = body_number(body, "session_cost_ms", None)
         if cap is not None:
             self.cfg[CFG_CAPACITY] = cap
         if rate is not None:
@@ -339,8 +427,13 @@ class Supervisor:
             self.cfg[CFG_BURST] = burst
         if cost is not None:
             self.cfg[CFG_COST] = cost
+        if attempt_cost is not None:
+            self.cfg[CFG_ATTEMPT] = attempt_cost
+        if session_cost is not None:
+            self.cfg[CFG_SESSION] = session_cost
         params = {"capacity": int(self.cfg[CFG_CAPACITY]), "handshake_rate": self.cfg[CFG_RATE],
-                  "handshake_burst": self.cfg[CFG_BURST], "handshake_cost_ms": self.cfg[CFG_COST]}
+                  "handshake_burst": self.cfg[CFG_BURST], "handshake_cost_ms": self.cfg[CFG_COST],
+                  "attempt_cost_ms": self.cfg[CFG_ATTEMPT], "session_cost_ms": self.cfg[CFG_SESSION]}
         self.fault(-1, "capacity", **params)
         return 200, {"ok": True, **params}
 
@@ -361,9 +454,15 @@ class Supervisor:
 
         rss = psutil.Process().memory_info().rss
         return {
-            "url": f"ws://{self.args.host}:{self.port}", "port": self.port, "pid": os.getpid(),
+            "url": f"{self.scheme}://{self.args.host}:{self.port}", "port": self.port, "pid": os.getpid(),
             "capacity": int(self.cfg[CFG_CAPACITY]), "handshake_rate": self.cfg[CFG_RATE],
             "handshake_burst": self.cfg[CFG_BURST], "handshake_cost_ms": self.cfg[CFG_COST],
+            "attempt_cost_ms": self.cfg[CFG_ATTEMPT], "session_cost_ms": self.cfg[CFG_SESSION],
+            "tls": bool(self.args.tls), "handshake_timeout": self.args.open_timeout,
+            "cpus": cpus_text(self.opts["cpus"]) if self.opts["cpus"] else None,
+            "store": ({"concurrency": self.args.store_concurrency, "store_ms": self.args.store_ms,
+                       "pid": self.store_proc.pid, "last_tick": self.last_store}
+                      if self.store_proc is not None else None),
             "overload": OVERLOAD_MODES[int(self.cfg[CFG_MODE])],
             "retry_hint": None if self.cfg[CFG_HINT] < 0 else self.cfg[CFG_HINT],
             "workers": len(self.procs), "held": list(self.held[:]),
@@ -406,16 +505,22 @@ class Supervisor:
 
     # --- life -------------------------------------------------------------------------------
 
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.args.tls else "ws"
+
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
+        if self.args.store_concurrency > 0:
+            await self.start_store()
         await asyncio.gather(*(self.spawn(i) for i in range(len(self.procs))))
-        url = f"ws://{self.args.host}:{self.port}"
+        url = f"{self.scheme}://{self.args.host}:{self.port}"
         if self.args.proxy_port is not None:
             from wsstorm.target.proxy import FaultProxy
 
             self.proxy = FaultProxy(("127.0.0.1" if self.args.host == "0.0.0.0" else self.args.host, self.port))
             pport = await self.proxy.start("127.0.0.1", self.args.proxy_port)
-            url = f"ws://127.0.0.1:{pport}"
+            url = f"{self.scheme}://127.0.0.1:{pport}"
         token = self.args.admin_token or new_token()
         admin = AdminServer(token, self.routes())
         try:
@@ -428,8 +533,15 @@ class Supervisor:
         down_ticker = self.loop.create_task(self.down_ticker())
         if self.args.exit_with_parent:
             self.loop.create_task(self.watch_parent(os.getppid()))
-        print(json.dumps({"ready": True, "url": url, "admin": f"http://127.0.0.1:{aport}", "token": token,
-                          "port": self.port, "pid": os.getpid(), "workers": len(self.procs)}), flush=True)
+        ready = {"ready": True, "url": url, "admin": f"http://127.0.0.1:{aport}", "token": token,
+                 "port": self.port, "pid": os.getpid(), "workers": len(self.procs)}
+        if self.certs is not None:
+            ready["ca_file"] = self.certs.ca_file
+        if self.opts["cpus"]:
+            ready["cpus"] = cpus_text(self.opts["cpus"])
+        if self.store_proc is not None:
+            ready["store_pid"] = self.store_proc.pid
+        print(json.dumps(ready), flush=True)
         await self.stop_event.wait()
         down_ticker.cancel()
         admin.close()
@@ -455,6 +567,9 @@ class Supervisor:
                 self.settle(i)
         if self.proxy is not None:
             self.proxy.reset()
+        self.stop_store()
+        if self.certs is not None:
+            self.certs.cleanup()
         if self.out is not None:
             self.out.close()
         self.reserve.close()
@@ -463,6 +578,7 @@ class Supervisor:
 def command(name: str, args: argparse.Namespace) -> int:
     """Run the target until SIGTERM/SIGINT; SIGHUP restarts it."""
     validate(args)
+    pin_self(args.cpu_list)  # the supervisor too: the whole target stays off the harness's cores
 
     async def main() -> None:
         await Supervisor(args).run()

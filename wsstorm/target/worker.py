@@ -1,28 +1,37 @@
-"""One serving process of `wsstorm serve`: echo WebSocket server with real admission cost, overload and restart.
+"""One serving process of `wsstorm serve`: echo WebSocket server with real attempt costs, overload and restart.
 
 The supervisor (wsstorm.target.supervisor) spawns N of these on one port (SO_REUSEPORT). They share the
 capacity count, the handshake token bucket and the live settings through shared memory, and
 talk to the supervisor over a pipe (commands in, ticks out).
+
+Every attempt pays real work (wsstorm.target.costs): the TLS handshake, the attempt cost and the
+store lookup before the admission decision, the session cost after it. The server never checks
+whether the client is still there before doing that work; when it finishes, it books the work as
+goodput, a rejection, or abandoned (the client had left), in the tick counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
-import struct
 import sys
 import time
 from typing import Any
 
+from wsstorm.target.costs import ABANDONED, GOODPUT, KILLED, LOST, REJECTED, SHED, AttemptCost, account, cpu_work
 from wsstorm.target.metrics import Tally
+from wsstorm.target.netio import linger_rst
+from wsstorm.target.settings import OVERLOAD_MODES
+from wsstorm.target.store import StoreClient, percentile
+from wsstorm.target.tls import TLS_BAD, TLS_SHED
 
-OVERLOAD_MODES = ("close", "http", "refuse")
-
-# Indexes into the shared settings array (doubles).
-CFG_CAPACITY, CFG_RATE, CFG_BURST, CFG_MODE, CFG_HINT, CFG_COST = range(6)
-CFG_SIZE = 6
+# Indexes into the shared settings array (doubles). CFG_COST (handshake_cost_ms, the v1 name) and
+# CFG_SESSION are both CPU after admission; CFG_ATTEMPT is CPU before the admission decision.
+CFG_CAPACITY, CFG_RATE, CFG_BURST, CFG_MODE, CFG_HINT, CFG_COST, CFG_ATTEMPT, CFG_SESSION = range(8)
+CFG_SIZE = 8
 # Indexes into the shared bucket array (doubles).
 B_TOKENS, B_LAST = 0, 1
 
@@ -35,13 +44,6 @@ def refill(tokens: float, last: float, now: float, rate: float, burst: float) ->
 def retry_reason(base: str, hint: float) -> str:
     """A close reason / body carrying the contract's hint format (`retry-after=<s>`) when hint >= 0."""
     return f"{base}; retry-after={hint:g}" if hint >= 0 else base
-
-
-def burn_cpu(ms: float) -> None:
-    """Spin the CPU for `ms` milliseconds: the handshake's real cost (auth, session setup)."""
-    end = time.perf_counter() + ms / 1000.0
-    while time.perf_counter() < end:
-        pass
 
 
 def _set_pdeathsig() -> None:
@@ -66,8 +68,11 @@ class Worker:
         self.ws_server: Any = None
         self.paused = False  # refuse mode: not listening while full
         self.open_conns: set = set()
-        self.handshaking: set = set()
+        self.handshaking: set = set()  # attempts accepted by TCP whose handshake has not ended
         self.tally = Tally(ledger, proc)
+        self.store_waits: list[float] = []  # ms each lookup of this tick waited (queue + work)
+        self.store: StoreClient | None = None
+        self.ssl_context: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = asyncio.Event()
 
@@ -80,6 +85,8 @@ class Worker:
         return OVERLOAD_MODES[int(self.cfg[CFG_MODE])]
 
     def take_token(self) -> bool:
+        if self.cfg[CFG_RATE] <= 0:
+            return True  # the bucket is off
         with self.lock:
             now = time.monotonic()
             tokens = refill(self.bucket[B_TOKENS], self.bucket[B_LAST], now, self.cfg[CFG_RATE], self.cfg[CFG_BURST])
@@ -91,6 +98,8 @@ class Worker:
             return False
 
     def tokens_available(self) -> bool:
+        if self.cfg[CFG_RATE] <= 0:
+            return True
         now = time.monotonic()
         return refill(self.bucket[B_TOKENS], self.bucket[B_LAST], now, self.cfg[CFG_RATE], self.cfg[CFG_BURST]) >= 1.0
 
@@ -105,10 +114,12 @@ class Worker:
         sock.bind((self.host, self.port))
         sock.listen(self.opts["backlog"])
         sock.setblocking(False)
+        extra = {"ssl": self.ssl_context} if self.ssl_context is not None else {}
         self.ws_server = await serve(
-            self.handler, sock=sock, process_request=self.process_request, create_connection=self.conn_class,
+            self.handler, sock=sock, process_request=self.process_request,
+            process_response=self.process_response, create_connection=self.conn_class,
             max_size=self.opts["max_size"], open_timeout=self.opts["open_timeout"], ping_interval=None,
-            close_timeout=self.opts["close_timeout"], compression=None, max_queue=4, server_header=None,
+            close_timeout=self.opts["close_timeout"], compression=None, max_queue=4, server_header=None, **extra,
         )
 
     def stop_listening(self, keep_inflight: bool = False) -> None:
@@ -124,19 +135,59 @@ class Worker:
 
     # --- admission ----------------------------------------------------------------------
 
-    def process_request(self, conn: Any, request: Any) -> Any:
+    async def process_request(self, conn: Any, request: Any) -> Any:
+        """The attempt's work in order (attempt cost, store lookup, decision, session cost); books it at the end."""
         from websockets.datastructures import Headers
         from websockets.http11 import Response
 
-        self.handshaking.discard(conn)
+        cost: AttemptCost = conn.wss_cost
+        cost.tls_ms = conn.wss_tls_ms
+        conn.wss_in_process = True
+        conn.wss_outcome = REJECTED  # booked by process_response, once the final answer is known
         if self.state != "serving":
             self.tally.add("rejected", "http_503")
-            return Response(503, "Service Unavailable", Headers([("Retry-After", "1"), ("Content-Length", "0")]), b"")
+            return Response(503, "Service Unavailable", Headers([("Retry-After", "1"), ("Content-Length", "0")]),
+                            b"")
+        cost.attempt_ms = cpu_work(self.cfg[CFG_ATTEMPT])  # e.g. authentication: real CPU, every attempt
+        if self.store is not None:
+            try:
+                waited_ms, cost.store_ms = await self.store.lookup()
+            except (ConnectionError, OSError):
+                self.tally.add("rejected", "http_503")
+                return Response(503, "Service Unavailable", Headers([("Content-Length", "0")]), b"")
+            self.tally.add("store_calls")
+            self.store_waits.append(waited_ms)
+            if self.state != "serving":  # a restart began while it waited
+                self.tally.add("rejected", "http_503")
+                return Response(503, "Service Unavailable", Headers([("Content-Length", "0")]), b"")
+        response = self.decide(conn)
+        if getattr(conn, "wss_admitted", False):
+            conn.wss_outcome = GOODPUT
+            cost.session_ms = cpu_work(self.cfg[CFG_SESSION] + self.cfg[CFG_COST])
+        return response
+
+    def process_response(self, conn: Any, request: Any, response: Any) -> None:
+        """websockets calls this right after process_request, with the final answer: book the attempt.
+
+        Only a 101 to an admitted attempt is goodput (a request that is no valid upgrade gets a 400
+        from websockets even when admitted). Nothing yields between here and the 101 going out, so
+        `wss_gone` (the server has seen the client leave) decides abandoned exactly.
+        """
+        outcome = getattr(conn, "wss_outcome", REJECTED)
+        if outcome == GOODPUT and response.status_code != 101:
+            outcome = REJECTED
+        self.finish(conn, outcome)
+        return None
+
+    def decide(self, conn: Any) -> Any:
+        """The admission decision: admit (None: the 101 goes out), or reject the way the overload mode says."""
+        from websockets.datastructures import Headers
+        from websockets.http11 import Response
+
         mode = self.mode()
         hint = self.cfg[CFG_HINT]
         if self.held_total() < self.cfg[CFG_CAPACITY] and self.take_token():
-            burn_cpu(self.cfg[CFG_COST])  # real work, in the serving process: a herd slows it down
-            conn.wss_admitted = True
+            conn.wss_admitted = conn.wss_holding = True
             self.held[self.proc] += 1
             self.tally.add("accepted")
             if mode == "refuse" and not self.can_admit():
@@ -152,25 +203,59 @@ class Worker:
         if mode == "refuse":
             # It slipped in before we stopped listening: reset it, then stop listening.
             self.tally.add("rejected", "refused")
-            self._rst(conn)
+            conn.wss_cut = "refuse"
+            linger_rst(conn.transport)
             self.pause()
             return Response(503, "Service Unavailable", Headers([("Content-Length", "0")]), b"")
         conn.wss_reject = True
         self.tally.add("rejected", "1013")
         return None
 
+    def finish(self, conn: Any, outcome: str) -> None:
+        """Book an attempt's work once, by how it ended (the client may have left meanwhile: abandoned)."""
+        if conn.wss_done:
+            return
+        conn.wss_done = True
+        self.handshaking.discard(conn)
+        cut = conn.wss_cut
+        if cut == "restart":
+            outcome = KILLED
+        elif outcome in (GOODPUT, REJECTED) and conn.wss_gone and cut is None:
+            outcome = ABANDONED  # finished the work for a client that had already gone
+        booked = account(conn.wss_cost, outcome)
+        self.tally.add_ms("work_ms", booked.work_ms)
+        self.tally.add_ms("wasted_ms", booked.wasted_ms)
+        if booked.goodput:
+            self.tally.add("goodput")
+        if booked.abandoned:
+            self.tally.add("abandoned")
+        if outcome != GOODPUT:
+            self.release(conn)
+
+    def release(self, conn: Any) -> None:
+        """Give back an admitted connection's capacity slot (once)."""
+        if getattr(conn, "wss_holding", False):
+            conn.wss_holding = False
+            self.held[self.proc] -= 1
+
+    def on_tls_lost(self, conn: Any, tls_ms: float, did_crypto: bool, how: str) -> None:
+        """A TLS handshake ended before the WebSocket layer saw the connection (see tls.instrument_server_tls)."""
+        conn.wss_tls_ms = conn.wss_cost.tls_ms = tls_ms
+        if how == TLS_SHED:
+            self.tally.add("rejected", "timeout")
+            self.finish(conn, SHED)
+        elif how == TLS_BAD:
+            self.tally.add("bad_input", "bad_tls")
+            self.finish(conn, LOST)
+        elif did_crypto:
+            conn.wss_gone = True
+            self.finish(conn, REJECTED)  # becomes ABANDONED: the server did its part for a client gone
+        else:
+            self.tally.add("bad_input", "aborted_handshake")
+            self.finish(conn, LOST)
+
     def can_admit(self) -> bool:
         return self.held_total() < self.cfg[CFG_CAPACITY] and self.tokens_available()
-
-    @staticmethod
-    def _rst(conn: Any) -> None:
-        sock = conn.transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass
-        conn.transport.abort()
 
     def pause(self) -> None:
         if self.paused or self.state != "serving" or self.mode() != "refuse" or self.can_admit():
@@ -196,6 +281,13 @@ class Worker:
             await ws.close(1013, retry_reason("overloaded", self.cfg[CFG_HINT]))
             return
         self.open_conns.add(ws)
+        expiry = None
+        max_s = self.opts.get("session_max_s") or 0
+        if max_s > 0:
+            # Sessions end by themselves (a connection max age, as load balancers impose): the steady
+            # churn that gives goodput a level before any fault. Uniform in [0.5, 1.5] x max_s.
+            expiry = self.loop.call_later(max_s * random.uniform(0.5, 1.5),
+                                          lambda: self.loop.create_task(ws.close(1001, "session expired")))
         try:
             async for message in ws:
                 self.tally.add("messages")
@@ -203,28 +295,31 @@ class Worker:
         except ConnectionClosed:
             pass
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self.open_conns.discard(ws)
             await ws.wait_closed()
 
     def conn_lost(self, conn: Any) -> None:
         """Classify how a TCP connection ended; release its capacity slot."""
-        self.handshaking.discard(conn)
-        if getattr(conn, "wss_admitted", False):
-            self.held[self.proc] -= 1
+        conn.wss_gone = True
+        if not getattr(conn, "wss_in_process", False) and not conn.wss_done:
+            # Its handshake never reached process_request: garbage, or the client left (a timeout
+            # was booked as shed when it fired).
+            if not getattr(conn, "wss_opened", False) and conn.request is None:
+                # Only a parse error from before the TCP end is garbage: the EOF fed at the end
+                # makes a half request fail too, and that one is an abort.
+                kind = "bad_handshake" if conn.wss_exc_before_eof is not None else "aborted_handshake"
+                self.tally.add("bad_input", kind)
+                self.finish(conn, LOST)
+            elif conn.request is None:
+                self.finish(conn, LOST)
+        if conn.wss_done and getattr(conn, "wss_holding", False) and conn.wss_cut != "refuse":
+            self.release(conn)
             if self.paused and self.can_admit():
                 pass  # the resume poller picks it up
         proto = conn.protocol
         if not getattr(conn, "wss_opened", False):
-            if conn.request is None:
-                age = time.monotonic() - conn.wss_t0
-                # Only a parse error from before the TCP end is garbage: the EOF fed at the end
-                # makes a half request fail too, and that one is a timeout or an abort.
-                if conn.wss_exc_before_eof is not None:
-                    self.tally.add("bad_input", "bad_handshake")
-                elif age >= self.opts["open_timeout"] * 0.95:
-                    self.tally.add("rejected", "timeout")
-                else:
-                    self.tally.add("bad_input", "aborted_handshake")
             return
         sent, rcvd = proto.close_sent, proto.close_rcvd
         if sent is not None and (rcvd is None or proto.close_rcvd_then_sent is False):
@@ -242,10 +337,32 @@ class Worker:
             worker = self
 
             class CountedConnection(ServerConnection):
-                def connection_made(self, transport: Any) -> None:
+                def __init__(self, *args: Any, **kwargs: Any) -> None:
+                    # Made when TCP accepts, before any TLS: every attempt is counted from here.
+                    super().__init__(*args, **kwargs)
                     self.wss_t0 = time.monotonic()
+                    self.wss_cost = AttemptCost()
+                    self.wss_tls_ms = 0.0
+                    self.wss_gone = self.wss_done = False
+                    self.wss_cut: str | None = None
+                    self.wss_exc_before_eof = None
                     worker.handshaking.add(self)
-                    super().connection_made(transport)
+                    worker.tally.add("attempts")
+
+                async def handshake(self, *args: Any, **kwargs: Any) -> None:
+                    try:
+                        await super().handshake(*args, **kwargs)
+                    except asyncio.CancelledError:
+                        # websockets' open_timeout (--handshake-timeout) fired: the server sheds it.
+                        if self.wss_done:
+                            pass
+                        elif self.request is None and self.protocol.handshake_exc is not None:
+                            worker.tally.add("bad_input", "bad_handshake")  # garbage, then silence
+                            worker.finish(self, LOST)
+                        else:
+                            worker.tally.add("rejected", "timeout")
+                            worker.finish(self, SHED)
+                        raise
 
                 def connection_lost(self, exc: Exception | None) -> None:
                     self.wss_exc_before_eof = self.protocol.handshake_exc
@@ -264,7 +381,9 @@ class Worker:
         self.paused = False
         self.stop_listening()
         for conn in list(self.handshaking):
-            conn.transport.abort()
+            if getattr(conn, "transport", None) is not None:  # None: still in TLS; that ends by itself
+                conn.wss_cut = "restart"
+                conn.transport.abort()
         conns = [c for c in self.open_conns]
         if mode == "drain":
             for i in range(0, len(conns), batch):
@@ -300,6 +419,11 @@ class Worker:
         elif cmd == "stop":
             self.stopping.set()
 
+    def on_orphan_lookup(self, store_cpu_ms: float) -> None:
+        # A lookup whose handshake was shed came back: the store worked for nobody.
+        self.tally.add_ms("work_ms", store_cpu_ms)
+        self.tally.add_ms("wasted_ms", store_cpu_ms)
+
     async def ticker(self) -> None:
         import psutil
 
@@ -309,6 +433,7 @@ class Worker:
         while True:
             next_t += 1.0
             await asyncio.sleep(max(0.0, next_t - time.time()))
+            waits, self.store_waits = self.store_waits, []
             tick = {
                 "v": 1, "type": "tick", "t": round(time.time(), 3), "proc": self.proc,
                 "state": self.state, "connections": len(self.open_conns),
@@ -317,6 +442,9 @@ class Worker:
                 "rss_bytes": me.memory_info().rss, **self.tally.take(),
                 "held": int(self.held[self.proc]), "listening": self.ws_server is not None,
             }
+            if self.store is not None:
+                tick["store_wait_ms_p50"] = round(percentile(waits, 0.5), 3)
+                tick["store_wait_ms_p99"] = round(percentile(waits, 0.99), 3)
             self.send(tick)
 
     async def main(self) -> None:
@@ -325,6 +453,15 @@ class Worker:
         self.loop.add_signal_handler(signal.SIGINT, lambda: None)  # the supervisor handles ^C
         self.loop.add_signal_handler(signal.SIGHUP, lambda: None)
         self.held[self.proc] = 0
+        if self.opts.get("tls_cert"):
+            from wsstorm.target.tls import instrument_server_tls, server_context
+
+            self.ssl_context = server_context(self.opts["tls_cert"], self.opts["tls_key"])
+            if not self.opts.get("uvloop"):
+                instrument_server_tls(self.on_tls_lost)
+        if self.opts.get("store_port"):
+            self.store = StoreClient(self.opts["store_port"], self.on_orphan_lookup)
+            await self.store.connect()
         await self.start_listening()
         self.loop.add_reader(self.pipe.fileno(), self.on_command)
         ticker = self.loop.create_task(self.ticker())
@@ -335,12 +472,17 @@ class Worker:
         for ws in list(self.open_conns):
             self.loop.create_task(ws.close(1001, "server shutting down"))
         await asyncio.sleep(0.2)
+        if self.store is not None:
+            self.store.close()
 
 
 def worker_main(proc: int, port: int, host: str, pipe: Any, cfg: Any, bucket: Any, held: Any, lock: Any,
                 ledger: Any, opts: dict) -> None:
     """Entry point of a serving process (multiprocessing spawn target)."""
+    from wsstorm.target.settings import pin_self
+
     _set_pdeathsig()
+    pin_self(opts.get("cpus"))
     if opts.get("uvloop"):
         import uvloop
 
