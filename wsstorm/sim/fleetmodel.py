@@ -9,16 +9,16 @@ Reconnect delays come from the policy objects of :mod:`wsstorm.policies`.
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
 
 from wsstorm.runfolder import schemas
+from wsstorm.sim.queues import Calendar
+from wsstorm.sim.serving import GONE, HANG, IDLE, OPEN, QUEUED, WAIT, ServerPipeline
 
-# client phases
-IDLE, WAIT, QUEUED, OPEN, HANG, GONE = 0, 1, 2, 3, 4, 5
+__all__ = ["FleetModel", "ModelConfig", "ModelResult", "FaultAt", "IDLE", "WAIT", "QUEUED", "OPEN", "HANG", "GONE"]
 # pending event kinds
 EV_NONE, EV_ATTEMPT, EV_TIMEOUT, EV_DEAD = 0, 1, 2, 3
 
@@ -50,7 +50,7 @@ class ModelConfig:
     duration: float
     spawn_rate: float
     capacity: int
-    handshake_rate: float          # admission budget: token bucket refill, per second
+    handshake_rate: float          # admission budget: token bucket refill, per second (0: no bucket)
     burst: float                   # token bucket size (the embedded target: rate/10, at least 1)
     handshake_service_ms: float    # server time per accepted handshake (measured: wsstorm.sim.servicetime)
     reject_service_ms: float = 0.0  # server time per rejected handshake (1013/503: no admission work)
@@ -64,6 +64,13 @@ class ModelConfig:
     ping_interval: float = 5.0
     pong_timeout: float = 5.0
     server_ping: float = 20.0      # websockets' server keepalive (interval = timeout = 20 s)
+    # the cost model of an attempt (wsstorm.target.costs), per serving process, ms of CPU
+    tls_ms: float = 0.0            # TLS handshake, paid by every attempt before admission
+    attempt_cost_ms: float = 0.0   # e.g. authentication, paid by every attempt before admission
+    session_cost_ms: float = 0.0   # session setup, paid once admitted
+    store_concurrency: int = 0     # the dependency store's slots (0: no store)
+    store_ms: float = 0.0          # time of one store call in one slot
+    handshake_timeout: float = 10.0  # the server drops a handshake it has not started after this (0: never)
     faults: tuple[FaultAt, ...] = ()
     dt: float = 0.01
     held_s: float = 5.0
@@ -83,86 +90,7 @@ class ModelResult:
     totals: dict[str, int]
 
 
-class _Calendar:
-    """Per-tick buckets of client indices; an entry is live only if the client's next_tick still says so."""
-
-    def __init__(self, n_ticks: int) -> None:
-        self.n = n_ticks
-        self.buckets: dict[int, list[np.ndarray]] = {}
-
-    def add(self, idx: np.ndarray, ticks: np.ndarray) -> None:
-        keep = ticks < self.n
-        if not keep.all():
-            idx, ticks = idx[keep], ticks[keep]
-        if idx.size == 0:
-            return
-        if idx.size == 1 or ticks.min() == ticks.max():
-            self.buckets.setdefault(int(ticks[0]), []).append(idx)
-            return
-        order = np.argsort(ticks, kind="stable")
-        idx, ticks = idx[order], ticks[order]
-        cuts = np.flatnonzero(np.diff(ticks)) + 1
-        starts = np.concatenate(([0], cuts))
-        ends = np.concatenate((cuts, [idx.size]))
-        tl = ticks[starts].tolist()
-        for tk, a, b in zip(tl, starts.tolist(), ends.tolist()):
-            self.buckets.setdefault(tk, []).append(idx[a:b])
-
-    def pop(self, tick: int) -> np.ndarray | None:
-        parts = self.buckets.pop(tick, None)
-        if not parts:
-            return None
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-class _Queue:
-    """The server's FIFO handshake queue: chunks of client indices, each chunk arrived in one tick."""
-
-    def __init__(self) -> None:
-        self.chunks: deque[tuple[int, np.ndarray]] = deque()
-        self.size = 0
-
-    def push(self, tick: int, idx: np.ndarray) -> None:
-        if idx.size:
-            self.chunks.append((tick, idx))
-            self.size += idx.size
-
-    def expire(self, before_tick: int) -> np.ndarray | None:
-        """Drop and return the head entries that arrived before ``before_tick``."""
-        out = []
-        while self.chunks and self.chunks[0][0] < before_tick:
-            out.append(self.chunks.popleft()[1])
-        if not out:
-            return None
-        res = np.concatenate(out)
-        self.size -= res.size
-        return res
-
-    def take(self, n: int) -> np.ndarray:
-        """Pop up to n entries from the head."""
-        out = []
-        while n > 0 and self.chunks:
-            tick, chunk = self.chunks[0]
-            if chunk.size <= n:
-                out.append(chunk)
-                self.chunks.popleft()
-                n -= chunk.size
-            else:
-                out.append(chunk[:n])
-                self.chunks[0] = (tick, chunk[n:])
-                n = 0
-        if not out:
-            return np.empty(0, dtype=np.int64)
-        res = out[0] if len(out) == 1 else np.concatenate(out)
-        self.size -= res.size
-        return res
-
-    def clear(self) -> np.ndarray:
-        res = self.expire(1 << 62)
-        return np.empty(0, dtype=np.int64) if res is None else res
-
-
-class FleetModel:
+class FleetModel(ServerPipeline):
     """One simulated run. ``policy`` is a vector policy: ``opened(idx)`` and
     ``next_delays(idx, outcome, uptime_s, retry_after)`` with ``outcome`` one of OUTCOMES."""
 
@@ -181,28 +109,30 @@ class FleetModel:
         self.open_t = np.zeros(n)         # when the current connection opened
         self.down_since = np.full(n, np.nan)  # since when the client lacks a connection held >= held_s
         self.conn_proc = np.zeros(n, dtype=np.int16)
-        self.cal = _Calendar(self.n_ticks)
-        self.queue = _Queue()
+        self.cal = Calendar(self.n_ticks)
+        self.serial = np.zeros(n, dtype=np.int32)  # of each client's pending calendar entry
+        self.att_seq = np.zeros(n, dtype=np.int32)  # attempts started, per client
         # server state
         self.cap_total = cfg.capacity
         self.rate_total = cfg.handshake_rate
         self.overload = cfg.overload
         self.proc_up_tick = np.zeros(cfg.workers, dtype=np.int64)  # proc serves from this tick on
-        self.tokens = cfg.burst
         self.cpu = 0.0
+        self.burst = cfg.burst
         self.conns = 0          # server-side connections (open clients + zombies)
         self.connected = 0      # client-side: clients holding an open connection
         self.partitioned = False
         self.zombie_release = np.zeros(self.n_ticks + 2, dtype=np.int64)
         self.drains: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         self.conn_seq = np.zeros(n, dtype=np.int32)
-        self.recheck: list[np.ndarray] = []  # clients that opened while down: held long enough yet?
+        self.recheck = np.zeros(n, dtype=bool)  # clients that opened while down: held long enough yet?
         self.downtimes: list[np.ndarray] = []
         s = self.n_sec
         self.col = {c: np.zeros(s, dtype=float if c in FLOAT_COLUMNS else np.int64) for c in SERIES_COLUMNS if c != "s"}
         self.connected_tick = np.zeros(self.n_ticks, dtype=np.int64)
         self.fault_log: list[dict[str, Any]] = []
         self.totals = {k: 0 for k in ("attempts", "opens", "gaveup")}
+        self._init_server()
 
     # -- helpers --------------------------------------------------------------------
     def _sec(self, tick: int) -> int:
@@ -227,7 +157,14 @@ class FleetModel:
             ticks = np.full(idx.size, int(ticks), dtype=np.int64)
         self.next_tick[idx] = ticks
         self.ev[idx] = kind
-        self.cal.add(idx, ticks)
+        self.serial[idx] += 1
+        self.cal.add(idx, ticks, self.serial[idx])
+
+    def _cancel(self, idx: np.ndarray) -> None:
+        """Forget the clients' pending events (their calendar entries die with the old serial)."""
+        self.next_tick[idx] = -1
+        self.ev[idx] = EV_NONE
+        self.serial[idx] += 1
 
     def _react(self, idx: np.ndarray, outcome: str, t: float, tick: int,
                uptime: np.ndarray | None = None, retry_after: float | None = None) -> None:
@@ -240,8 +177,7 @@ class FleetModel:
         if gone.any():
             g = idx[gone]
             self.phase[g] = GONE
-            self.next_tick[g] = -1
-            self.ev[g] = EV_NONE
+            self._cancel(g)
             self.totals["gaveup"] += int(g.size)
             idx, d = idx[~gone], d[~gone]
         self.phase[idx] = WAIT
@@ -257,7 +193,7 @@ class FleetModel:
         if idx.size == 0:
             return
         self.phase[idx] = WAIT
-        self.next_tick[idx] = -1
+        self._cancel(idx)
         self.connected -= idx.size
         if server_frees:
             self.conns -= idx.size
@@ -267,8 +203,7 @@ class FleetModel:
 
     def _open(self, idx: np.ndarray, t: float, tick: int) -> None:
         self.phase[idx] = OPEN
-        self.next_tick[idx] = -1
-        self.ev[idx] = EV_NONE
+        self._cancel(idx)
         self.open_t[idx] = t
         self.conn_seq[idx] += 1
         self.connected += idx.size
@@ -276,9 +211,7 @@ class FleetModel:
         self.totals["opens"] += int(idx.size)
         if self.cfg.workers > 1:
             self.conn_proc[idx] = self.rng.integers(0, self.cfg.workers, idx.size)
-        down = idx[~np.isnan(self.down_since[idx])]
-        if down.size:
-            self.recheck.append(down)
+        self.recheck[idx[~np.isnan(self.down_since[idx])]] = True
         self.pol.opened(idx)
         if self.partitioned:
             self._arm_dead(idx, t, tick)
@@ -291,10 +224,10 @@ class FleetModel:
 
     def _settle_downtimes(self, t: float, final: bool = False) -> None:
         """A client's downtime ends at an open that was then held >= held_s."""
-        if not self.recheck:
+        idx = np.flatnonzero(self.recheck)
+        if idx.size == 0:
             return
-        idx = np.unique(np.concatenate(self.recheck))
-        self.recheck = []
+        self.recheck[idx] = False
         live = (self.phase[idx] == OPEN) & ~np.isnan(self.down_since[idx])
         idx = idx[live]
         held = (t - self.open_t[idx]) >= self.cfg.held_s - 1e-9
@@ -303,7 +236,7 @@ class FleetModel:
             self.downtimes.append(self.open_t[done] - self.down_since[done])
             self.down_since[done] = np.nan
         if not final and (~held).any():
-            self.recheck.append(idx[~held])
+            self.recheck[idx[~held]] = True
 
     # -- faults ---------------------------------------------------------------------
     def _open_idx(self, proc: int | None = None) -> np.ndarray:
@@ -313,10 +246,7 @@ class FleetModel:
         return np.flatnonzero(mask)
 
     def _reset_queue(self, t: float, tick: int) -> None:
-        q = self.queue.clear()
-        if q.size:
-            self._count_attempts("attempts_other", q)
-            self._react(q, "reset", t, tick)
+        self._drop_all(t, tick)
 
     def _fire(self, f: FaultAt, tick: int) -> None:
         t = tick * self.dt
@@ -348,10 +278,9 @@ class FleetModel:
             idx = self._open_idx()
             self._arm_dead(idx, t, tick)
             # queued handshakes are cut off too: they hang until the client's connect timeout
-            q = self.queue.clear()
-            if q.size:
-                self.phase[q] = HANG
-                self._schedule(q, self.att_t[q] + self.cfg.connect_timeout, EV_TIMEOUT, tick)
+            q = self._hang_all()
+            q = q[self.phase[q] == QUEUED]  # their client-side connect timeouts are already set
+            self.phase[q] = HANG
             if p.get("duration"):
                 self._pending.append(FaultAt(f.at + float(p["duration"]), "heal", {"auto": True}))
                 self._pending.sort(key=lambda x: x.at)
@@ -359,8 +288,7 @@ class FleetModel:
             self.partitioned = False
             # clients that have not noticed yet keep their connection
             idx = np.flatnonzero((self.phase == OPEN) & (self.ev == EV_DEAD))
-            self.next_tick[idx] = -1
-            self.ev[idx] = EV_NONE
+            self._cancel(idx)
             self._clear_zombies(tick)
         elif f.action == "reset":
             self._close(self._open_idx(), "1006", t, tick)
@@ -369,6 +297,11 @@ class FleetModel:
                 self.cap_total = int(p["capacity"])
             if "handshake_rate" in p:
                 self.rate_total = float(p["handshake_rate"])
+                if self.rate_total <= 0:
+                    self.tokens = math.inf  # 0: the bucket is off
+                elif not math.isfinite(self.tokens):
+                    self.burst = max(1.0, self.rate_total / 10.0)  # the embedded target's bucket size
+                    self.tokens = self.burst
         elif f.action == "overload":
             self.overload = str(p["mode"])
         else:
@@ -403,58 +336,6 @@ class FleetModel:
         self.zombie_release[tick + 1:] = 0
         self.conns -= rest
 
-    # -- the server's handshake work in one tick -------------------------------------
-    def _serve(self, tick: int, t: float) -> None:
-        c = self.cfg
-        frac = self._up_fraction(tick)
-        if frac == 0.0:
-            return
-        timeout_ticks = int(round(c.connect_timeout / self.dt))
-        late = self.queue.expire(tick - timeout_ticks)
-        if late is not None:
-            self._count_attempts("attempts_timeout", late)
-            self.col["server_rejected"][self._sec(tick)] += late.size
-            self._react(late, "timeout", t, tick)
-        per_tick = c.cpu_ms_per_s * frac * self.dt
-        # unused time carries over one tick only (an idle server does not bank it), but always
-        # enough for one handshake, or a service time longer than two ticks would never finish
-        self.cpu = min(self.cpu + per_tick, max(2 * per_tick, c.handshake_service_ms + per_tick))
-        if self.queue.size == 0:
-            return
-        cost_ok = c.handshake_service_ms
-        cost_no = c.reject_service_ms  # a rejection skips the admission work
-        room = max(0, self.cap_total - self.conns)
-        admit = min(int(self.tokens), room)
-        n_ok = min(self.queue.size, admit, int(self.cpu / cost_ok) if cost_ok > 0 else self.queue.size)
-        ok = self.queue.take(n_ok)
-        self.cpu -= n_ok * cost_ok
-        self.tokens -= n_ok
-        if ok.size:
-            self.col["server_accepted"][self._sec(tick)] += ok.size
-            self._count_attempts("attempts_open", ok)
-            self._open(ok, t, tick)
-        if n_ok < admit or self.queue.size == 0:
-            return  # out of CPU: the rest wait in the queue
-        n_no = min(self.queue.size, int(self.cpu / cost_no) if cost_no > 0 else self.queue.size)
-        no = self.queue.take(n_no)
-        self.cpu -= n_no * cost_no
-        if no.size == 0:
-            return
-        self.col["server_rejected"][self._sec(tick)] += no.size
-        if self.overload == "close":
-            # accepted, then closed at once with 1013: the policy sees an open, then a close
-            self._count_attempts("attempts_1013", no)
-            self.col["closes_1013"][self._sec(tick)] += no.size
-            self.pol.opened(no)
-            self._lose(no, t)
-            self._react(no, "1013", t, tick, uptime=np.zeros(no.size), retry_after=c.retry_after)
-        elif self.overload == "http":
-            self._count_attempts("attempts_http_503", no)
-            self._react(no, "http_503", t, tick, retry_after=c.retry_after)
-        else:
-            self._count_attempts("attempts_refused", no)
-            self._react(no, "refused", t, tick)
-
     # -- the run --------------------------------------------------------------------
     def run(self) -> ModelResult:
         """Run the model to the end of the scenario and return its series."""
@@ -467,7 +348,6 @@ class FleetModel:
         idx = np.arange(n, dtype=np.int64)
         self.phase[:] = WAIT
         self._schedule(idx, start, EV_ATTEMPT, -1)
-        burst = c.burst
         for tick in range(self.n_ticks):
             t = tick * self.dt
             while self._pending and self._pending[0].at <= t + 1e-9:
@@ -481,10 +361,10 @@ class FleetModel:
             if frac == 0.0:
                 self.col["server_not_serving"][self._sec(tick)] = 1
             # capacity and the handshake budget are shared by all worker processes (and outlive a restart)
-            self.tokens = min(burst, self.tokens + self.rate_total * self.dt)
-            due = self.cal.pop(tick)
+            if self.rate_total > 0:
+                self.tokens = min(self.burst, self.tokens + self.rate_total * self.dt)
+            due = self.cal.pop(tick, self.serial)
             if due is not None:
-                due = due[self.next_tick[due] == tick]
                 self._due(due, tick, t, frac)
             self._serve(tick, t)
             self.connected_tick[tick] = self.connected
@@ -492,7 +372,7 @@ class FleetModel:
                 s = self._sec(tick)
                 self.col["connected"][s] = self.connected
                 self.col["server_connections"][s] = self.conns
-                self.col["server_queue_depth"][s] = self.queue.size
+                self.col["server_queue_depth"][s] = self.in_flight
                 self.col["capacity"][s] = self.cap_total
                 self.col["handshake_rate"][s] = int(round(self.rate_total))
                 self._settle_downtimes(t + self.dt)
@@ -531,6 +411,7 @@ class FleetModel:
         if att.size == 0:
             return
         self.att_t[att] = t
+        self.att_seq[att] += 1
         if self.partitioned:
             self.phase[att] = HANG
             self._schedule(att, t + self.cfg.connect_timeout, EV_TIMEOUT, tick)
@@ -539,7 +420,9 @@ class FleetModel:
             self._react(att, "refused", t, tick)
         else:
             self.phase[att] = QUEUED
-            self.queue.push(tick, att)
+            self.pre_q.push(tick, att, self.att_seq[att].copy())
+            # the client gives up after connect_timeout; the server does not know and keeps the attempt
+            self._schedule(att, t + self.cfg.connect_timeout, EV_TIMEOUT, tick)
 
 
 def recovery(connected_tick: np.ndarray, dt: float, fault_at: float,

@@ -26,17 +26,10 @@ import numpy as np
 
 from wsstorm.errors import UsageError
 from wsstorm.runfolder import jsonl, manifest, names, schemas
-from wsstorm.sim.fleetmodel import DISRUPTIONS, SERIES_COLUMNS, FaultAt, FleetModel, ModelConfig, ModelResult, recovery
+from wsstorm.sim.config import (CLOSE_SERVICE_MS, DEFAULT_CONNECT_TIMEOUT, TLS_HANDSHAKE_MS,  # noqa: F401 (re-exported)
+                                WEBSOCKETS_HANDSHAKE_MS, ServerCosts, build_config, server_costs)
+from wsstorm.sim.fleetmodel import DISRUPTIONS, SERIES_COLUMNS, FleetModel, ModelConfig, ModelResult, recovery
 
-DEFAULT_CONNECT_TIMEOUT = 10.0
-# Server time per handshake on top of the scenario's handshake_cost_ms: the websockets handshake
-# itself in Python (accept, parse, upgrade) plus the kernel and the event loop. Measured with
-# wsstorm.sim.servicetime against the embedded target on this project's shared 2-core machine:
-# 3.2-3.9 ms per handshake with handshake_cost_ms = 2. Measure your own with the probe
-# (`wsstorm simulate --probe`) or pass --handshake-service-ms.
-WEBSOCKETS_HANDSHAKE_MS = 1.5
-# Server time per close frame sent (a restart's 1012s): 0.16-0.5 ms measured the same way.
-CLOSE_SERVICE_MS = 0.3
 PROBE_MAX_USERS = 2000
 DOWNTIME_SAMPLE = 100_000
 SWEEP_POLICIES = ("immediate", "exponential", "full-jitter", "decorrelated-jitter", "code-aware")
@@ -90,49 +83,6 @@ def load_scenario(name: str) -> Any:
     from wsstorm.run import scenario as scenarios
 
     return scenarios.load(name)
-
-
-def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
-                 connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, handshake_service_ms: float | None = None,
-                 reject_service_ms: float | None = None, close_service_ms: float | None = None,
-                 retry_after: float | None = None) -> tuple[ModelConfig, float]:
-    """The model for a scenario scaled to ``clients`` (every per-server quantity times clients/users); returns (config, scale).
-
-    Service times (ms of one serving process per handshake / rejection / close) default to
-    handshake_cost_ms + WEBSOCKETS_HANDSHAKE_MS, WEBSOCKETS_HANDSHAKE_MS and CLOSE_SERVICE_MS.
-    """
-    k = clients / sc.users
-    tg, cl = sc.target, sc.client
-    hs = float(tg.handshake_cost_ms) + WEBSOCKETS_HANDSHAKE_MS if handshake_service_ms is None else handshake_service_ms
-    rj = max(0.0, hs - float(tg.handshake_cost_ms)) if reject_service_ms is None else reject_service_ms
-    cs = CLOSE_SERVICE_MS if close_service_ms is None else close_service_ms
-    for name, v in (("handshake service", hs), ("reject service", rj), ("close service", cs)):
-        if not (math.isfinite(v) and 0 <= v <= 10_000):
-            raise UsageError(f"{name} time must be between 0 and 10000 ms, got {v:g}")
-    if retry_after is None and tg.overload == "http":
-        retry_after = 1.0  # the embedded target's Retry-After when it has no hint configured
-    rate = tg.handshake_rate * k
-    faults: list[FaultAt] = []
-    for f in sc.faults:
-        params = dict(f.params)
-        if "batch" in params:
-            params["batch"] = max(1, int(round(params["batch"] * k)))
-        if "capacity" in params:
-            params["capacity"] = max(1, int(round(params["capacity"] * k)))
-        if "handshake_rate" in params:
-            params["handshake_rate"] = params["handshake_rate"] * k
-        for at in f.times():
-            faults.append(FaultAt(float(at), f.action, params))
-    cfg = ModelConfig(
-        clients=clients, duration=float(sc.duration), spawn_rate=sc.spawn_rate * k,
-        capacity=max(1, int(round(tg.capacity * k))), handshake_rate=rate, burst=max(1.0, rate / 10.0),
-        handshake_service_ms=hs, reject_service_ms=rj, close_service_ms=cs, handshake_cost_ms=float(tg.handshake_cost_ms),
-        cpu_ms_per_s=1000.0 * tg.workers * k, workers=tg.workers, overload=tg.overload,
-        retry_after=retry_after, connect_timeout=connect_timeout,
-        ping_interval=float(cl.ping_interval or 5.0), pong_timeout=float(cl.pong_timeout or 5.0),
-        faults=tuple(faults), dt=dt, seed=seed,
-    )
-    return cfg, k
 
 
 def run_model(cfg: ModelConfig, spec: Any) -> ModelResult:
