@@ -131,7 +131,9 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _front(rows: list[dict]) -> set[int]:
-    pts = [(r["score"] if not math.isnan(r["score"]) else math.inf,
+    """The Pareto front of (protection band, recovery T95): within a band the policies count as equally
+    protective, so only a faster recovery or a better band is a real trade-off."""
+    pts = [(R.band(r["score"]) if not math.isnan(r["score"]) else math.inf,
             r.get("recovery_T95_s") if not math.isnan(r.get("recovery_T95_s", math.nan)) else math.inf)
            for r in rows]
     return set(pareto_front(pts))
@@ -180,6 +182,12 @@ def verdict_text(rows: list[dict], ranked: list[tuple[dict, str]]) -> list[str]:
 
 
 def pareto_chart(rows: list[dict], path: Path) -> Path:
+    """Write :func:`pareto_figure` to ``path``."""
+    pareto_figure(rows).savefig(path)
+    return path
+
+
+def pareto_figure(rows: list[dict]) -> Figure:
     """Recovery T95 against peak load relative to the handshake budget, labelled by policy."""
     fig = Figure(figsize=(9, 5.5), dpi=100, layout="constrained")
     ax = fig.add_subplot()
@@ -204,15 +212,20 @@ def pareto_chart(rows: list[dict], path: Path) -> Path:
         ax.annotate(plain(r["policy"]) + (" (not recovered)" if unrec else ""), (x, yy), xytext=(6, 4),
                     textcoords="offset points", fontsize=8)
     ax.axvline(1.0, color="red", lw=1, ls="--", label="handshake budget (herd factor 1)")
-    ax.plot([], [], "o", mfc="white", mec="black", mew=1.5, label="Pareto front (protection score vs T95)")
+    ax.plot([], [], "o", mfc="white", mec="black", mew=1.5, label="Pareto front (protection band vs T95)")
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0, top=top * 1.08)
     ax.legend(loc="upper right", fontsize=8)
-    fig.savefig(path)
-    return path
+    return fig
 
 
 def overlay_chart(items: list[tuple[str, Run]], column: str, title: str, ylabel: str, path: Path) -> Path:
+    """Write :func:`overlay_figure` to ``path``."""
+    overlay_figure(items, column, title, ylabel).savefig(path)
+    return path
+
+
+def overlay_figure(items: list[tuple[str, Run]], column: str, title: str, ylabel: str) -> Figure:
     """One curve per run of a series column, aligned on each run's first disruption (t = 0)."""
     fig = Figure(figsize=(10, 4.5), dpi=100, layout="constrained")
     ax = fig.add_subplot()
@@ -229,8 +242,7 @@ def overlay_chart(items: list[tuple[str, Run]], column: str, title: str, ylabel:
     ax.axvline(0, color="black", ls="--", lw=1, label="first disruption")
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper right", fontsize=8, ncol=2)
-    fig.savefig(path)
-    return path
+    return fig
 
 
 def _cell(r: dict, key: str, unit: str, scale: float) -> str:
@@ -239,6 +251,27 @@ def _cell(r: dict, key: str, unit: str, scale: float) -> str:
     if not math.isnan(ci):
         txt += f" ± {fmt(ci * scale, unit, 0 if unit == '%' else 2)}"
     return f"<td class='num'>{esc(txt)}</td>"
+
+
+def comparison_figures(rows: list[dict], labels: list[tuple[str, Run, dict]]) -> list[tuple[str, str, Figure]]:
+    """Every chart of the comparison page as (file name, title, Figure), unsaved."""
+    runs = [(lab, run) for lab, run, _ in labels]
+    out = [("pareto.png", "Recovery time vs peak load (Pareto)", pareto_figure(rows)),
+           ("connected_overlay.png", "Connected clients, aligned on the first disruption",
+            overlay_figure(runs, "connected", "Connected clients", "connections")),
+           ("attempts_overlay.png", "Attempt rate, aligned on the first disruption",
+            overlay_figure(runs, "attempts", "Connect attempts per second", "attempts per second"))]
+    measured = [(lab, run) for lab, run in runs if M.has_column(run.series, "server_goodput")]
+    if measured:
+        out.append(("goodput_overlay.png", "Server goodput, aligned on the first disruption",
+                    overlay_figure(measured, "server_goodput", "Server goodput (admissions that became held "
+                                   "connections)", "per second")))
+    return out
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.savefig(path)
+    return path
 
 
 def render_html(rows: list[dict], ranked: list[tuple[dict, str]], images: list[tuple[str, Path]],
@@ -324,18 +357,7 @@ def write_comparison(folders: list[str | Path], out: str | Path | None = None,
             links[str(run.path)] = os.path.relpath(page_path, out)
     rows = summarize(group_runs(items))
     ranked = rank(rows)
-    images = [("Recovery time vs peak load (Pareto)", pareto_chart(rows, out / "pareto.png")),
-              ("Connected clients, aligned on the first disruption",
-               overlay_chart([(lab, run) for lab, run, _ in labels], "connected", "Connected clients",
-                             "connections", out / "connected_overlay.png")),
-              ("Attempt rate, aligned on the first disruption",
-               overlay_chart([(lab, run) for lab, run, _ in labels], "attempts", "Connect attempts per second",
-                             "attempts per second", out / "attempts_overlay.png"))]
-    if any(M.has_column(run.series, "server_goodput") for _, run, _ in labels):
-        images.append(("Server goodput, aligned on the first disruption",
-                       overlay_chart([(lab, run) for lab, run, _ in labels if M.has_column(run.series, "server_goodput")],
-                                     "server_goodput", "Server goodput (admissions that became held connections)",
-                                     "per second", out / "goodput_overlay.png")))
+    images = [(title, _save(fig, out / name)) for name, title, fig in comparison_figures(rows, labels)]
     page = out / names.COMPARE_HTML
     page.write_text(render_html(rows, ranked, images, labels, out, links), encoding="utf-8")
     (out / names.COMPARE_JSON).write_text(json.dumps(jsonable({

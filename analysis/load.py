@@ -59,13 +59,61 @@ class Run:
 
     @property
     def budget(self) -> float | None:
-        """The server's handshake budget (handshakes per second), when known."""
-        return _target_value(self, "handshake_rate")
+        """The server's handshake budget (handshakes per second), when known: its token bucket's rate,
+        else (bucket off) what its cost model lets it finish per second (see :func:`cost_budget`)."""
+        return _target_value(self, "handshake_rate") or cost_budget(self._target_settings())
+
+    @property
+    def budget_source(self) -> str:
+        """Where :attr:`budget` came from: 'token bucket', 'cost model (estimate)' or 'unknown'."""
+        if _target_value(self, "handshake_rate"):
+            return "token bucket"
+        return "cost model (estimate)" if cost_budget(self._target_settings()) else "unknown"
+
+    def _target_settings(self) -> dict:
+        scenario = self.manifest.get("scenario")
+        out: dict = {}
+        for src in ((scenario.get("target") if isinstance(scenario, dict) else None) or {},
+                    self.manifest.get("target") or {}):
+            if isinstance(src, dict):
+                out.update(src)
+        return out
 
     @property
     def capacity(self) -> float | None:
         """The server's connection capacity, when known."""
         return _target_value(self, "capacity")
+
+
+def _count_cpus(text: Any) -> int | None:
+    """How many CPUs a list such as '1', '0-1' or '0,2-3' names (None if it is not such a list)."""
+    n = 0
+    for part in str(text).split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return None
+        n += (int(hi) - int(lo) + 1) if hi else 1
+    return n if n > 0 else None
+
+
+def cost_budget(target: dict) -> float | None:
+    """Handshakes per second the target's cost model can finish when its token bucket is off: serving
+    processes (at most its pinned CPUs) x 1000 / CPU-ms per admitted attempt (attempt + handshake +
+    session cost), capped by the dependency store's concurrency x 1000 / store_ms.  An estimate: TLS
+    handshake CPU is not in it.  None when the target has no costs."""
+    def ms(key: str) -> float:
+        v = _num(target.get(key))
+        return v if v is not None and v > 0 else 0.0
+    cpu_ms = ms("attempt_cost_ms") + ms("handshake_cost_ms") + ms("session_cost_ms")
+    bounds = []
+    if cpu_ms > 0:
+        procs = int(_num(target.get("workers")) or 1)
+        cpus = _count_cpus(target["cpus"]) if target.get("cpus") not in (None, "") else None
+        bounds.append(min(procs, cpus or procs) * 1000.0 / cpu_ms)
+    conc, store = _num(target.get("store_concurrency")), ms("store_ms")
+    if conc and conc > 0 and store > 0:
+        bounds.append(conc * 1000.0 / store)
+    return min(bounds) if bounds else None
 
 
 def _target_value(run: Run, key: str) -> float | None:

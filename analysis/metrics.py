@@ -72,8 +72,9 @@ def herd_factor(peak_rate: float, budget: float | None) -> float:
 
 
 def overload_mask(series: pd.DataFrame) -> np.ndarray:
-    """Seconds the server was overloaded: it rejected while serving, or handled its whole
-    handshake budget with a queue left over.  Without a server log: seconds with client-side
+    """Seconds the server was overloaded: it rejected while serving, handled its whole handshake
+    budget with a queue left over, or (cost model) finished handshakes for clients that had already
+    given up: it fell behind their patience.  Without a server log: seconds with client-side
     rejections (1013-after-open, 503/429, timeouts; refusals are left out, a down server refuses)."""
     if "server_rejected" in series and series["server_rejected"].notna().any():
         rej = series["server_rejected"].fillna(0) > 0
@@ -82,7 +83,8 @@ def overload_mask(series: pd.DataFrame) -> np.ndarray:
         if {"server_accepted", "handshake_rate", "server_queue_depth"} <= set(series.columns):
             full = (series["handshake_rate"].fillna(0) > 0) & (series["server_accepted"].fillna(0) >= series["handshake_rate"]) \
                 & (series["server_queue_depth"].fillna(0) > 0)
-        return ((rej & serving) | full).to_numpy()
+        late = series["server_abandoned"].fillna(0) > 0 if "server_abandoned" in series else False
+        return ((rej & serving) | full | (late & serving)).to_numpy()
     cols = [c for c in CLIENT_REJECT_COLS if c in series]
     return (series[cols].sum(axis=1) > 0).to_numpy() if cols else np.zeros(len(series), bool)
 
@@ -413,6 +415,7 @@ def compute(run: Any, n_s: float = HELD_S) -> dict[str, Any]:
         rec = sum(p.get("recovered", p.get("connected_before", 0)) for p in per)
         if run.conns is not None:
             whole["recovered"] = rec
+    whole["budget_source"] = getattr(run, "budget_source", "unknown")
     whole["peak_connected"] = int(run.series["connected"].max()) if len(run.series) else 0
     for c in schemas.OUTCOME_COLUMNS:
         whole[c] = int(run.series[c].sum()) if c in run.series else 0

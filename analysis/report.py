@@ -141,7 +141,9 @@ def headline_rows(m: dict) -> list[tuple[str, str]]:
     rows = [
         ("Peak attempt rate after a disruption" if m.get("disruptions") else "Peak attempt rate (no disruption)",
          f"{fmt(r.get('peak_attempts_per_s'), '/s')} vs handshake budget "
-         f"{fmt(budget, '/s') if budget else 'unknown'}"),
+         f"{fmt(budget, '/s') if budget else 'unknown'}"
+         + (" (estimated from the target's cost model: its token bucket is off)"
+            if budget and r.get("budget_source") == "cost model (estimate)" else "")),
         ("Herd factor (peak / budget)", fmt(r.get("herd_factor"), "×")),
         ("Recovery T50 / T95 / T99", " / ".join(fmt(r.get(f"recovery_T{q}_s"), " s") for q in (50, 95, 99))),
         ("Client downtime p50 / p95 / p99 / max", " / ".join(fmt(r.get(f"downtime_{k}_s"), " s")

@@ -79,13 +79,19 @@ class SynthRun:
 
     # -- server side -----------------------------------------------------------
     def tick(self, t: float, connections: int, accepted: int = 0, rejected_1013: int = 0,
-             refused: int = 0, queue_depth: int = 0, state: str = "serving", proc: int = 0) -> None:
+             refused: int = 0, queue_depth: int = 0, state: str = "serving", proc: int = 0, **cost: Any) -> None:
+        """One server tick; ``cost`` adds the cost model's optional counts (goodput, wasted_ms, abandoned,
+        attempts, work_ms ...), which old runs do not have."""
         self.ticks.append({"v": 1, "type": "tick", "t": self.t0 + t, "proc": proc, "state": state,
                            "connections": connections, "capacity": self.capacity,
                            "handshake_rate": self.handshake_rate, "accepted": accepted,
                            "rejected": {"1013": rejected_1013, "http_503": 0, "refused": refused, "timeout": 0},
                            "closes_sent": {"1012": 0, "1013": rejected_1013, "1000": 0, "1009": 0},
-                           "queue_depth": queue_depth, "cpu_pct": 10.0, "rss_bytes": 50_000_000})
+                           "queue_depth": queue_depth, "cpu_pct": 10.0, "rss_bytes": 50_000_000, **cost})
+
+    def echo(self, user: str, t: float, rtt_ms: float) -> None:
+        """An echoed message came back after rtt_ms (collateral latency of a connected client)."""
+        self._ev(user, t, "echo", rtt_ms=rtt_ms)
 
     def fault(self, t: float, fault: str = "restart", **params: Any) -> None:
         self.faults.append({"v": 1, "t": self.t0 + t, "fault": fault, "params": params, "ok": True,
@@ -243,4 +249,57 @@ def realistic(n_events: int = 1_000_000, users: int | None = None, seed: int = 1
         r.stop(u, duration)
     for s in range(int(duration)):
         r.tick(s, connections=int(users * 0.8), accepted=rng.randint(0, 300), rejected_1013=rng.choice([0, 0, 5]))
+    return r
+
+
+def metastable_storm(n: int = 200, t_restart: float = 10.0, down: float = 3.0, end: float = 60.0,
+                     recovers: bool = False, ramp: int = 100, echo_users: int = 20) -> SynthRun:
+    """n clients join at `ramp` per second (goodput = ramp while they join); a restart at t_restart
+    with `down` s down time (the trigger ends at t_restart + down); then every client retries each second.
+    recovers=False: the server finishes only handshakes for clients already gone (goodput 0, all wasted)
+    until the end, so the run is metastable (trigger_end = 13 s, goodput_before = ramp, goodput_after 0).
+    recovers=True: everyone is back one second after the trigger ended (goodput n in that second).
+    echo_users clients are never cut off and echo every second: 5 ms before the restart, 50 ms after."""
+    r = SynthRun(handshake_rate=0, capacity=10_000)
+    r.handshake_rate = 0  # the token bucket is off: the herd factor has no budget to divide by
+    for i in range(n):
+        r.connect(f"local/{i}", i / ramp)
+    for i in range(echo_users):
+        r.connect(f"local/e{i}", 0.0)
+    r.fault(t_restart, "restart", mode="all", down=down)
+    t_end = t_restart + down
+    for i in range(n):
+        u = f"local/{i}"
+        r.close(u, t_restart, code=1012, reason="restart")
+        r.wait(u, t_restart, down, 1012)
+        if recovers:
+            r.connect(u, t_end + 0.5)
+        else:
+            t = t_end
+            while t < end - 1:
+                r.attempt(u, t)
+                r.fail(u, t + 0.9, kind="timeout")
+                r.wait(u, t + 0.9, 0.1, "timeout")
+                t += 1.0
+    for s in range(int(end)):
+        for i in range(echo_users):
+            r.echo(f"local/e{i}", s + 0.5, 5.0 if s < t_restart else 50.0)
+    for i in range(n):
+        r.stop(f"local/{i}", end)
+    for i in range(echo_users):
+        r.stop(f"local/e{i}", end)
+    for s in range(int(end)):
+        joining = s < n / ramp
+        if s < t_restart:
+            good, wasted, att = (ramp if joining else 0), 0.0, (ramp if joining else 0)
+        elif s < t_end:
+            good, wasted, att = 0, 0.0, 0
+        elif recovers:
+            good, wasted, att = (n if s == int(t_end) else 0), 0.0, (n if s == int(t_end) else 0)
+        else:
+            good, wasted, att = 0, 5.0 * n, n
+        r.tick(s, connections=echo_users + (min(n, (s + 1) * ramp) if s < t_restart else 0),
+               accepted=good, state="serving" if not (t_restart <= s < t_end) else "restarting",
+               goodput=good, wasted_ms=wasted, work_ms=wasted + 5.0 * good, abandoned=att if not recovers and
+               s >= t_end else 0, attempts=att)
     return r

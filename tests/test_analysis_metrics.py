@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from wsstorm.analysis import metrics as M
@@ -113,3 +114,77 @@ def test_simulated_run_goes_through_the_same_metrics(tmp_path):
     assert m["run"]["herd_factor"] == pytest.approx(2.0)
     assert m["disruptions"][0]["recovery_T50_s"] == pytest.approx(5.0)
     assert m["run"]["downtime_max_s"] == pytest.approx(10.0)
+
+
+# -- the cost model: goodput, wasted work, collateral latency, metastable failure --------------
+
+def test_metastable_storm_is_flagged_with_its_trigger_end_and_goodput(tmp_path):
+    from tests.synth import metastable_storm
+
+    run = load_run(metastable_storm(n=200, t_restart=10.0, down=3.0, end=60.0).write(tmp_path / "r"))
+    assert run.disruptions[["t", "end"]].values.tolist() == [[10.0, 13.0]]  # the restart's down time
+    m = M.compute(run)
+    ms = m["run"]["metastable"]
+    assert ms["flag"] is True and ms["trigger_end_s"] == 13.0 and ms["window_s"] == 30
+    assert ms["goodput_before"] == 100.0 and ms["goodput_after"] == 0.0
+    d = m["disruptions"][0]
+    # after the trigger every second 200 clients try; the server could have held 100 of them: all lost
+    assert d["goodput_lost"] == 100.0 * (59 - 13) and d["goodput_lost_frac"] == 1.0
+    assert m["run"]["wasted_work_ms"] == 5.0 * 200 * (60 - 13)
+    assert m["run"]["abandoned"] == 200 * (60 - 13)
+    assert m["run"]["overload_s"] == 60 - 13  # every second it finished handshakes for clients already gone
+    # collateral latency: the 20 clients never cut off echo in 5 ms before, 50 ms during and after
+    assert (d["rtt_before_p99_ms"], d["rtt_during_p99_ms"], d["rtt_after_p99_ms"]) == (5.0, 50.0, 50.0)
+    assert d["rtt_inflation"] == 10.0
+    assert run.series.loc[5, "rtt_p50_ms"] == 5.0 and run.series.loc[20, "rtt_n"] == 20
+
+
+def test_a_server_that_recovers_is_not_metastable(tmp_path):
+    from tests.synth import metastable_storm
+
+    run = load_run(metastable_storm(recovers=True).write(tmp_path / "r"))
+    m = M.compute(run)
+    ms = m["run"]["metastable"]
+    assert ms["flag"] is False and ms["connected_after_max"] == ms["connected_before"]
+    assert m["run"]["goodput_lost_frac"] == 0.0 and m["run"]["wasted_work_ms"] == 0.0
+
+
+def test_metastable_needs_the_whole_window_and_goodput_counts():
+    s = np.arange(40)
+    series = pd.DataFrame({"connected": np.where(s < 10, 100, 0), "attempts": np.where(s < 10, 10, 100),
+                           "server_goodput": np.where(s < 10, 10.0, 0.0)}, index=pd.RangeIndex(40, name="s"))
+    short = M.metastable(series, 10.0, 12.0)  # 28 s of window left: cannot be judged as a failure
+    assert short["flag"] is False and short["window_s"] == 28
+    assert M.metastable(series, 5.0, 8.0)["flag"] is False  # window [8, 38) holds seconds with goodput 10 (>= 20%)
+    assert M.metastable(series.drop(columns="server_goodput"), 10.0, 12.0) is None
+    assert math.isnan(M.goodput_level(series.assign(server_goodput=0.0), 10))
+    lost, frac = M.goodput_lost(series, 10, 20, 10.0)
+    assert lost == 100.0 and frac == 1.0
+
+
+def test_old_runs_without_the_cost_model_load_with_null_metrics(tmp_path):
+    import json
+
+    folder = restart_storm(n=50).write(tmp_path / "r")
+    run = load_run(folder)
+    assert "server_goodput" not in run.series and "rtt_p50_ms" not in run.series
+    m = M.compute(run)
+    r = m["run"]
+    assert math.isnan(r["wasted_work_ms"]) and math.isnan(r["goodput_lost"]) and r["metastable"] is None
+    from wsstorm.runfolder.jsonl import jsonable
+
+    assert json.loads(json.dumps(jsonable(r)))["metastable"] is None
+
+
+def test_a_budget_from_the_cost_model_when_the_token_bucket_is_off(tmp_path):
+    from wsstorm.analysis.load import cost_budget
+
+    assert cost_budget({"attempt_cost_ms": 3, "handshake_cost_ms": 2, "workers": 2, "cpus": "1"}) == 200.0
+    assert cost_budget({"attempt_cost_ms": 1, "store_concurrency": 4, "store_ms": 20}) == 200.0
+    assert cost_budget({"handshake_rate": 0}) is None
+    r = herd(n=500, at=5.0, budget=0)
+    r.manifest_extra = {"target": {"handshake_rate": 0, "handshake_cost_ms": 10, "workers": 1}}
+    run = load_run(r.write(tmp_path / "r"))
+    m = M.compute(run)
+    assert run.budget == 100.0 and m["run"]["budget_source"] == "cost model (estimate)"
+    assert m["run"]["herd_factor"] == pytest.approx(5.0)
