@@ -93,3 +93,80 @@ def test_index_links_each_report(tmp_path: Path):
     text = index.read_text()
     assert 'href="restart/report.html"' in text and "&lt;b&gt;" in text
     assert 'href="restart/01-immediate/report.html"' in text and "immediate &lt;i&gt;" in text
+
+
+def _args(name: str, *argv: str):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    runner.configure(name, p)
+    return p.parse_args(list(argv))
+
+
+def test_harness_is_pinned_to_the_cpus_the_target_leaves_free():
+    assert runner.harness_cpus(None, None, (0, 1)) == (None, "")
+    cpus, note = runner.harness_cpus(None, (1,), (0, 1))
+    assert cpus == "0" and "target pinned to CPUs 1, harness to 0" in note
+    cpus, note = runner.harness_cpus(None, (0, 1), (0, 1))
+    assert cpus is None and "no other CPU is left" in note
+    cpus, note = runner.harness_cpus("0", (0,), (0, 1))
+    assert cpus == "0" and "overlap" in note
+    with pytest.raises(UsageError):
+        runner.harness_cpus("4096", None, (0, 1))  # a CPU that does not exist
+
+
+def test_connect_timeout_ca_file_and_cpus_reach_locust(tmp_path: Path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    plan = runner.make_plan(_args("run", "--scenario", "restart", "--out", str(tmp_path / "out"),
+                                  "--connect-timeout", "2.5", "--ca-file", str(ca), "--cpus", "0",
+                                  "--host", "wss://127.0.0.1:9", "--admin-url", "http://127.0.0.1:8",
+                                  "--admin-token", "t"),
+                            "restart", ["immediate"])
+    argv = runner.locust_argv(plan, tmp_path / "r1", "immediate", 1, tmp_path / "s.toml", None)
+    text = " ".join(argv)
+    assert "--connect-timeout 2.5" in text and f"--ca-file {ca.resolve()}" in text and "--cpus 0" in text
+    bare = runner.make_plan(_args("run", "--scenario", "restart", "--out", str(tmp_path / "out")), "restart",
+                            ["immediate"])
+    text = " ".join(runner.locust_argv(bare, tmp_path / "r2", "immediate", 1, tmp_path / "s.toml", None))
+    assert "--connect-timeout" not in text and "--ca-file" not in text and "--cpus" not in text
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--connect-timeout", "0"], "--connect-timeout must be > 0"),
+    (["--connect-timeout", "inf"], "--connect-timeout must be a finite"),
+    (["--ca-file", "/nonexistent/ca.pem", "--host", "wss://127.0.0.1:9"], "no such readable file"),
+    (["--cpus", "4096"], "does not exist"),
+    (["--cpus", "zero"], "CPU list"),
+])
+def test_bad_pass_through_options_are_one_line_errors(tmp_path: Path, argv, words):
+    with pytest.raises(UsageError, match=words):
+        runner.make_plan(_args("run", "--scenario", "restart", "--out", str(tmp_path), *argv), "restart",
+                         ["immediate"])
+
+
+def test_demo_plans_follow_the_shipped_scenarios(tmp_path: Path):
+    plans = runner.demo_plans(_args("demo", "--out", str(tmp_path)))
+    shipped = set(scenarios.shipped())
+    assert [p.scenario.name for p in plans] == [n for n, _, _ in runner.DEMO_PLAN if n in shipped]
+    by_name = {p.scenario.name: p for p in plans}
+    assert by_name["restart"].policies[0] == "immediate" and len(by_name["restart"].policies) == 4
+    assert by_name["restart"].scenario.duration == 18 and by_name["restart"].scenario.users == 200
+    if "metastable" in by_name:
+        assert {p.split(":")[0] for p in by_name["metastable"].policies} >= {"immediate", "full-jitter", "code-aware"}
+    one = runner.demo_plans(_args("demo", "--out", str(tmp_path), "--scenarios", "restart", "--policies", "fixed"))
+    assert len(one) == 1 and len(one[0].policies) == 1 and one[0].policies[0].startswith("fixed")
+    with pytest.raises(UsageError, match="unknown scenario"):
+        runner.demo_plans(_args("demo", "--out", str(tmp_path), "--scenarios", "nope"))
+
+
+def test_demo_fits_its_time_budget():
+    # the demo's planned run time (durations + per-run overhead) leaves room for the install and reports
+    total = 0.0
+    for name, policies, size in runner.DEMO_PLAN:
+        if name not in scenarios.shipped():
+            continue
+        sc = scenarios.load(name)
+        duration = min(size.get("duration", sc.duration), sc.duration)
+        total += len(runner.split_policies(policies)) * (duration + runner.RUN_OVERHEAD_S)
+    assert total <= 300, total  # 5 of the 6 minutes; install and reports take the rest
