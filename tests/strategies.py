@@ -8,18 +8,42 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from wsstorm.policies import CATALOG, PolicyError, PolicySpec, parse_policy
+from wsstorm.policies.throttles import THROTTLES
 
 
 @st.composite
 def specs(draw) -> PolicySpec:
-    """Any preset with random valid parameters (inf where allowed), with or without a budget."""
+    """Any preset with random valid parameters (inf where allowed), bare or with one wrapper (budget or a throttle)."""
     preset = CATALOG[draw(st.sampled_from(sorted(CATALOG)))]
+    text = preset.name + _params(draw, preset.params)
+    wrapper = draw(st.sampled_from(["", "", "budget", "sre-throttle", "grpc-throttle"]))
+    if wrapper == "budget":
+        text += "+budget:tokens=%r,cost=%r,refund=%r,refill=%r,wait=%d" % (
+            draw(st.floats(0.5, 20)),
+            draw(st.floats(0, 3)),
+            draw(st.floats(0, 2)),
+            draw(st.one_of(st.just(0.0), st.floats(0, 2))),
+            draw(st.integers(0, 1)),
+        )
+    elif wrapper:
+        text += "+" + wrapper + _params(draw, THROTTLES[wrapper].params)
+    try:
+        return parse_policy(text)
+    except PolicyError:
+        assume(False)
+        raise
+
+
+def _params(draw, params) -> str:
+    """':key=value,...' for a random subset of `params` (valid values, inf where allowed), or ''."""
     given_: dict[str, str] = {}
-    for prm in preset.params:
+    for prm in params:
         if not draw(st.booleans()):
             continue
         if prm.choices:
             v = draw(st.sampled_from(prm.choices))
+        elif prm.integer:
+            v = float(draw(st.integers(int(prm.lo), int(min(prm.hi, 200)))))
         else:
             v = draw(
                 st.one_of(
@@ -30,17 +54,4 @@ def specs(draw) -> PolicySpec:
             if prm.allow_inf and draw(st.integers(0, 5)) == 0:
                 v = math.inf
         given_[prm.name] = repr(v)
-    text = preset.name + (":" + ",".join(f"{k}={v}" for k, v in given_.items()) if given_ else "")
-    if draw(st.booleans()):
-        text += "+budget:tokens=%r,cost=%r,refund=%r,refill=%r,wait=%d" % (
-            draw(st.floats(0.5, 20)),
-            draw(st.floats(0, 3)),
-            draw(st.floats(0, 2)),
-            draw(st.one_of(st.just(0.0), st.floats(0, 2))),
-            draw(st.integers(0, 1)),
-        )
-    try:
-        return parse_policy(text)
-    except PolicyError:
-        assume(False)
-        raise
+    return ":" + ",".join(f"{k}={v}" for k, v in given_.items()) if given_ else ""

@@ -23,10 +23,11 @@ def test_list_is_an_aligned_table_of_every_preset():
     lines = res.stdout.splitlines()
     assert lines[0].split()[0] == "NAME"
     names = [line.split()[0] for line in lines[1:]]
-    assert names == list(CATALOG)
+    assert names == [*CATALOG, "+budget", "+sre-throttle", "+grpc-throttle"]  # the presets, then the wrappers
     col = lines[0].index("RULE")
     assert all(line[col - 2 : col] == "  " for line in lines[1:])  # columns line up
     assert "socket.io-client" in res.stdout and "phoenix.js" in res.stdout
+    assert "ably-js" in res.stdout and "pusher-js" in res.stdout and "gRPC proposal A6" in res.stdout
 
 
 def test_show_prints_ten_retries():
@@ -49,6 +50,14 @@ def test_show_json_is_seeded_and_matches_the_formula():
         assert r["median"] == pytest.approx(top / 2, rel=0.05)
         assert r["p5"] == pytest.approx(0.05 * top, rel=0.15) and r["p95"] == pytest.approx(0.95 * top, rel=0.05)
     assert run("show", "full-jitter:base=0.5,cap=30", "--json", "--seed", "3", "--code", "refused").stdout == res.stdout
+
+
+def test_show_a_throttled_policy():
+    data = json.loads(run("show", "fixed:delay=1+grpc-throttle", "--code", "refused", "--json").stdout)
+    assert data["policy"] == "fixed+grpc-throttle"
+    # tokens 10 -> 6 after four failures: four retries; the fifth failure leaves 5 <= 5: no retry
+    assert [r["median"] for r in data["retries"][:4]] == [1.0] * 4
+    assert [r["giveup"] for r in data["retries"][4:]] == [1.0] * 6
 
 
 def test_show_from_a_policy_file(tmp_path):

@@ -20,9 +20,12 @@ from wsstorm.policies import (
     PolicySpec,
     code_label,
     decide,
+    decide_scalar,
     hint_from_reason,
+    initial_scalar_state,
     initial_state,
     load_policy_file,
+    on_open_scalar,
     outcome_code,
     parse_code,
     parse_policy,
@@ -471,7 +474,7 @@ def _first_retry_bounds(spec: PolicySpec, code: int, hint: float) -> tuple[float
 @PROPS
 @given(spec=specs(), pre=st.integers(1, 8), code=st.sampled_from([-1, -2, -503, 1006, 1013]), seed=st.integers(0, 2**20))
 def test_after_the_reset_rule_the_next_delay_is_a_first_retry(spec, pre, code, seed):
-    assume(spec.budget is None)
+    assume(spec.budget is None and spec.throttle is None)  # a wrapper may lengthen or refuse the first retry
     reset_after = spec.preset.reset_uptime(spec.params)
     assume(math.isfinite(reset_after))
     c = spec.client(seed, 0)
@@ -482,7 +485,179 @@ def test_after_the_reset_rule_the_next_delay_is_a_first_retry(spec, pre, code, s
     d = c.next_delay(Outcome(code=1006, uptime_s=reset_after + 1.0))
     if d is None or (spec.name == "websockets-py"):
         return
-    assert c.retries == 1
+    assert c.retries == (0 if spec.preset.counts is not None else 1)  # pusher: a close does not count
     lo, hi = _first_retry_bounds(spec, 1006, math.nan)
     tol = 1e-3 + 1e-6 * hi
     assert lo - tol <= d <= hi + tol
+
+
+# ---------------------------------------------------------------- ably, pusher (issue 17)
+
+
+def _scalar_steps(text: str, steps: list, u0: float = 0.0) -> list[float | None]:
+    """Drive the scalar core with fixed uniforms: steps are 'open' or (code, uptime)."""
+    spec = parse_policy(text)
+    s = initial_scalar_state(spec, 0)
+    out: list[float | None] = []
+    for st_ in steps:
+        if st_ == "open":
+            s = on_open_scalar(spec, s)
+            continue
+        d, s = decide_scalar(spec, s, st_[0], st_[1], math.nan, u0, 0.0, extra=[0.0] * (spec.ndraws - NDRAWS))
+        out.append(None if math.isnan(d) else d)
+    return out
+
+
+def test_ably_disconnected_then_suspended_golden():
+    # u0 = 0: jitter coefficient 1. 15 s * min((n+2)/3, 2): 15, 20, 25, 30, then the 120 s ttl is
+    # crossed during the 5th wait (90 s waited + 30): suspended at 120 s, first retry 30 s later
+    assert _scalar_steps("ably", [(-1, 0.0)] * 8) == [15.0, 20.0, 25.0, 30.0, 60.0, 30.0, 30.0, 30.0]
+    # the most jitter: 0.8 of each (1 - U*0.2 with U -> 1)
+    near = _scalar_steps("ably", [(-1, 0.0)] * 2, u0=1.0)
+    assert near == pytest.approx([12.0, 16.0])
+
+
+def test_ably_close_reconnects_at_once_but_not_twice_within_a_second():
+    steps = ["open", (1006, 0.2), "open", (1006, 0.2), "open", (1000, 5.0), (-1, 0.0), (-1, 0.0)]
+    got = _scalar_steps("ably", steps)
+    # the first connection was not opened by an auto reconnect: at once; the second was, 200 ms
+    # ago + 1 ms: wait 799 ms; one that stayed up 5 s: at once; then failures count from 2
+    assert got[0] == 0.0 and got[1] == pytest.approx(0.799) and got[2] == 0.0
+    assert got[3:] == [20.0, 25.0]  # disconnectedRetryCount 2, 3: the close was the 1st
+    c = parse_policy("ably").client(seed=3)
+    c.opened()
+    assert c.next_delay(Outcome(code=4001, uptime_s=30)) == 0.0  # the close code does not matter
+
+
+def test_ably_resets_on_open():
+    c = parse_policy("ably").client(seed=1)
+    for _ in range(7):
+        c.next_delay(REFUSED)
+    assert c.next_delay(REFUSED) == 30.0  # suspended
+    c.opened()
+    c.next_delay(Outcome(code=1006, uptime_s=50))
+    assert 16.0 <= c.next_delay(REFUSED) <= 20.0  # disconnected again, count 2
+
+
+def test_pusher_close_code_classes_and_strategy_timeouts():
+    c = parse_policy("pusher").client()
+    assert delays(c, REFUSED, 5) == [15.0, 30.0, 60.0, 60.0, 60.0]
+    expected = {4000: 0.0, 4200: 0.0, 4299: 0.0, 4001: None, 4099: None, 4300: None, 4999: None,
+                4100: 1.0, 4199: 1.0, 1000: 1.0, 1001: 1.0, 1002: 1.0, 1006: 1.0, 1012: 1.0, 1013: 1.0, 3000: 1.0}
+    for code, want in expected.items():
+        c = parse_policy("pusher").client()
+        c.opened()
+        assert c.next_delay(Outcome(code=code, uptime_s=1.0)) == want, code
+        if want is not None:
+            assert c.retries == 0  # a close does not advance the strategy loop
+            assert c.next_delay(REFUSED) == 15.0  # a new connect(): the loop starts over
+
+
+# ---------------------------------------------------------------- throttles (issue 17)
+
+
+def test_throttle_specs_parse_and_round_trip(tmp_path):
+    spec = parse_policy("full-jitter+sre-throttle:k=2,window=120")
+    assert str(spec) == "full-jitter+sre-throttle" and spec.throttle is not None and spec.budget is None
+    assert parse_policy(str(spec)) == spec
+    assert spec.cap == 60.0 * 17  # max_skips + 1 waits at most
+    g = parse_policy("grpc:cap=30+grpc-throttle:max_tokens=4,token_ratio=0.5")
+    assert str(g) == "grpc:cap=30+grpc-throttle:max_tokens=4,token_ratio=0.5" and g.cap == 36.0
+    assert spec.ndraws == NDRAWS + 3 * 16 and g.ndraws == NDRAWS
+    f = tmp_path / "t.toml"
+    f.write_text('[policy]\nname = "ably"\n[policy.sre-throttle]\nk = 1.5\n')
+    assert str(load_policy_file(f)) == "ably+sre-throttle:k=1.5"
+    f.write_text('[policy]\nname = "ably"\n[policy.budget]\n[policy.grpc-throttle]\n')
+    with pytest.raises(PolicyError, match="at most one"):
+        load_policy_file(f)
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("full-jitter+sre-throttle:k=0.5", "k must be >= 1"),
+        ("full-jitter+sre-throttle:max_skips=2.5", "must be a whole number"),
+        ("full-jitter+sre-throttle:max_skips=65", "must be <= 64"),
+        ("full-jitter+sre-throttle:bogus=1", "valid: k=2, window=120, max_skips=16"),
+        ("full-jitter+grpc-throttle:max_tokens=0", "max_tokens must be >= 1"),
+        ("full-jitter+grpc-throttle:max_tokens=1001", "must be <= 1000"),
+        ("full-jitter+grpc-throttle:token_ratio=0", "token_ratio must be >= 0.001"),
+        ("full-jitter+budget+sre-throttle", "at most one wrapper"),
+        ("full-jitter+throttle", "valid: budget, sre-throttle, grpc-throttle"),
+    ],
+)
+def test_invalid_throttle_specs_raise_one_line(text, fragment):
+    with pytest.raises(PolicyError) as err:
+        parse_policy(text)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def _vector_first(text: str, u_rest: float, code: int = -1) -> tuple[float, int]:
+    spec = parse_policy(text)
+    s = initial_state(spec, np.zeros(1, dtype=np.int64))
+    u = np.full((1, spec.ndraws), u_rest)
+    u[0, :NDRAWS] = 0.0
+    d, s = decide(spec, s, np.array([code]), np.zeros(1), np.full(1, np.nan), u)
+    return float(d[0]), int(s.wrap[0, 2])
+
+
+def test_sre_throttle_skip_probability_golden():
+    # a fresh client's failed attempt: requests 1, accepts 0 -> p = (1 - 2*0)/(1 + 1) = 0.5 at the check
+    assert _vector_first("fixed:delay=1+sre-throttle:max_skips=1", 0.49) == (2.0, 1)  # skipped: 1 s more
+    assert _vector_first("fixed:delay=1+sre-throttle:max_skips=1", 0.5) == (1.0, 0)  # 0.5 < 0.5 is false: sent
+    # draws of 0 skip whenever p > 0: p = 1/2, 2/3, 3/4, ... until max_skips, then the attempt is sent
+    assert _vector_first("fixed:delay=1+sre-throttle", 0.0) == (17.0, 16)
+    assert _vector_first("fixed:delay=1+sre-throttle:max_skips=0", 0.0) == (1.0, 0)
+    # a close is not a request: nothing counted, nothing skipped
+    assert _vector_first("fixed:delay=1+sre-throttle", 0.0, code=1006) == (1.0, 0)
+
+
+def test_sre_throttle_accepts_keep_it_open_and_the_window_forgets():
+    spec = parse_policy("fixed:delay=1+sre-throttle")
+    c = spec.client(seed=2)
+    for _ in range(20):  # every attempt accepted: requests = accepts, p < 0
+        c.opened()
+        assert c.next_delay(Outcome(code=1013, uptime_s=0.5)) == 1.0 and c.skipped == 0
+    skipped = []
+    for _ in range(30):  # now the server refuses: 30 requests, 20 accepts in the window
+        c.next_delay(REFUSED)
+        skipped.append(c.skipped)
+    assert sum(skipped) > 0 and c.spec.cap == 17.0
+    # a connection that stayed up past the window: the old counts are gone, nothing is skipped
+    c.opened()
+    assert c.next_delay(Outcome(code=1006, uptime_s=1000.0)) == 1.0 and c.skipped == 0
+
+
+def test_grpc_throttle_golden():
+    c = parse_policy("fixed:delay=1+grpc-throttle").client()
+    # tokens 10 -> 9, 8, 7, 6: retries allowed (> 5); the 5th failure leaves 5 <= 5: no retry
+    assert delays(c, REFUSED, 5) == [1.0, 1.0, 1.0, 1.0, None]
+    c = parse_policy("fixed:delay=1+grpc-throttle").client()
+    delays(c, REFUSED, 4)  # 6 tokens
+    c.opened()  # 6.1
+    assert c.next_delay(Outcome(code=1013, uptime_s=0.1)) == 1.0  # 1013 costs a token (5.1); a new call is sent
+    assert c.state.wrap == pytest.approx((5.1,))
+    assert c.next_delay(Outcome(code=1000, uptime_s=0.1)) == 1.0  # other closes: neither cost nor check
+    assert c.next_delay(Outcome(fail="protocol")) == 1.0  # not a server failure: no cost, 5.1 > 5
+    assert c.next_delay(Outcome(fail="http_status", status=503)) is None  # 4.1 <= 5: the failure is returned
+    for _ in range(100):  # successes refill by token_ratio, up to max_tokens
+        c.opened()
+    assert c.state.wrap == (10.0,)
+    vec = parse_policy("fixed:delay=1+grpc-throttle:max_tokens=4").vector(3)
+    first, second = vec.next_delays(None, -1), vec.next_delays(None, -1)
+    assert first.tolist() == [1.0] * 3 and np.isnan(second).all()  # 4 -> 3 > 2: retry; 3 -> 2 <= 2: none
+
+
+@PROPS
+@given(spec=specs(), seed=st.integers(0, 2**32), ups=st.lists(st.floats(0, 300), min_size=1, max_size=25))
+def test_sre_throttle_never_skips_while_every_attempt_is_accepted(spec, seed, ups):
+    assume(spec.budget is None and spec.throttle is None)
+    k = 1.0 + (seed % 7) / 2  # any K >= 1
+    wrapped = parse_policy(f"{spec}+sre-throttle:k={k!r}")
+    c = wrapped.client(seed)
+    for up in ups:
+        c.opened()
+        d = c.next_delay(Outcome(code=1006, uptime_s=up))
+        assert c.skipped == 0
+        if d is None:
+            break

@@ -75,6 +75,9 @@ def _assert_same_state(s: ScalarState, arr: PolicyState, where: str) -> None:
         a, b = getattr(s, name), float(getattr(arr, name)[0])
         assert type(a) is float, (where, name, type(a))
         assert _same(a, b), (where, name, a, b)
+    assert len(s.wrap) == arr.wrap.shape[1], where  # a throttle's state, column for column
+    for j, (a, b) in enumerate(zip(s.wrap, arr.wrap[0].tolist(), strict=True)):
+        assert type(a) is float and _same(a, b), (where, "wrap", j, a, b)
 
 
 def _arrays(outcome: Outcome) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,7 +102,7 @@ def test_client_policy_equals_decide_step_by_step(spec, seq, seed, pseed):
             client.opened()
             state = on_open(spec, state)
         else:
-            u = np.array([[replay() for _ in range(NDRAWS)]])
+            u = np.array([[replay() for _ in range(spec.ndraws)]])  # NDRAWS, plus a throttle's draws
             want, state = decide(spec, state, *_arrays(step), u)
             got = client.next_delay(step)
             w = float(want[0])
@@ -115,7 +118,14 @@ def test_client_policy_equals_decide_step_by_step(spec, seq, seed, pseed):
 @given(
     spec=specs(),
     seq=st.lists(
-        st.tuples(outcomes(), st.floats(0, 1, exclude_max=True), st.floats(0, 1, exclude_max=True), st.booleans(), st.booleans()),
+        st.tuples(
+            outcomes(),
+            st.floats(0, 1, exclude_max=True),
+            st.floats(0, 1, exclude_max=True),
+            st.booleans(),
+            st.booleans(),
+            st.randoms(use_true_random=False),
+        ),
         min_size=1,
         max_size=30,
     ),
@@ -125,12 +135,13 @@ def test_decide_scalar_equals_decide_for_any_uniforms(spec, seq, pseed):
     """Edge uniforms (0, just below 1, subnormals) and reset=False, straight on the pure cores."""
     s = initial_scalar_state(spec, pseed)
     a = initial_state(spec, np.array([pseed], dtype=np.int64))
-    for i, (outcome, u0, u1, opened, reset) in enumerate(seq):
+    for i, (outcome, u0, u1, opened, reset, rnd) in enumerate(seq):
         if opened:
             s, a = on_open_scalar(spec, s), on_open(spec, a)
         code, up, hint = _arrays(outcome)
-        d1, s = decide_scalar(spec, s, int(code[0]), float(up[0]), float(hint[0]), u0, u1, reset=reset)
-        d, a = decide(spec, a, code, up, hint, np.array([[u0, u1]]), reset=reset)
+        extra = [rnd.random() for _ in range(spec.ndraws - NDRAWS)]  # a throttle's draws
+        d1, s = decide_scalar(spec, s, int(code[0]), float(up[0]), float(hint[0]), u0, u1, reset=reset, extra=extra)
+        d, a = decide(spec, a, code, up, hint, np.array([[u0, u1, *extra]]), reset=reset)
         assert _same(d1, float(d[0])), (i, outcome, u0, u1, d1, float(d[0]))
         _assert_same_state(s, a, f"step {i}")
 

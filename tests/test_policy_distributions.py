@@ -53,6 +53,9 @@ CASES = [
     ("grpc", REFUSED, 12, stats.uniform(120 * 0.8, 120 * 0.4)),
     ("centrifuge", REFUSED, 3, stats.uniform(0.5, 2.001)),  # 500 ms + randomInt(0, 2000) ms
     ("websockets-py", REFUSED, 1, stats.uniform(0.0, 5.0)),
+    ("ably", REFUSED, 1, stats.uniform(12.0, 3.0)),  # 15 s * (1 - U*0.2)
+    ("ably", REFUSED, 3, stats.uniform(20.0, 5.0)),  # 15 s * 5/3 * (1 - U*0.2)
+    ("ably", REFUSED, 4, stats.uniform(24.0, 6.0)),  # coefficient capped at 2
 ]
 
 
@@ -107,3 +110,30 @@ def test_reconnecting_websocket_minimum_is_uniform_across_processes():
     vec = spec.vector(N_VECTOR, seed=0, process_seed=np.arange(N_VECTOR))
     third = [vec.next_delays(None, -1) for _ in range(3)][-1]  # m * 1.3^2, all below the 10 s cap
     assert stats.kstest(third, stats.uniform(1.69, 4 * 1.69).cdf).pvalue > ALPHA
+
+
+@pytest.mark.parametrize("api", ["scalar", "vector"])
+def test_sre_throttle_skips_with_the_books_probability(api):
+    """A fresh client's failed attempt: skip with p = (1 - 2*0)/(1 + 1) = 1/2, then (2 - 0)/(2 + 1) = 2/3, ...
+
+    immediate+sre-throttle:max_skips=2 -> skipped 0, 1, 2 with probabilities 1/2, 1/2*1/3, 1/2*2/3.
+    """
+    text = "immediate+sre-throttle:max_skips=2"
+    if api == "scalar":
+        spec = parse_policy(text)
+        skipped = []
+        for s in range(N_SCALAR):
+            c = spec.client(seed=s)
+            assert c.next_delay(REFUSED) == 0.0
+            skipped.append(c.skipped)
+        counts = np.bincount(skipped, minlength=3)
+    else:
+        vec = parse_policy(text).vector(N_VECTOR, seed=7)
+        assert np.all(vec.next_delays(None, FAIL_CODES["refused"]) == 0.0)
+        counts = np.bincount(vec.skipped, minlength=3)
+    expected = np.array([1 / 2, 1 / 6, 1 / 3]) * counts.sum()
+    assert stats.chisquare(counts, expected).pvalue > ALPHA, counts
+    # the check has power: a constant p = 1/2 (no growth with requests) would give 1/2, 1/4, 1/4
+    wrong = np.array([1 / 2, 1 / 4, 1 / 4]) * counts.sum()
+    if api == "vector":
+        assert stats.chisquare(counts, wrong).pvalue < ALPHA

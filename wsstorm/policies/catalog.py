@@ -14,6 +14,7 @@ import numpy as np
 
 from wsstorm.errors import UsageError
 from wsstorm.policies import CATALOG, PolicySpec, after_code_label, load_policy_file, parse_code, parse_policy
+from wsstorm.policies.throttles import THROTTLES
 
 RETRIES = 10
 DRAWS = 10_000
@@ -24,7 +25,9 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.add_parser("list", help="list the catalog (the default)")
     show = sub.add_parser("show", help="median and p5-p95 delay for retries 1..10")
-    show.add_argument("spec", nargs="?", help="NAME[:key=value,...][+budget:...], e.g. full-jitter:base=0.5,cap=30")
+    show.add_argument(
+        "spec", nargs="?", help="NAME[:key=value,...][+WRAPPER:...], e.g. full-jitter:base=0.5,cap=30+sre-throttle"
+    )
     show.add_argument("--file", help="read the policy from a TOML file ([policy] name = ...)")
     show.add_argument(
         "--code",
@@ -42,9 +45,18 @@ def _table(rows: Sequence[tuple[str, ...]]) -> str:
 
 
 def catalog_table() -> str:
-    """The catalog as an aligned text table: name, rule, reset, source."""
+    """The catalog as an aligned text table: name, rule, reset, source; then the wrappers (`NAME+wrapper`)."""
     rows = [("NAME", "RULE (n = retries since reset)", "RESETS", "SOURCE")]
     rows += [(p.name, p.rule, p.reset, p.source) for p in CATALOG.values()]
+    rows.append(
+        (
+            "+budget",
+            "tokens 10, a retry costs 1, an open refunds 1; short: give up (wait=1: wait)",
+            "-",
+            "retry budget (token bucket)",
+        )
+    )
+    rows += [(f"+{t.name}", t.rule, "-", t.source) for t in THROTTLES.values()]
     return _table(rows)
 
 

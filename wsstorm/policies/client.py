@@ -24,7 +24,7 @@ def _seed_seq(seed: int, process_seed: int, tag: int) -> np.random.SeedSequence:
 
 
 def client_uniforms(seed: int = 0, process_seed: int = 0) -> Callable[[], float]:
-    """The uniform source of `spec.client(seed, process_seed)`: NDRAWS calls per decision, in order."""
+    """The uniform source of `spec.client(seed, process_seed)`: spec.ndraws calls per decision, in order."""
     words = _seed_seq(seed, process_seed, 1).generate_state(8, np.uint32).tolist()
     return random.Random(sum(w << (32 * i) for i, w in enumerate(words))).random
 
@@ -36,6 +36,7 @@ class ClientPolicy:
         self.spec = spec
         self._uniform = client_uniforms(seed, process_seed)
         self._s = initial_scalar_state(spec, process_seed)
+        self._extra = spec.ndraws - NDRAWS
 
     @property
     def retries(self) -> int:
@@ -52,10 +53,17 @@ class ClientPolicy:
         # the state as 1-element arrays, for code written against the array core
         s = self._s
         n = np.array([s.n], dtype=np.int64)
-        return PolicyState(n, np.array([s.prev]), np.array([s.last]), np.array([s.tokens]), np.array([s.const]))
+        wrap = np.array([s.wrap], dtype=np.float64).reshape(1, len(s.wrap))
+        return PolicyState(n, np.array([s.prev]), np.array([s.last]), np.array([s.tokens]), np.array([s.const]), wrap)
+
+    @property
+    def skipped(self) -> int:
+        """Attempts the last decision skipped locally (sre-throttle; 0 otherwise): its delay includes their waits."""
+        t = self.spec.throttle
+        return int(self._s.wrap[2]) if t is not None and t.name == "sre-throttle" else 0
 
     def opened(self) -> None:
-        """A connection opened: apply reset rules that fire on open (and the budget's refund)."""
+        """A connection opened: apply reset rules that fire on open (the budget's refund, a throttle's accept)."""
         self._s = on_open_scalar(self.spec, self._s)
 
     def next_delay(self, outcome: Outcome) -> float | None:
@@ -69,7 +77,9 @@ class ClientPolicy:
             up = 0.0
         draw = self._uniform
         u0 = draw()  # NDRAWS = 2 uniforms per decision, whatever the preset uses
-        d, self._s = decide_scalar(self.spec, self._s, outcome_code(outcome), up, h, u0, draw())
+        u1 = draw()
+        extra = [draw() for _ in range(self._extra)] if self._extra else ()  # a throttle's draws, after
+        d, self._s = decide_scalar(self.spec, self._s, outcome_code(outcome), up, h, u0, u1, extra=extra)
         return None if d != d else d
 
 
@@ -105,6 +115,14 @@ class VectorPolicy:
         return v
 
     @property
+    def skipped(self) -> Arr:
+        """Attempts each client's last decision skipped locally (sre-throttle; zeros otherwise)."""
+        t = self.spec.throttle
+        if t is not None and t.name == "sre-throttle":
+            return self._state.wrap[:, 2].astype(np.int64)
+        return np.zeros(self.n, dtype=np.int64)
+
+    @property
     def const(self) -> Arr:
         """The per-client constant of the preset (reconnecting-websocket: its minimum delay), else 0."""
         return self._state.const.copy()
@@ -136,7 +154,7 @@ class VectorPolicy:
         """Delays (s, NaN = give up) for clients `idx` (no repeats) after encoded outcomes `code`.
 
         code: close code (>= 0), or -1 refused, -2 timeout, -3 tls, -4 dns, -5 protocol,
-        -6 reset, -status for an HTTP status (see FAIL_CODES). retry_after: hints, NaN = none.
+        -6 reset, -7 throttled, -status for an HTTP status (see FAIL_CODES). retry_after: hints, NaN = none.
         reset=False skips the reset rule (used to trace the n-th consecutive retry).
         """
         i = self._idx(idx)
@@ -149,7 +167,7 @@ class VectorPolicy:
             h = np.broadcast_to(np.asarray(retry_after, dtype=np.float64), (m,))
             h = np.where(np.isfinite(h), h, np.nan)
         sub = PolicyState(*(a[i] for a in self._state))
-        d, new = decide(self.spec, sub, c, up, h, self._rng.random((m, NDRAWS)), reset=reset)
+        d, new = decide(self.spec, sub, c, up, h, self._rng.random((m, self.spec.ndraws)), reset=reset)
         for a, b in zip(self._state, new, strict=True):
             a[i] = b
         return d

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from wsstorm.policies import throttles
 from wsstorm.policies.numeric import MAX_DELAY, Arr
 
 if TYPE_CHECKING:
@@ -17,16 +18,18 @@ if TYPE_CHECKING:
 
 
 class PolicyState(NamedTuple):
-    """Per-client state arrays: retries n, previous delay, last delay, budget tokens, per-process constant."""
+    """Per-client state arrays: retries n, previous delay, last delay, budget tokens, per-process constant,
+    and the throttle's columns (m, width), (m, 0) without one."""
 
     n: Arr
     prev: Arr
     last: Arr
     tokens: Arr
     const: Arr
+    wrap: Arr
 
 
-NDRAWS = 2  # uniforms drawn per decision and client
+NDRAWS = 2  # uniforms drawn per decision and client by a preset (a throttle adds spec.ndraws - NDRAWS)
 
 
 def initial_state(spec: PolicySpec, process_seeds: Arr) -> PolicyState:
@@ -34,37 +37,60 @@ def initial_state(spec: PolicySpec, process_seeds: Arr) -> PolicyState:
     m = process_seeds.shape[0]
     const = spec.preset.const(spec.params, process_seeds) if spec.preset.const else np.zeros(m)
     tokens = np.full(m, spec.budget.tokens if spec.budget else 0.0)
-    return PolicyState(np.zeros(m, np.int64), np.full(m, np.nan), np.full(m, np.nan), tokens, const)
+    wrap = throttles.initial_wrap(spec.throttle, m)
+    return PolicyState(np.zeros(m, np.int64), np.full(m, np.nan), np.full(m, np.nan), tokens, const, wrap)
 
 
 def on_open(spec: PolicySpec, s: PolicyState) -> PolicyState:
-    """Pure: a connection opened. Reset rules that fire on open; the budget refunds."""
-    n, prev, tokens = s.n, s.prev, s.tokens
+    """Pure: a connection opened. Reset rules that fire on open; the budget refunds; the throttle counts it."""
+    n, prev, tokens, wrap = s.n, s.prev, s.tokens, s.wrap
     if spec.preset.reset_uptime(spec._p) <= 0:
         n, prev = np.zeros_like(n), np.full_like(prev, np.nan)
     if spec.budget is not None:
         tokens = np.minimum(spec.budget.tokens, tokens + spec.budget.refund)
-    return PolicyState(n, prev, s.last, tokens, s.const)
+    if spec.throttle is not None:
+        wrap = throttles.on_open(spec, wrap, s.last)
+    return PolicyState(n, prev, s.last, tokens, s.const, wrap)
 
 
-def decide(
-    spec: PolicySpec, s: PolicyState, code: Arr, uptime: Arr, hint: Arr, u: Arr, reset: bool = True
-) -> tuple[Arr, PolicyState]:
-    """Pure: state + outcome (encoded code, uptime s, hint s or NaN) + uniforms (m, NDRAWS) -> delays, new state.
-
-    A NaN delay means give up.
-    """
+def step(
+    spec: PolicySpec,
+    n: Arr,
+    prev: Arr,
+    code: Arr,
+    uptime: Arr,
+    hint: Arr,
+    const: Arr,
+    last: Arr,
+    u: Arr,
+    reset: bool,
+) -> tuple[Arr, Arr, Arr]:
+    """Pure: one decision of the preset alone (reset rule, delay rule, count) -> delays, n, prev."""
     preset, p = spec.preset, spec._p
-    n, prev = s.n, s.prev
     if reset:
         closed_long = (code >= 0) & (uptime >= preset.reset_uptime(p))
         n = np.where(closed_long, 0, n)
         prev = np.where(closed_long, np.nan, prev)
     k = n + 1
-    d = np.minimum(preset.delay(p, k, prev, code, hint, s.const, u), MAX_DELAY)
+    if preset.context:
+        raw = preset.delay(p, k, prev, code, hint, const, u, up=uptime, last=last)
+    else:
+        raw = preset.delay(p, k, prev, code, hint, const, u)
+    d = np.minimum(raw, MAX_DELAY)
     n_new = np.where(preset.counts(code), k, n) if preset.counts else k
-    prev_new = np.where(np.isnan(d), prev, d)
-    tokens = s.tokens
+    prev_new = preset.remember(prev, d, code) if preset.remember else np.where(np.isnan(d), prev, d)
+    return d, n_new, prev_new
+
+
+def decide(
+    spec: PolicySpec, s: PolicyState, code: Arr, uptime: Arr, hint: Arr, u: Arr, reset: bool = True
+) -> tuple[Arr, PolicyState]:
+    """Pure: state + outcome (encoded code, uptime s, hint s or NaN) + uniforms (m, spec.ndraws) -> delays, state.
+
+    A NaN delay means give up.
+    """
+    d, n_new, prev_new = step(spec, s.n, s.prev, code, uptime, hint, s.const, s.last, u[:, :NDRAWS], reset)
+    tokens, wrap = s.tokens, s.wrap
     if spec.budget is not None:
         b = spec.budget
         elapsed = np.nan_to_num(s.last) + np.maximum(uptime, 0.0)
@@ -78,4 +104,6 @@ def decide(
         else:
             d = np.where(short, np.nan, d)
         tokens = np.where(~np.isnan(d), tokens - b.cost, tokens)
-    return d, PolicyState(n_new, prev_new, d, tokens, s.const)
+    if spec.throttle is not None:
+        d, n_new, prev_new, wrap = throttles.decide(spec, s, d, n_new, prev_new, code, uptime, u, step)
+    return d, PolicyState(n_new, prev_new, d, tokens, s.const, wrap)

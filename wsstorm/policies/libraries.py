@@ -1,5 +1,5 @@
 """Presets that copy real client libraries: socket.io, reconnecting-websocket, SignalR, Phoenix, gRPC,
-centrifuge, python websockets (each docstring cites the source file and defaults it follows).
+centrifuge, python websockets, ably, pusher (each docstring cites the source file and defaults it follows).
 
 Each rule comes as a pair: `_d_*` on numpy arrays (a fleet) and `_s_*` on plain floats (one
 client); tests/test_policies_scalar.py holds every pair equal bit for bit.
@@ -201,6 +201,125 @@ def _s_websockets(p: Params, k: int, prev: float, code: int, hint: float, const:
     return u0 * p["initial"] if k <= 1 else grow1(p["base"], p["factor"], k - 2, p["cap"])
 
 
+_ABLY_AUTO_GAP_MS = 1000.0  # ably-js notifyState: a second auto reconnect waits until 1 s after the first
+
+
+def _d_ably(p: Params, k: Arr, prev: Arr, code: Arr, hint: Arr, const: Arr, u: Arr, *, up: Arr, last: Arr) -> Arr:
+    """ably: ably-js ConnectionManager, the disconnected and suspended states.
+
+    A close of an open connection (connected -> disconnected) reconnects at once, unless the
+    last automatic reconnect was under 1 s ago: then it waits until 1 s after it (here: the
+    connection was opened by a reconnect that waited < 1 s and stayed up `uptime`; the wait is
+    1000 - (uptime_ms + 1) ms, as notifyState computes it). A failed attempt (connecting ->
+    disconnected) waits getRetryTime(disconnectedRetryTimeout, n) = 15 s * min((n+2)/3, 2) *
+    (1 - U*0.2), n = disconnectedRetryCount, which counts every entry to disconnected since
+    the last connected (the close included) and resets on connected or suspended. After
+    connectionStateTtl (120 s) without a connection the suspend timer moves the client to
+    suspended, and it retries every suspendedRetryTimeout (30 s, no jitter) until it connects;
+    the timer fires during a wait, so a wait that crosses the 120 s ends 30 s after it. Time
+    in the outage is the sum of this policy's waits since the first reconnect attempt (attempt
+    durations are not known to a policy). The close code does not matter (every WebSocket close
+    -> disconnected). Not modelled: fallback hosts, the connectivity check, token errors, the
+    failed state. Source: ably/ably-js 2.26.0 (commit 7fa7dc5),
+    src/common/lib/transport/connectionmanager.ts notifyState/startSuspendTimer,
+    src/common/lib/util/utils.ts getRetryTime, src/common/lib/util/defaults.ts TIMEOUTS.
+    """
+    since_ms = np.maximum(up, 0.0) * 1000.0 + 1.0
+    auto = last < 1.0  # NaN (no attempt yet) is not an auto reconnect
+    immediate = np.where(auto & (since_ms < _ABLY_AUTO_GAP_MS), (_ABLY_AUTO_GAP_MS - since_ms) / 1000.0, 0.0)
+    waited = np.nan_to_num(prev, nan=0.0)
+    timed = p["disconnected"] * np.minimum((k + 2) / 3, 2.0) * (1 - u[:, 0] * 0.2)
+    suspend_in = p["ttl"] - waited
+    failed = np.where(
+        waited >= p["ttl"], p["suspended"], np.where(timed >= suspend_in, suspend_in + p["suspended"], timed)
+    )
+    d: Arr = np.where(code >= 0, immediate, failed)
+    return d
+
+
+def _s_ably(
+    p: Params,
+    k: int,
+    prev: float,
+    code: int,
+    hint: float,
+    const: float,
+    u0: float,
+    u1: float,
+    *,
+    up: float,
+    last: float,
+) -> float:
+    if code >= 0:
+        since_ms = (up if up > 0.0 else 0.0) * 1000.0 + 1.0
+        if last < 1.0 and since_ms < _ABLY_AUTO_GAP_MS:
+            return (_ABLY_AUTO_GAP_MS - since_ms) / 1000.0
+        return 0.0
+    waited = 0.0 if prev != prev else prev
+    ttl = p["ttl"]
+    if waited >= ttl:
+        return p["suspended"]
+    c = (k + 2) / 3
+    timed = p["disconnected"] * (c if c < 2.0 else 2.0) * (1 - u0 * 0.2)
+    suspend_in = ttl - waited
+    return suspend_in + p["suspended"] if timed >= suspend_in else timed
+
+
+def _ably_remember(prev: Arr, d: Arr, code: Arr) -> Arr:
+    """ably's `prev` is the time waited in this outage: a close starts it (the suspend timer starts at
+    the first reconnect attempt), each failed attempt's wait adds to it."""
+    waited = np.where(code >= 0, 0.0, np.nan_to_num(prev, nan=0.0) + d)
+    out: Arr = np.where(np.isnan(d), prev, waited)
+    return out
+
+
+def _ably_remember1(prev: float, d: float, code: int) -> float:
+    if d != d:
+        return prev
+    if code >= 0:
+        return 0.0
+    return (0.0 if prev != prev else prev) + d
+
+
+_PUSHER_CLOSED_MS = 1000.0  # connection_manager.ts: the `closed` callback and the backoff action: retryIn(1000)
+
+
+def _d_pusher(p: Params, k: Arr, prev: Arr, code: Arr, hint: Arr, const: Arr, u: Arr) -> Arr:
+    """pusher: pusher-js ConnectionManager + its WebSocket strategy loop.
+
+    A close of an open connection maps its code to an action (Protocol.getCloseAction):
+    4000 tls_only and 4200-4299 retry reconnect at once (retryIn(0)); 4001-4099 and >= 4300
+    refused: no reconnect (disconnect()); 4100-4199 and 1002-1004 backoff, and every other
+    code (1000, 1001, 1005, 1006, ...), wait 1 s (retryIn(1000): "backoff" is a fixed 1 s).
+    A failed attempt does not end the connect(): the SequentialStrategy loop waits for the
+    attempt's timeout (15 s, then doubling to timeoutLimit 60 s) before the next try, so the
+    k-th failure since the last connect() waits min(60, 15 * 2^(k-1)) s (counted from the
+    start of the attempt in pusher-js, from its failure here). Closes do not advance the count;
+    it resets on open (a new connect() starts the loop over). Not modelled: the HTTP
+    fallbacks (xhr streaming/polling, delayed 2-5 s), the transport cache, the unavailable
+    state (a label after 10 s, no change in timing). Source: pusher/pusher-js 8.6.0 (commit
+    f53faf9), src/core/connection/protocol/protocol.ts getCloseAction,
+    src/core/connection/connection_manager.ts buildErrorCallbacks/buildConnectionCallbacks,
+    src/core/strategies/sequential_strategy.ts, src/runtimes/isomorphic/default_strategy.ts.
+    """
+    refused = ((code >= 4001) & (code <= 4099)) | (code >= 4300)
+    at_once = (code == 4000) | ((code >= 4200) & (code <= 4299))
+    on_close = np.where(refused, np.nan, np.where(at_once, 0.0, _PUSHER_CLOSED_MS / 1000.0))
+    timed = grow(p["timeout"], 2.0, k - 1, p["timeout_limit"])
+    d: Arr = np.where(code >= 0, on_close, timed)
+    return d
+
+
+def _s_pusher(p: Params, k: int, prev: float, code: int, hint: float, const: float, u0: float, u1: float) -> float:
+    if code >= 0:
+        if 4001 <= code <= 4099 or code >= 4300:
+            return math.nan
+        if code == 4000 or 4200 <= code <= 4299:
+            return 0.0
+        return _PUSHER_CLOSED_MS / 1000.0
+    return grow1(p["timeout"], 2.0, k - 1, p["timeout_limit"])
+
+
 def _rws_min(p: Params, process_seeds: Arr) -> Arr:
     """Per-process minReconnectionDelay: min_delay + U(0, min_spread), one draw per process seed."""
     out = np.empty(process_seeds.shape, dtype=np.float64)
@@ -317,5 +436,39 @@ PRESETS: list[Preset] = [
         counts=closes_never_count,
         check=need("cap", "base"),
         scalar=_s_websockets,
+    ),
+    Preset(
+        "ably",
+        "close: at once (>= 1 s after the last); failures: 15 s*min((n+2)/3,2)*(1-U*0.2); after 120 s: 30 s",
+        "ably-js ConnectionManager",
+        "on open (connected)",
+        (
+            Param("disconnected", 15.0, help="disconnectedRetryTimeout, s"),
+            Param("suspended", 30.0, help="suspendedRetryTimeout, s"),
+            Param("ttl", 120.0, help="connectionStateTtl: s without a connection before suspended"),
+        ),
+        _d_ably,
+        lambda p: max(2.0 * p["disconnected"], p["ttl"] + p["suspended"], 1.0),
+        reset_on_open,
+        scalar=_s_ably,
+        context=True,
+        remember=_ably_remember,
+        remember1=_ably_remember1,
+    ),
+    Preset(
+        "pusher",
+        "close 4000/42xx: 0 s; 40xx/43xx+: none; others: 1 s; failures: 15 s x2 to 60 s",
+        "pusher-js ConnectionManager",
+        "on open",
+        (
+            Param("timeout", 15.0, help="strategy timeout of the first attempt, s"),
+            Param("timeout_limit", 60.0, help="timeoutLimit, s"),
+        ),
+        _d_pusher,
+        lambda p: max(p["timeout_limit"], _PUSHER_CLOSED_MS / 1000.0),
+        reset_on_open,
+        counts=closes_never_count,
+        check=need("timeout_limit", "timeout"),
+        scalar=_s_pusher,
     ),
 ]

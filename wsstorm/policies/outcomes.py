@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from wsstorm.policies.params import PolicyError
 
 # code >= 0: close code of an open connection. code < 0: the attempt failed before open.
-FAIL_CODES: dict[str, int] = {"refused": -1, "timeout": -2, "tls": -3, "dns": -4, "protocol": -5, "reset": -6}
+# "throttled" is never on the wire: a client-side throttle skipped the attempt locally (throttles.py).
+FAIL_CODES: dict[str, int] = {
+    "refused": -1,
+    "timeout": -2,
+    "tls": -3,
+    "dns": -4,
+    "protocol": -5,
+    "reset": -6,
+    "throttled": -7,
+}
 _FAIL_NAMES = {v: k for k, v in FAIL_CODES.items()}
 HTTP_UNKNOWN = 599  # an http_status failure without a status is encoded as -599
 
@@ -26,7 +35,7 @@ class Outcome:
 
 
 def outcome_code(outcome: Outcome) -> int:
-    """Encode an outcome as one int: close code, -1..-6 for failure kinds, -status for HTTP."""
+    """Encode an outcome as one int: close code, -1..-7 for failure kinds, -status for HTTP."""
     if outcome.code is not None:
         return int(outcome.code)
     if outcome.fail is None:

@@ -24,6 +24,7 @@ class Param:
     allow_inf: bool = False
     choices: tuple[float, ...] = ()
     help: str = ""
+    integer: bool = False  # a count (e.g. max_skips): a whole number
 
     def describe(self) -> str:
         """`name=default`, as error messages list valid parameters."""
@@ -67,6 +68,8 @@ def check_value(owner: str, prm: Param, raw: object) -> float:
         return value
     if math.isinf(value) and not (prm.allow_inf and value > 0):
         raise PolicyError(f"{what} must be finite" + (" or inf" if prm.allow_inf else ""))
+    if prm.integer and not value.is_integer():
+        raise PolicyError(f"{what} must be a whole number, got {fmt(value)}")
     if value < prm.lo:
         raise PolicyError(f"{what} must be >= {fmt(prm.lo)}, got {fmt(value)}")
     if value > prm.hi:

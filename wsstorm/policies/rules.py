@@ -33,6 +33,11 @@ class Preset:
     # scalar twin of `delay` (p, k, prev, code, hint, const, u0, u1) -> float, NaN = give up; the
     # same rule on plain floats for ClientPolicy (tests/test_policies_scalar.py holds them equal)
     scalar: Callable[..., float] | None = None
+    # the rule also reads the uptime and the last delay returned: delay(..., up=, last=) (ably)
+    context: bool = False
+    # what `prev` holds after a decision, (prev, d, code) -> prev; default: the delay (NaN keeps prev)
+    remember: Callable[[Arr, Arr, Arr], Arr] | None = None
+    remember1: Callable[[float, float, int], float] | None = None  # its scalar twin
 
     @property
     def doc(self) -> str:

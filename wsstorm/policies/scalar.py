@@ -7,10 +7,12 @@ ClientPolicy uses this path (microseconds) rather than one-element numpy arrays.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from wsstorm.policies import throttles
 from wsstorm.policies.core import initial_state
 from wsstorm.policies.numeric import FLOAT_MAX, MAX_DELAY
 
@@ -26,17 +28,19 @@ class ScalarState(NamedTuple):
     last: float
     tokens: float
     const: float
+    wrap: tuple[float, ...] = ()  # the throttle's state (PolicyState.wrap of one client)
 
 
 def initial_scalar_state(spec: PolicySpec, process_seed: int) -> ScalarState:
     """A fresh client's state; `const` comes from :func:`initial_state`, so it equals the vector API's."""
     s = initial_state(spec, np.array([int(process_seed) % 2**63], dtype=np.int64))
-    return ScalarState(0, math.nan, math.nan, float(s.tokens[0]), float(s.const[0]))
+    wrap = tuple(float(x) for x in s.wrap[0])
+    return ScalarState(0, math.nan, math.nan, float(s.tokens[0]), float(s.const[0]), wrap)
 
 
 def on_open_scalar(spec: PolicySpec, s: ScalarState) -> ScalarState:
     """Scalar twin of :func:`on_open`."""
-    n, prev, tokens = s.n, s.prev, s.tokens
+    n, prev, tokens, wrap = s.n, s.prev, s.tokens, s.wrap
     if spec.preset.reset_uptime(spec._p) <= 0:
         n, prev = 0, math.nan
     b = spec.budget
@@ -44,28 +48,64 @@ def on_open_scalar(spec: PolicySpec, s: ScalarState) -> ScalarState:
         tokens = tokens + b.refund
         if tokens > b.tokens:
             tokens = b.tokens
-    return ScalarState(n, prev, s.last, tokens, s.const)
+    if spec.throttle is not None:
+        wrap = throttles.on_open1(spec, wrap, s.last)
+    return ScalarState(n, prev, s.last, tokens, s.const, wrap)
+
+
+def step1(
+    spec: PolicySpec,
+    n: int,
+    prev: float,
+    code: int,
+    uptime: float,
+    hint: float,
+    const: float,
+    last: float,
+    u0: float,
+    u1: float,
+    reset: bool,
+) -> tuple[float, int, float]:
+    """Scalar twin of :func:`wsstorm.policies.core.step`: one decision of the preset alone."""
+    preset, p = spec.preset, spec._p
+    if reset and code >= 0 and uptime >= preset.reset_uptime(p):
+        n, prev = 0, math.nan
+    k = n + 1
+    rule = preset.scalar
+    assert rule is not None
+    if preset.context:
+        d = rule(p, k, prev, code, hint, const, u0, u1, up=uptime, last=last)
+    else:
+        d = rule(p, k, prev, code, hint, const, u0, u1)
+    if d > MAX_DELAY:
+        d = MAX_DELAY
+    n_new = k if preset.counts is None or preset.counts(code) else n
+    if preset.remember1 is not None:
+        prev_new = preset.remember1(prev, d, code)
+    else:
+        prev_new = prev if d != d else d
+    return d, n_new, prev_new
 
 
 def decide_scalar(
-    spec: PolicySpec, s: ScalarState, code: int, uptime: float, hint: float, u0: float, u1: float, reset: bool = True
+    spec: PolicySpec,
+    s: ScalarState,
+    code: int,
+    uptime: float,
+    hint: float,
+    u0: float,
+    u1: float,
+    reset: bool = True,
+    extra: Sequence[float] = (),
 ) -> tuple[float, ScalarState]:
     """Scalar twin of :func:`decide` for one client (plain floats, ~10x faster than 1-element arrays).
 
     Same rules and the same floats bit for bit as `decide` given the same uniforms (u0, u1) =
-    u[i, 0], u[i, 1]; tests/test_policies_scalar.py checks it step by step for every preset.
+    u[i, 0], u[i, 1] (and `extra` = u[i, 2:] for a throttle); tests/test_policies_scalar.py checks
+    it step by step for every preset.
     """
-    preset, p = spec.preset, spec._p
-    n, prev = s.n, s.prev
-    if reset and code >= 0 and uptime >= preset.reset_uptime(p):
-        n, prev = 0, math.nan
-    k = n + 1
-    d = preset.scalar(p, k, prev, code, hint, s.const, u0, u1)  # type: ignore[misc]
-    if d > MAX_DELAY:
-        d = MAX_DELAY
-    n_new = k if preset.counts is None or preset.counts(code) else n
-    prev_new = prev if d != d else d
-    tokens = s.tokens
+    d, n_new, prev_new = step1(spec, s.n, s.prev, code, uptime, hint, s.const, s.last, u0, u1, reset)
+    tokens, wrap = s.tokens, s.wrap
     b = spec.budget
     if b is not None:
         last = s.last
@@ -87,4 +127,6 @@ def decide_scalar(
                 d = math.nan
         if d == d:
             tokens = tokens - b.cost
-    return d, ScalarState(n_new, prev_new, d, tokens, s.const)
+    if spec.throttle is not None:
+        d, n_new, prev_new, wrap = throttles.decide1(spec, s, d, n_new, prev_new, code, uptime, extra, step1)
+    return d, ScalarState(n_new, prev_new, d, tokens, s.const, wrap)

@@ -14,20 +14,25 @@ from functools import cached_property
 from pathlib import Path
 
 from wsstorm.policies.client import ClientPolicy, VectorPolicy
+from wsstorm.policies.core import NDRAWS
 from wsstorm.policies.numeric import MAX_DELAY, Arr
 from wsstorm.policies.params import PolicyError, fmt, resolve, short
 from wsstorm.policies.presets import CATALOG, valid_names
 from wsstorm.policies.rules import Preset
+from wsstorm.policies.throttles import THROTTLES, ThrottleSpec
 from wsstorm.policies.wrappers import BUDGET_PARAMS, BudgetSpec
+
+WRAPPERS = ("budget", *THROTTLES)  # what may follow the preset after a '+'
 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """A validated policy choice: preset name, full parameter set, optional retry budget."""
+    """A validated policy choice: preset name, full parameter set, at most one wrapper (budget or throttle)."""
 
     name: str
     param_items: tuple[tuple[str, float], ...]
     budget: BudgetSpec | None = None
+    throttle: ThrottleSpec | None = None
 
     @property
     def preset(self) -> Preset:
@@ -44,19 +49,27 @@ class PolicySpec:
         # read-only by convention: the hot path must not rebuild the dict per decision
         return dict(self.param_items)
 
-    @property
+    @cached_property
     def cap(self) -> float:
-        """The largest delay this spec can return (inf if unbounded)."""
+        """The largest delay this spec can return (every delay is clamped to 1e12 s)."""
         c = min(float(self.preset.cap(self.params)), MAX_DELAY)
         if self.budget is not None and self.budget.wait and self.budget.refill > 0:
             c = min(max(c, self.budget.cost / self.budget.refill), MAX_DELAY)
+        if self.throttle is not None:
+            c = min(self.throttle.cap(c), MAX_DELAY)
         return c
+
+    @cached_property
+    def ndraws(self) -> int:
+        """Uniforms per decision and client: NDRAWS, plus what a throttle needs."""
+        return NDRAWS + (self.throttle.extra_draws if self.throttle is not None else 0)
 
     def __str__(self) -> str:
         p = self.params
         parts = [f"{prm.name}={fmt(p[prm.name])}" for prm in self.preset.params if p[prm.name] != prm.default]
         text = self.name + (":" + ",".join(parts) if parts else "")
-        return text + (f"+{self.budget}" if self.budget is not None else "")
+        wrapper = self.budget if self.budget is not None else self.throttle
+        return text + (f"+{wrapper}" if wrapper is not None else "")
 
     def client(self, seed: int = 0, process_seed: int = 0) -> ClientPolicy:
         """One client's stateful policy with its own RNG (seed) and per-process draws (process_seed)."""
@@ -67,7 +80,9 @@ class PolicySpec:
         return VectorPolicy(self, n, seed, process_seed)
 
 
-def _make_spec(name: object, given: Mapping[str, object], budget: Mapping[str, object] | None) -> PolicySpec:
+def _make_spec(
+    name: object, given: Mapping[str, object], wrapper: tuple[str, Mapping[str, object]] | None = None
+) -> PolicySpec:
     if not isinstance(name, str) or name not in CATALOG:
         raise PolicyError(f"unknown policy {short(name)}; valid: {valid_names()}")
     preset = CATALOG[name]
@@ -76,11 +91,13 @@ def _make_spec(name: object, given: Mapping[str, object], budget: Mapping[str, o
         msg = preset.check(params)
         if msg:
             raise PolicyError(f"{name}: {msg}")
-    bspec = None
-    if budget is not None:
-        b = resolve("budget", BUDGET_PARAMS, budget)
-        bspec = BudgetSpec(**b)
-    return PolicySpec(name, tuple(params.items()), bspec)
+    bspec = tspec = None
+    if wrapper is not None and wrapper[0] == "budget":
+        bspec = BudgetSpec(**resolve("budget", BUDGET_PARAMS, wrapper[1]))
+    elif wrapper is not None:
+        tname, tgiven = wrapper
+        tspec = ThrottleSpec(tname, tuple(resolve(tname, THROTTLES[tname].params, tgiven).items()))
+    return PolicySpec(name, tuple(params.items()), bspec, tspec)
 
 
 _KEY_RE = re.compile(r"[a-z_][a-z0-9_]*")
@@ -109,26 +126,32 @@ def _split_part(part: str, whole: str) -> tuple[str, dict[str, str]]:
 
 
 def parse_policy(text: str) -> PolicySpec:
-    """Parse `NAME[:key=value,...][+budget[:key=value,...]]`; PolicyError (one line) if invalid."""
+    """Parse `NAME[:key=value,...][+WRAPPER[:key=value,...]]`; PolicyError (one line) if invalid.
+
+    WRAPPER is budget, sre-throttle or grpc-throttle (at most one).
+    """
     if not isinstance(text, str) or not text.strip():
         raise PolicyError(f"empty policy spec; valid: {valid_names()}")
     whole = text.strip()
     parts = whole.split("+")
     name, given = _split_part(parts[0], whole)
-    budget: dict[str, str] | None = None
+    wrapper: tuple[str, dict[str, str]] | None = None
     if len(parts) > 2:
-        raise PolicyError(f"at most one '+budget:...' may follow the policy in {short(whole)}")
+        raise PolicyError(
+            f"at most one wrapper ('+budget:...', '+sre-throttle:...') may follow the policy in {short(whole)}"
+        )
     if len(parts) == 2:
-        bname, budget = _split_part(parts[1], whole)
-        if bname != "budget":
-            raise PolicyError(f"unknown wrapper {short(bname)} in {short(whole)}; valid: budget")
+        wrapper = _split_part(parts[1], whole)
+        if wrapper[0] not in WRAPPERS:
+            raise PolicyError(f"unknown wrapper {short(wrapper[0])} in {short(whole)}; valid: {', '.join(WRAPPERS)}")
     if not name:
         raise PolicyError(f"empty policy name in {short(whole)}; valid: {valid_names()}")
-    return _make_spec(name, given, budget)
+    return _make_spec(name, given, wrapper)
 
 
 def load_policy_file(path: str | Path) -> PolicySpec:
-    """Read a policy from TOML: `[policy]` with `name` and parameters, optional `[policy.budget]`."""
+    """Read a policy from TOML: `[policy]` with `name` and parameters, optional `[policy.budget]`
+    or `[policy.sre-throttle]` or `[policy.grpc-throttle]` (at most one)."""
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -145,7 +168,12 @@ def load_policy_file(path: str | Path) -> PolicySpec:
     name = table.pop("name", None)
     if name is None:
         raise PolicyError(f"policy file {short(str(p), 80)}: [policy] needs name = \"...\"; valid: {valid_names()}")
-    budget = table.pop("budget", None)
-    if budget is not None and not isinstance(budget, dict):
-        raise PolicyError("[policy.budget] must be a table of numbers")
-    return _make_spec(name, table, budget)
+    wrappers = {w: table.pop(w) for w in WRAPPERS if w in table}
+    if len(wrappers) > 1:
+        raise PolicyError(f"policy file {short(str(p), 80)}: at most one of [policy.{'], [policy.'.join(wrappers)}]")
+    wrapper = None
+    for wname, wtable in wrappers.items():
+        if not isinstance(wtable, dict):
+            raise PolicyError(f"[policy.{wname}] must be a table of numbers")
+        wrapper = (wname, wtable)
+    return _make_spec(name, table, wrapper)
