@@ -165,7 +165,12 @@ def test_refused(runs):
 
 def test_held_connection_closed_by_client_at_stop(runs):
     events, out, rc, run_dir = runs["echo"]
-    assert seq(events) == ["attempt", "open", "close", "stop"]
+    echoes = [e for e in events if e["event"] == "echo"]
+    assert seq([e for e in events if e["event"] != "echo"]) == ["attempt", "open", "close", "stop"]
+    events = [e for e in events if e["event"] != "echo"]
+    # every echo's round trip is an event of the open connection (collateral latency)
+    assert len(echoes) >= 3 and all(e["conn"] == 1 and 0 < e["rtt_ms"] < 1000 for e in echoes)
+    assert events[1]["t"] <= echoes[0]["t"] and echoes[-1]["t"] <= events[2]["t"]
     assert (events[2]["by"], events[2]["code"], events[2]["clean"]) == ("client", 1000, True)
     assert rc == 0, out[-2000:]
     # echo round trips and the connect reached Locust's own stats

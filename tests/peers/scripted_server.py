@@ -12,6 +12,13 @@ Paths (query ``after=<s>`` delays the ending; default 0.2 s):
   /eof                       handshake, then FIN without a Close frame
   /silent                    handshake, then read and ignore everything (pings go unanswered)
   /echo                      echo messages, answer pings, answer Close
+  /headers                   say the request's path and headers, then echo
+  /hang                      read the request, never answer it
+  /slow101?delay=<s>         answer the handshake after <s> seconds, then echo
+  /auth?token=<t>            401 unless ``Authorization: Bearer <t>``, then echo
+Any path: ``pick=<name>`` answers with that subprotocol (``Sec-WebSocket-Protocol``).
+
+``--tls CERT KEY`` serves wss:// (``--client-ca CA``: require a client certificate from it).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -87,11 +95,13 @@ def read_request(conn: socket.socket) -> tuple[str, dict[str, str]]:
     return target, headers
 
 
-def accept_handshake(conn: socket.socket, headers: dict[str, str]) -> None:
+def accept_handshake(conn: socket.socket, headers: dict[str, str], subprotocol: str = "") -> None:
     key = headers.get("sec-websocket-key", "").encode()
     accept = base64.b64encode(hashlib.sha1(key + GUID).digest()).decode()
+    extra = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
     conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
+                  f"Sec-WebSocket-Accept: {accept}\r\n{extra}\r\n").encode())
+    say({"accepted": True})
 
 
 def drain_until_close(conn: socket.socket, timeout: float = 5.0) -> None:
@@ -105,8 +115,16 @@ def drain_until_close(conn: socket.socket, timeout: float = 5.0) -> None:
         return
 
 
-def handle(conn: socket.socket) -> None:
+def handle(conn: socket.socket, tls: ssl.SSLContext | None = None) -> None:
     try:
+        if tls is not None:
+            conn.settimeout(10)
+            try:
+                conn = tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                say({"tls_error": str(exc)[:200]})
+                return
+            conn.settimeout(None)
         target, headers = read_request(conn)
         parts = urlsplit(target)
         q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -118,7 +136,21 @@ def handle(conn: socket.socket) -> None:
             conn.sendall((f"HTTP/1.1 {status} Nope\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n").encode())
             say({"http": status})
             return
-        accept_handshake(conn, headers)
+        if path == "/hang":
+            say({"hang": True})
+            conn.settimeout(60)
+            while conn.recv(65536):
+                pass
+            return
+        if path == "/slow101":
+            time.sleep(float(q.get("delay", "1")))
+        if path == "/auth" and headers.get("authorization") != f"Bearer {q.get('token', '')}":
+            conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            say({"http": 401})
+            return
+        if path == "/headers":
+            say({"path": target, "headers": headers})
+        accept_handshake(conn, headers, q.get("pick", ""))
         if path.startswith("/close"):
             time.sleep(after)
             if path == "/close-empty":
@@ -159,7 +191,7 @@ def handle(conn: socket.socket) -> None:
                     conn.sendall(frame(8, data[:2]))
                     return
     except (EOFError, OSError, ValueError, IndexError):
-        pass
+        pass  # ssl.SSLError is an OSError
     finally:
         try:
             conn.close()
@@ -168,6 +200,19 @@ def handle(conn: socket.socket) -> None:
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    ap.add_argument("--client-ca", default="")
+    args = ap.parse_args()
+    tls = None
+    if args.tls:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(*args.tls)
+        if args.client_ca:
+            tls.load_verify_locations(args.client_ca)
+            tls.verify_mode = ssl.CERT_REQUIRED
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))
@@ -175,7 +220,7 @@ def main() -> None:
     say({"port": srv.getsockname()[1]})
     while True:
         conn, _ = srv.accept()
-        threading.Thread(target=handle, args=(conn,), daemon=True).start()
+        threading.Thread(target=handle, args=(conn, tls), daemon=True).start()
 
 
 if __name__ == "__main__":

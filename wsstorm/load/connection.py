@@ -9,6 +9,10 @@ websocket-client reads the response one byte per recv call.
 
 from __future__ import annotations
 
+import gevent
+import gevent.lock
+import gevent.monkey
+
 import base64
 import email.utils
 import errno
@@ -22,9 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import gevent
-import gevent.lock
-import gevent.monkey
 from websocket import ABNF
 from websocket._abnf import continuous_frame
 from websocket._exceptions import (
@@ -135,7 +136,7 @@ def classify_exception(exc: BaseException) -> Failure:
     if isinstance(exc, (socket.gaierror, WebSocketAddressException)):
         return Failure("dns", detail=detail)
     if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
-        return Failure("tls", detail=detail)
+        return Failure("tls", detail=f"{tls_reason(exc)}: {detail}"[:300])
     if isinstance(exc, (TimeoutError, socket.timeout, WebSocketTimeoutException)):
         return Failure("timeout", detail=detail)
     if isinstance(exc, ConnectionRefusedError):
@@ -205,6 +206,30 @@ _RECV = 65536
 MAX_MESSAGE = 16 * 1024 * 1024  # bytes: a longer frame or message is refused (1009), never buffered
 _MAX_BODY = 65536  # bytes of a rejection's body kept; the rest is not waited for
 _DEFAULT_TLS: ssl.SSLContext | None = None  # built once: loading the CA store costs milliseconds
+_TLS_CONTEXTS: dict[Any, ssl.SSLContext] = {}
+
+# OpenSSL verify codes (X509_V_ERR_*) -> the reason a reader wants in a fail event's detail.
+_VERIFY_REASONS = {
+    2: "unknown CA", 18: "unknown CA (self-signed certificate)", 19: "unknown CA (self-signed CA in chain)",
+    20: "unknown CA", 21: "unknown CA", 9: "certificate not yet valid", 10: "certificate expired",
+    62: "hostname mismatch", 64: "IP address mismatch", 23: "certificate revoked",
+}
+
+
+def tls_reason(exc: BaseException) -> str:
+    """Why a TLS handshake failed, in words: unknown CA, hostname mismatch, certificate expired ..."""
+    code = getattr(exc, "verify_code", None)
+    if code in _VERIFY_REASONS:
+        return _VERIFY_REASONS[code]
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "certificate rejected"
+    text = str(exc).lower()
+    for needle, reason in (("wrong version number", "not TLS (plain server?)"), ("alert unknown ca", "peer rejected our certificate (unknown CA)"),
+                           ("certificate required", "peer requires a client certificate"),
+                           ("alert bad certificate", "peer rejected our certificate"), ("handshake failure", "handshake failure")):
+        if needle in text:
+            return reason
+    return "TLS error"
 
 
 def _default_tls() -> ssl.SSLContext:
@@ -212,6 +237,29 @@ def _default_tls() -> ssl.SSLContext:
     if _DEFAULT_TLS is None:
         _DEFAULT_TLS = ssl.create_default_context()
     return _DEFAULT_TLS
+
+
+def tls_context(ca_file: str = "", insecure: bool = False, client_cert: str = "", client_key: str = "") -> ssl.SSLContext:
+    """The process's ssl context for these settings, built once (loading a CA store costs milliseconds).
+
+    ``ca_file``: trust this CA (instead of the system store); ``insecure``: no certificate or host
+    name check; ``client_cert``/``client_key``: present a certificate (mutual TLS).
+    Raises ssl.SSLError / OSError for files it cannot load.
+    """
+    key = (ca_file, insecure, client_cert, client_key)
+    ctx = _TLS_CONTEXTS.get(key)
+    if ctx is None:
+        if not (ca_file or insecure or client_cert):
+            ctx = _default_tls()
+        else:
+            ctx = ssl.create_default_context(cafile=ca_file or None)
+            if insecure:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            if client_cert:
+                ctx.load_cert_chain(client_cert, client_key or None)
+        _TLS_CONTEXTS[key] = ctx
+    return ctx
 
 
 def _resource(url: str) -> str:
@@ -303,11 +351,12 @@ class WSConnection:
     """
 
     def __init__(self, url: str, connect_timeout: float = 10.0, source_address: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, server_name: str = "") -> None:
         self.url = url
         self.connect_timeout = connect_timeout
         self.source_address = source_address
         self.ssl_context = ssl_context
+        self.server_name = server_name  # SNI and the certificate's expected name, instead of the URL's host
         self._sock: socket.socket | None = None
         self._open = False
         self._buf = bytearray()  # del from the front is amortised O(1): no quadratic copying
@@ -369,13 +418,13 @@ class WSConnection:
         sock.connect(addr)
         if secure:
             ctx = self.ssl_context or _default_tls()
-            sock = ctx.wrap_socket(sock, server_hostname=host)
+            sock = ctx.wrap_socket(sock, server_hostname=self.server_name or host)
             self._sock = sock
         key = base64.b64encode(os.urandom(16)).decode()
         try:
             sock.sendall(handshake_request(url, host, port, key, CookieJar.get(host)))
             head = self._read_head()
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise WebSocketTimeoutException(str(exc) or "timed out") from exc
         status, message, headers = parse_response_head(head)
         if status in _REDIRECTS:
@@ -431,7 +480,7 @@ class WSConnection:
         try:
             while len(self._buf) < n:
                 self._fill()
-        except socket.timeout as exc:
+        except TimeoutError as exc:
             raise WebSocketTimeoutException(str(exc) or "timed out") from exc
         body = bytes(self._buf[:n])
         del self._buf[:n]

@@ -2,7 +2,7 @@
 
 Owns the option list (shown in Locust's web UI), the
 precedence rule (command line > scenario ``[client]`` > defaults), every check of a client
-setting (one-line :class:`UsageError`), ``--host`` checks, run ids and seeds.
+setting (one-line :class:`UsageError`), ``--host`` and ``--cpus`` checks, run ids and seeds.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 from locust import events
 
 import hashlib
+import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wsstorm.errors import UsageError
@@ -32,11 +33,20 @@ def add_options(parser: Any) -> None:
     g.add_argument("--message-size", type=int, default=64, help="bytes per message")
     g.add_argument("--ping-interval", type=float, default=None, help="seconds between pings (default 5; 0 = off)")
     g.add_argument("--pong-timeout", type=float, default=None, help="seconds without pong before the peer is dead (default 5)")
-    g.add_argument("--connect-timeout", type=float, default=10.0, help="seconds for TCP + handshake")
+    g.add_argument("--connect-timeout", type=float, default=None,
+                   help=f"seconds for TCP + TLS + handshake (default: scenario [client], else {DEFAULT_CONNECT_TIMEOUT:g})")
     g.add_argument("--seed", type=int, default=None, help="random seed (default: chosen and recorded)")
     g.add_argument("--run-id", default="", help="run id (default: time-based)")
     g.add_argument("--run-dir", default="", help="run folder (default reports/<run-id>)")
     g.add_argument("--scenario", default="", help="scenario name or file: target shape, client defaults, faults")
+    g.add_argument("--cpus", default="", help="pin this Locust process to these CPUs: 0 | 1 | 0-1 | 0,1")
+    # TLS (wss://)
+    g.add_argument("--ca-file", default="", help="trust this CA (PEM) for wss:// (automatic for the embedded TLS target)")
+    g.add_argument("--insecure", action="store_true", default=False,
+                   help="wss:// without certificate checks (loud in the report)")
+    g.add_argument("--client-cert", default="", help="client certificate (PEM) for mutual TLS")
+    g.add_argument("--client-key", default="", help="its private key (PEM; the path is recorded, never the key)")
+    g.add_argument("--server-name", default="", help="TLS server name (SNI, certificate check) instead of the URL's host")
     # The embedded target
     g.add_argument("--target-capacity", type=int, default=None, help="embedded target: max connections")
     g.add_argument("--target-handshake-rate", type=float, default=None, help="embedded target: handshakes/s")
@@ -45,8 +55,21 @@ def add_options(parser: Any) -> None:
     g.add_argument("--target-port", type=int, default=None, help="embedded target: WebSocket port (default: a free one)")
     g.add_argument("--target-workers", type=int, default=None, help="embedded target: serving processes")
     g.add_argument("--target-proxy", action="store_true", default=False, help="embedded target: fault proxy in front")
+    g.add_argument("--target-tls", action="store_true", default=False,
+                   help="embedded target: serve wss:// with a CA it makes (trusted automatically)")
     g.add_argument("--target-admin", default="", help="admin URL of a target started elsewhere (for faults)")
     g.add_argument("--target-token", default="", is_secret=True, help="its admin token")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """How wss:// connections are checked (one ssl context per process is built from it)."""
+
+    ca_file: str = ""
+    insecure: bool = False
+    client_cert: str = ""
+    client_key: str = ""
+    server_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,10 +83,30 @@ class UserConfig:
     pong_timeout: float
     connect_timeout: float
     seed: int
+    tls: TLSConfig = field(default_factory=TLSConfig)
 
 
 def _pick(cli: Any, scenario_value: Any, default: Any) -> Any:
     return cli if cli is not None else (scenario_value if scenario_value is not None else default)
+
+
+def _file(opts: Any, name: str) -> str:
+    path = str(getattr(opts, name, "") or "")
+    if path and not os.path.isfile(path):
+        raise UsageError(f"--{name.replace('_', '-')}: no such file: {path!r}")
+    return path
+
+
+def resolve_tls(opts: Any) -> TLSConfig:
+    """The TLS options, checked (the files exist, a key goes with a certificate)."""
+    tls = TLSConfig(ca_file=_file(opts, "ca_file"), insecure=bool(getattr(opts, "insecure", False)),
+                    client_cert=_file(opts, "client_cert"), client_key=_file(opts, "client_key"),
+                    server_name=str(getattr(opts, "server_name", "") or ""))
+    if tls.client_key and not tls.client_cert:
+        raise UsageError("--client-key needs --client-cert")
+    if tls.insecure and tls.ca_file:
+        raise UsageError("--insecure and --ca-file contradict each other: choose one")
+    return tls
 
 
 def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
@@ -81,8 +124,10 @@ def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
         message_size=int(opts.message_size),
         ping_interval=float(_pick(opts.ping_interval, getattr(client, "ping_interval", None), 5.0)),
         pong_timeout=float(_pick(opts.pong_timeout, getattr(client, "pong_timeout", None), 5.0)),
-        connect_timeout=float(opts.connect_timeout),
+        connect_timeout=float(_pick(getattr(opts, "connect_timeout", None), getattr(client, "connect_timeout", None),
+                                    DEFAULT_CONNECT_TIMEOUT)),
         seed=int(opts.seed) if opts.seed is not None else 0,
+        tls=resolve_tls(opts),
     )
     for name in ("message_rate", "ping_interval", "pong_timeout"):
         v = getattr(cfg, name)
@@ -106,9 +151,40 @@ def check_host(host: str | None) -> None:
     from urllib.parse import urlsplit
 
     try:
-        urlsplit(host).port  # raises ValueError for a port out of 0-65535 or not a number
+        _ = urlsplit(host).port  # raises ValueError for a port out of 0-65535 or not a number
     except ValueError as exc:
         raise UsageError(f"--host has a bad port: {host!r} ({exc})") from None
+
+
+def parse_cpus(text: str, available: int | None = None) -> tuple[int, ...]:
+    """``"0"``, ``"0-1"``, ``"0,2"`` -> sorted CPU numbers; UsageError for bad text or a CPU that does not exist."""
+    count = available if available is not None else (os.cpu_count() or 1)
+    cpus: set[int] = set()
+    for part in str(text).split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if sep else a
+        except ValueError:
+            raise UsageError(f"--cpus must be a list like 0 | 0-1 | 0,1, got {text!r}") from None
+        if a < 0 or b < a:
+            raise UsageError(f"--cpus has a bad range {part.strip()!r} in {text!r}")
+        if b >= count:
+            raise UsageError(f"--cpus {text!r}: CPU {b} does not exist (this machine has CPUs 0-{count - 1})")
+        cpus.update(range(a, b + 1))
+    return tuple(sorted(cpus))
+
+
+def pin_cpus(text: str) -> tuple[int, ...] | None:
+    """Pin this process to ``--cpus`` (None when not given); returns the CPUs it may run on after."""
+    if not text:
+        return None
+    cpus = parse_cpus(text)
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as exc:  # a CPU this process may not use (cgroup, cpuset)
+        raise UsageError(f"--cpus {text!r}: cannot pin to CPUs {list(cpus)}: {exc.strerror or exc}") from None
+    return tuple(sorted(os.sched_getaffinity(0)))
 
 
 def new_run_id() -> str:

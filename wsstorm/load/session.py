@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,8 @@ from typing import Any
 
 from wsstorm.errors import UsageError
 from wsstorm.load import sockets as sockets_mod
-from wsstorm.load.options import UserConfig, check_host, new_run_id, redacted_options, resolve_config
+from wsstorm.load.connection import tls_context
+from wsstorm.load.options import UserConfig, check_host, new_run_id, pin_cpus, redacted_options, resolve_config
 from wsstorm.load.recorder import Recorder, ShardWriter
 from wsstorm.runfolder import jsonl, names
 from wsstorm.runfolder import manifest as manifest_mod
@@ -48,6 +50,9 @@ class Session:
     run: str = ""
     run_dir: Path = Path("reports")
     cfg: UserConfig | None = None
+    tls: ssl.SSLContext | None = None  # one context per process for every wss:// connection
+    cpus: tuple[int, ...] | None = None  # the CPUs --cpus pinned this process to
+    worker_cpus: dict[str, list[int] | None] = field(default_factory=dict)  # master: each worker's pinning
     recorder: Recorder | None = None
     shard: ShardWriter | None = None
     users: int = 0
@@ -74,6 +79,18 @@ class Session:
 SESSION = Session()
 
 
+def client_tls(cfg: UserConfig) -> ssl.SSLContext:
+    """The ssl context for wss:// under ``cfg`` (built once per process); UsageError for files it cannot load."""
+    t = cfg.tls
+    try:
+        ctx = tls_context(t.ca_file, t.insecure, t.client_cert, t.client_key)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise UsageError(f"cannot load the TLS files (--ca-file/--client-cert/--client-key): {exc}") from None
+    if t.insecure:
+        log.warning("wsstorm: --insecure: wss:// certificates are NOT checked")
+    return ctx
+
+
 def _fail_usage(exc: UsageError) -> None:
     print(f"locust: error: {exc}", file=sys.stderr)
     sys.exit(2)
@@ -94,6 +111,7 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
     s.environment = environment
     is_worker = isinstance(runner, WorkerRunner)
     try:
+        s.cpus = pin_cpus(getattr(opts, "cpus", "") or "")
         check_host(environment.host)
         # workers get the master's resolved options with each spawn message; only it reads the scenario
         s.scenario = _load_scenario(opts.scenario) if opts.scenario and not is_worker else None
@@ -120,11 +138,14 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
         s.run = opts.run_id
         s.run_dir = Path(opts.run_dir or os.path.join("reports", s.run))
         opts.run_dir = str(s.run_dir)
-        if not environment.host:
-            try:
+        try:
+            if not environment.host:
                 _start_embedded_target(environment, opts, s)
-            except UsageError as exc:
-                _fail_usage(exc)
+                s.cfg = resolve_config(opts, s.scenario)  # the TLS target's CA is now in the options
+            s.tls = client_tls(s.cfg)
+        except UsageError as exc:
+            _fail_usage(exc)
+        opts.connect_timeout = s.cfg.connect_timeout
         if isinstance(runner, MasterRunner):
             runner.register_message(MSG_EVENTS, _master_on_events)
             runner.register_message(MSG_HELLO, _master_on_hello)
@@ -134,19 +155,35 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
 
 # ---------------------------------------------------------------- the embedded target
 
+_LEGACY_TARGET_KEYS = ("capacity", "handshake_rate", "handshake_cost_ms", "overload", "workers")
+_SECRET_TARGET_KEYS = ("auth_token", "admin_token")  # never in the manifest
+
+
 def target_options(opts: Any, scenario: Any) -> dict[str, Any]:
-    """The embedded target's settings: command line > scenario [target] (unset ones left out)."""
+    """The embedded target's `wsstorm serve` options: command line > scenario [target] (unset ones left out)."""
     t = getattr(scenario, "target", None)
-    pairs = {
-        "capacity": (opts.target_capacity, getattr(t, "capacity", None)),
-        "handshake_rate": (opts.target_handshake_rate, getattr(t, "handshake_rate", None)),
-        "handshake_cost_ms": (opts.target_handshake_cost_ms, getattr(t, "handshake_cost_ms", None)),
-        "overload": (opts.target_overload or None, getattr(t, "overload", None)),
-        "port": (opts.target_port, None),
-        "workers": (opts.target_workers, getattr(t, "workers", None)),
-        "proxy": (opts.target_proxy or None, getattr(t, "proxy", None)),
-    }
-    return {k: (cli if cli is not None else sc) for k, (cli, sc) in pairs.items() if (cli if cli is not None else sc) is not None}
+    if t is None:
+        out: dict[str, Any] = {}
+    elif hasattr(t, "serve_options"):  # the scenario knows its target's options (costs, tls, cpus ...)
+        out = dict(t.serve_options())
+    else:
+        out = {k: getattr(t, k) for k in _LEGACY_TARGET_KEYS if getattr(t, k, None) is not None}
+        if getattr(t, "proxy", False):
+            out["proxy_port"] = 0
+    cli = {"capacity": opts.target_capacity, "handshake_rate": opts.target_handshake_rate,
+           "handshake_cost_ms": opts.target_handshake_cost_ms, "overload": opts.target_overload or None,
+           "port": opts.target_port, "workers": opts.target_workers,
+           "proxy_port": 0 if opts.target_proxy else None, "tls": True if getattr(opts, "target_tls", False) else None}
+    out.update({k: v for k, v in cli.items() if v is not None})
+    return out
+
+
+def target_info(options: dict[str, Any]) -> dict[str, Any]:
+    """The embedded target's options as the manifest records them (``proxy`` bool, no secrets)."""
+    info = {k: v for k, v in options.items() if k not in _SECRET_TARGET_KEYS and k != "proxy_port"}
+    if "proxy_port" in options:
+        info["proxy"] = True
+    return info
 
 
 def _start_embedded_target(environment: Any, opts: Any, s: Session) -> None:
@@ -154,9 +191,7 @@ def _start_embedded_target(environment: Any, opts: Any, s: Session) -> None:
 
     options = target_options(opts, s.scenario)
     s.run_dir.mkdir(parents=True, exist_ok=True)
-    argv = {k: v for k, v in options.items() if k != "proxy"}
-    if options.get("proxy"):
-        argv["proxy_port"] = 0
+    argv = dict(options)
     argv["metrics_out"] = str(s.run_dir / names.SERVER)
     try:
         s.target = control.start_target(**argv)
@@ -166,9 +201,13 @@ def _start_embedded_target(environment: Any, opts: Any, s: Session) -> None:
         raise UsageError(f"cannot start the embedded target: {exc}") from exc
     # Locust may fail after init without firing quit: stop the target at exit all the same.
     atexit.register(s.target.stop)
-    s.target_info = dict(options)
+    s.target_info = target_info(options)
     environment.host = s.target.url
     opts.host = s.target.url
+    ca_file = (getattr(s.target, "ready", None) or {}).get("ca_file")
+    if ca_file and not getattr(opts, "ca_file", "") and not getattr(opts, "insecure", False):
+        # trust the CA the TLS target made; workers get the path with the master's options
+        opts.ca_file = str(ca_file)
     log.info("wsstorm: embedded target at %s", s.target.url)
 
 
@@ -204,7 +243,7 @@ def ensure_recorder(environment: Any) -> Recorder:
             runner.send_message(MSG_EVENTS, {"worker": s.worker, "seq": s.seq, "data": batch.decode("utf-8")})
 
         s.recorder = Recorder(s.run, s.worker, ship)
-        runner.send_message(MSG_HELLO, {"worker": s.worker})
+        runner.send_message(MSG_HELLO, {"worker": s.worker, "cpus": list(s.cpus) if s.cpus else None})
     else:
         s.shard = ShardWriter(s.run_dir / names.shard_name(s.worker))
         s.recorder = Recorder(s.run, s.worker, s.shard.write)
@@ -234,7 +273,11 @@ def _master_on_events(environment: Any, msg: Any, **_kw: Any) -> None:
 
 
 def _master_on_hello(environment: Any, msg: Any, **_kw: Any) -> None:
-    _master_shard(str((msg.data or {}).get("worker", "")))
+    data = msg.data or {}
+    worker = str(data.get("worker", ""))
+    _master_shard(worker)
+    cpus = data.get("cpus")
+    SESSION.worker_cpus[names.safe_id(worker)] = [int(c) for c in cpus] if isinstance(cpus, list) else None
 
 
 def _master_on_cpu(environment: Any, msg: Any, **_kw: Any) -> None:
@@ -275,6 +318,7 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
     if s.role == "worker":
         try:
             s.cfg = resolve_config(environment.parsed_options)
+            s.tls = client_tls(s.cfg)
         except UsageError as exc:
             # running on with the previous settings would make a run that is not what was asked
             log.error("wsstorm: %s", exc)
@@ -360,6 +404,10 @@ def write_manifest(environment: Any, ended: float | None = None) -> None:
             s.workers.add(w)
         workers = sorted(s.workers)
     options = redacted_options(opts)
+    # the pinning each process got (--cpus), by process: "local" or "master", and each worker
+    pinned: dict[str, Any] = {("master" if s.role == "master" else "local"): list(s.cpus) if s.cpus else None}
+    pinned.update(s.worker_cpus)
+    options["cpus_pinned"] = pinned
     scenario = None
     if s.scenario is not None:
         scenario = s.scenario.to_dict()

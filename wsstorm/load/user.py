@@ -175,7 +175,7 @@ class WebSocketUser(User):
 
     def _try_once(self) -> AttemptResult:
         """One attempt: a classified failure, or an open connection held until it ends."""
-        c = WSConnection(self.url, self.cfg.connect_timeout, self.source)
+        c = WSConnection(self.url, self.cfg.connect_timeout, self.source, SESSION.tls, self.cfg.tls.server_name)
         t0 = time.perf_counter()
         try:
             connect_ms = c.open()
@@ -209,7 +209,10 @@ class WebSocketUser(User):
             return
         sent = live.pending.pop(seq, None)
         if sent is not None:
-            self._report("message", (time.perf_counter() - sent) * 1000.0, length=len(data))
+            # collateral latency: every echo's round trip is an event (keyed by seq: no clock on the wire)
+            rtt_ms = (time.perf_counter() - sent) * 1000.0
+            self._rec("echo", rtt_ms=round(rtt_ms, 3))
+            self._report("message", rtt_ms, length=len(data))
 
     def _on_frame(self, live: _Conn, inc: Any) -> bool:
         """Handle one thing read; True when the connection has ended (a Close frame)."""
