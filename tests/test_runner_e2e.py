@@ -206,3 +206,27 @@ def test_compare_runs_each_policy_on_the_same_schedule_and_compares(tmp_path: Pa
     report = next(p for p in folder.glob("*.html"))
     assert f"comparison report: {report}" in proc.stdout
     assert "immediate" in proc.stdout and "full-jitter:base=0.2,cap=2" in proc.stdout  # summary rows
+
+
+@pytest.mark.e2e
+def test_demo_builds_every_report_and_an_index_that_links_them(tmp_path: Path):
+    import re
+
+    proc = _run(["demo", "--scenarios", "restart", "--policies", "immediate,code-aware", "--users", "30",
+                 "--duration", "8", "--spawn-rate", "200", "--out", str(tmp_path), "--plain"], timeout=150)
+    top = _one_run(tmp_path)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-2000:])
+    index = top / "index.html"
+    assert f"index of all reports: {index}" in proc.stdout
+    hrefs = re.findall(r'href="([^"]+)"', index.read_text())
+    assert len(hrefs) == 3 and all(not h.startswith(("/", "file:")) for h in hrefs)  # 1 comparison + 2 runs
+    for href in hrefs:
+        page = (top / href).resolve()
+        assert page.is_file(), href
+        for link in re.findall(r"href='([^']+)'", page.read_text(encoding="utf-8")):
+            assert (page.parent / link).is_file(), (href, link)  # compare <-> run reports, relative
+    runs = sorted(d for d in (top / "restart").iterdir() if d.is_dir())
+    assert [d.name for d in runs] == ["01-immediate", "02-code-aware"]
+    for d in runs:
+        assert json.loads((d / "result.json").read_text())["report"] == "report.html"
+        assert "metastable" in json.loads((d / "metrics.json").read_text())["run"]
