@@ -17,20 +17,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wsstorm report", description=(__doc__ or "").splitlines()[0])
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folder(s); several make a comparison")
     p.add_argument("--out", metavar="DIR", help="comparison output folder (default: reports/compare-<time>)")
-    p.add_argument("--held", type=float, default=5.0, metavar="S",
-                   help="a connection held this long counts as recovered (default 5 s)")
-    p.add_argument("--no-run-reports", action="store_true",
-                   help="a comparison: do not (re)build each run's report.html")
+    p.add_argument(
+        "--held",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="a connection held this long counts as recovered (default 5 s)",
+    )
+    p.add_argument(
+        "--no-run-reports", action="store_true", help="a comparison: do not (re)build each run's report.html"
+    )
     return p
 
 
 def summary_line(label: str, m: dict) -> str:
     """One line of the printed summary table."""
     from .report import fmt
+
     r = m["run"]
-    return (f"{label[:38]:<38} {fmt(r.get('herd_factor'), 'x'):>10} {fmt(r.get('recovery_T95_s'), ' s'):>12} "
-            f"{fmt(r.get('downtime_p99_s'), ' s'):>12} {fmt(r.get('wasted_per_recovered')):>8} "
-            f"{fmt(r.get('overload_s'), ' s'):>9}")
+    return (
+        f"{label[:38]:<38} {fmt(r.get('herd_factor'), 'x'):>10} {fmt(r.get('recovery_T95_s'), ' s'):>12} "
+        f"{fmt(r.get('downtime_p99_s'), ' s'):>12} {fmt(r.get('wasted_per_recovered')):>8} "
+        f"{fmt(r.get('overload_s'), ' s'):>9}"
+    )
 
 
 HEADER = f"{'run / policy':<38} {'herd':>10} {'T95':>12} {'downtime p99':>12} {'wasted':>8} {'overload':>9}"
@@ -47,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(f"{r}: no such run folder")
         if len(args.runs) == 1:
             from .report import write_report
+
             page, m = write_report(args.runs[0], args.held)
             print(page)
             print(HEADER)
@@ -55,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"warning: {w}")
         else:
             from .compare import write_comparison
+
             page, rows = write_comparison(args.runs, args.out, args.held, run_reports=not args.no_run_reports)
             print(page)
             print(HEADER)
@@ -64,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wsstorm report: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Exception as exc:  # a run folder we did not foresee: one line, not a traceback
-        print(f"wsstorm report: error: cannot analyse {' '.join(map(str, args.runs))}: "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"wsstorm report: error: cannot analyse {' '.join(map(str, args.runs))}: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

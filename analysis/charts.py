@@ -9,32 +9,52 @@ read as mathtext.  Log axes get plain number formatters, so every tick label is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
-from wsstorm.runfolder import schemas  # noqa: E402
+from wsstorm.runfolder import schemas
 
-from . import metrics as M  # noqa: E402
+from . import metrics as M
 
 DPI = 100
 SIZE = (10, 4.2)
-CODE_NAMES = {1000: "Normal", 1001: "Going Away", 1002: "Protocol Error", 1005: "No Status", 1006: "Abnormal",
-              1007: "Bad Data", 1008: "Policy Violation", 1009: "Too Big", 1011: "Internal Error",
-              1012: "Service Restart", 1013: "Try Again Later", 1014: "Bad Gateway"}
+CODE_NAMES = {
+    1000: "Normal",
+    1001: "Going Away",
+    1002: "Protocol Error",
+    1005: "No Status",
+    1006: "Abnormal",
+    1007: "Bad Data",
+    1008: "Policy Violation",
+    1009: "Too Big",
+    1011: "Internal Error",
+    1012: "Service Restart",
+    1013: "Try Again Later",
+    1014: "Bad Gateway",
+}
 # Label and colour of each client-side outcome; the columns themselves come from the schema.
-_OUTCOME_LOOK = {"open": ("opened (held)", "#2ca02c"), "1013": ("opened, then 1013 within 1 s", "#ff7f0e"),
-                 "refused": ("refused", "#d62728"), "http_503": ("HTTP 503", "#9467bd"),
-                 "http_429": ("HTTP 429", "#e377c2"), "http_other": ("other HTTP status", "#8c564b"),
-                 "timeout": ("timeout", "#7f7f7f"), "other": ("other failure / unknown", "#bcbd22")}
+_OUTCOME_LOOK = {
+    "open": ("opened (held)", "#2ca02c"),
+    "1013": ("opened, then 1013 within 1 s", "#ff7f0e"),
+    "refused": ("refused", "#d62728"),
+    "http_503": ("HTTP 503", "#9467bd"),
+    "http_429": ("HTTP 429", "#e377c2"),
+    "http_other": ("other HTTP status", "#8c564b"),
+    "timeout": ("timeout", "#7f7f7f"),
+    "other": ("other failure / unknown", "#bcbd22"),
+}
 OUTCOME_STYLE = [  # (column, label, colour), in schema order
-    (col, *_OUTCOME_LOOK.get(o, (o, "#17becf"))) for o, col in zip(schemas.OUTCOMES, schemas.OUTCOME_COLUMNS)]
+    (col, *_OUTCOME_LOOK.get(o, (o, "#17becf")))
+    for o, col in zip(schemas.OUTCOMES, schemas.OUTCOME_COLUMNS, strict=False)
+]
 
 
 def plain(text: Any) -> str:
@@ -77,10 +97,18 @@ def _fig(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = SIZE)
 
 
 def _mark_disruptions(ax: Any, run: Any) -> None:
-    for i, (t, fault) in enumerate(zip(run.disruptions["t"], run.disruptions["fault"])):
+    for i, (t, fault) in enumerate(zip(run.disruptions["t"], run.disruptions["fault"], strict=False)):
         ax.axvline(t, color="black", ls="--", lw=1, alpha=0.7, label="disruption" if i == 0 else None)
-        ax.annotate(plain(fault), (t, 1), xycoords=("data", "axes fraction"), xytext=(3, -14),
-                    textcoords="offset points", fontsize=8, rotation=0, alpha=0.8)
+        ax.annotate(
+            plain(fault),
+            (t, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -14),
+            textcoords="offset points",
+            fontsize=8,
+            rotation=0,
+            alpha=0.8,
+        )
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -97,8 +125,15 @@ def connected_figure(run: Any) -> Figure:
     fig, ax = _fig("Connected clients vs capacity", "time since start (s)", "connections")
     ax.step(s.index, s["connected"], where="post", color="#1f77b4", lw=1.8, label="connected (clients' view)")
     if "server_connections" in s and s["server_connections"].notna().any():
-        ax.step(s.index, s["server_connections"], where="post", color="#17becf", lw=1, alpha=0.8,
-                label="connections (server's view)")
+        ax.step(
+            s.index,
+            s["server_connections"],
+            where="post",
+            color="#17becf",
+            lw=1,
+            alpha=0.8,
+            label="connections (server's view)",
+        )
     cap = run.capacity
     if "capacity" in s and s["capacity"].notna().any():
         ax.step(s.index, s["capacity"], where="post", color="red", lw=1.2, label="server capacity")
@@ -118,8 +153,14 @@ def attempts_figure(run: Any) -> Figure:
     cols = [(c, lab, col) for c, lab, col in OUTCOME_STYLE if c in s and s[c].sum() > 0]
     if cols:
         x = s.index.to_numpy()
-        ax.stackplot(x, *[s[c].to_numpy() for c, _, _ in cols], labels=[lab for _, lab, _ in cols],
-                     colors=[col for _, _, col in cols], step="post", alpha=0.85)
+        ax.stackplot(
+            x,
+            *[s[c].to_numpy() for c, _, _ in cols],
+            labels=[lab for _, lab, _ in cols],
+            colors=[col for _, _, col in cols],
+            step="post",
+            alpha=0.85,
+        )
     budget = run.budget
     if budget:
         ax.axhline(budget, color="black", lw=1.5, ls="-", label=f"handshake budget ({budget:g}/s)")
@@ -139,9 +180,14 @@ def closes_figure(run: Any) -> Figure | None:
     cols.sort(key=lambda c: -s[c].sum())
     fig, ax = _fig("Connection closes per second, by close code", "time since start (s)", "closes per second")
     cmap = matplotlib.colormaps["tab10"]
-    ax.stackplot(s.index.to_numpy(), *[s[c].to_numpy() for c in cols],
-                 labels=[code_label(c.split("_", 1)[1]) for c in cols],
-                 colors=[cmap(i % 10) for i in range(len(cols))], step="post", alpha=0.85)
+    ax.stackplot(
+        s.index.to_numpy(),
+        *[s[c].to_numpy() for c in cols],
+        labels=[code_label(c.split("_", 1)[1]) for c in cols],
+        colors=[cmap(i % 10) for i in range(len(cols))],
+        step="post",
+        alpha=0.85,
+    )
     _mark_disruptions(ax, run)
     ax.set_ylim(bottom=0)
     ax.set_xlim(0, max(run.end, 1))
@@ -160,8 +206,9 @@ def downtime_figure(run: Any, held_s: float = M.HELD_S) -> Figure | None:
     d = np.sort(d[np.isfinite(d)])
     if len(d) == 0:
         return None
-    fig, ax = _fig(f"Client downtime (close → next connection held ≥ {held_s:g} s)", "downtime (s)",
-                   "fraction of outages")
+    fig, ax = _fig(
+        f"Client downtime (close → next connection held ≥ {held_s:g} s)", "downtime (s)", "fraction of outages"
+    )
     y = np.arange(1, len(d) + 1) / len(d)
     ax.step(d, y, where="post", color="#1f77b4", lw=1.8, label=f"{len(d):,} outages")
     for q, ls in ((0.5, ":"), (0.95, "--"), (0.99, "-.")):
@@ -192,8 +239,14 @@ def delay_figure(run: Any, top: int = 6) -> Figure | None:
     cmap = matplotlib.colormaps["tab10"]
     for i, code in enumerate(order):
         vals = d[(after == code).to_numpy()]
-        ax.hist(np.clip(vals, 0, bins[-1]), bins=bins, histtype="step", lw=1.6, color=cmap(i % 10),
-                label=f"after {code_label(code)} (n={len(vals):,})")
+        ax.hist(
+            np.clip(vals, 0, bins[-1]),
+            bins=bins,
+            histtype="step",
+            lw=1.6,
+            color=cmap(i % 10),
+            label=f"after {code_label(code)} (n={len(vals):,})",
+        )
     ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
     return fig
 
@@ -205,8 +258,7 @@ def sched_figure(run: Any) -> Figure | None:
     err = M.scheduling_error(run.events) * 1000
     if len(err) == 0:
         return None
-    fig, ax = _fig("Harness scheduling error (actual − scheduled attempt time)", "scheduling error (ms)",
-                   "attempts")
+    fig, ax = _fig("Harness scheduling error (actual − scheduled attempt time)", "scheduling error (ms)", "attempts")
     hi = max(float(np.quantile(err, 0.999)), 60.0)
     bins = np.linspace(min(float(err.min()), 0.0), hi, 80)
     ax.hist(np.clip(err, bins[0], bins[-1]), bins=bins, color="#1f77b4", alpha=0.85, label=f"{len(err):,} attempts")
@@ -228,17 +280,31 @@ def goodput_figure(run: Any) -> Figure | None:
     fig, ax = _fig("Server goodput and wasted work", "time since start (s)", "held admissions per second")
     ax.step(s.index, s["server_goodput"].fillna(0), where="post", color="#2ca02c", lw=1.8, label="goodput")
     ax.step(s.index, s["attempts"], where="post", color="#7f7f7f", lw=1, alpha=0.8, label="attempts (clients)")
-    for i, (t_d, end) in enumerate(zip(run.disruptions["t"], run.disruptions.get("end", run.disruptions["t"]))):
+    for i, (t_d, end) in enumerate(
+        zip(run.disruptions["t"], run.disruptions.get("end", run.disruptions["t"]), strict=False)
+    ):
         level = M.goodput_level(s, int(np.floor(t_d)))
         if level > 0 and i == 0:
-            ax.axhline(level * M.METASTABLE_FRACTION, color="#d62728", ls=":", lw=1,
-                       label=f"{M.METASTABLE_FRACTION:.0%} of the pre-fault level ({level:g}/s)")
+            ax.axhline(
+                level * M.METASTABLE_FRACTION,
+                color="#d62728",
+                ls=":",
+                lw=1,
+                label=f"{M.METASTABLE_FRACTION:.0%} of the pre-fault level ({level:g}/s)",
+            )
         if end > t_d:
             ax.axvspan(t_d, end, color="black", alpha=0.06, label="trigger" if i == 0 else None)
     if M.has_column(s, "server_wasted_ms"):
         ax2 = ax.twinx()
-        ax2.step(s.index, s["server_wasted_ms"].fillna(0), where="post", color="#d62728", lw=1.2, alpha=0.8,
-                 label="wasted work (CPU-ms, right axis)")
+        ax2.step(
+            s.index,
+            s["server_wasted_ms"].fillna(0),
+            where="post",
+            color="#d62728",
+            lw=1.2,
+            alpha=0.8,
+            label="wasted work (CPU-ms, right axis)",
+        )
         ax2.set_ylabel("wasted CPU-ms per second")
         ax2.set_ylim(bottom=0)
         ax2.legend(loc="upper left", fontsize=8, framealpha=0.9)
@@ -254,11 +320,14 @@ def latency_figure(run: Any) -> Figure | None:
     s = run.series
     if not M.has_column(s, "rtt_p99_ms"):
         return None
-    fig, ax = _fig("Collateral latency: echo round trip of connected clients", "time since start (s)",
-                   "round trip (ms)")
+    fig, ax = _fig(
+        "Collateral latency: echo round trip of connected clients", "time since start (s)", "round trip (ms)"
+    )
     ax.plot(s.index, s["rtt_p50_ms"], color="#1f77b4", lw=1.4, marker=".", ms=3, label="p50 per second")
     ax.plot(s.index, s["rtt_p99_ms"], color="#d62728", lw=1.4, marker=".", ms=3, label="p99 per second")
-    for i, (t_d, end) in enumerate(zip(run.disruptions["t"], run.disruptions.get("end", run.disruptions["t"]))):
+    for i, (t_d, end) in enumerate(
+        zip(run.disruptions["t"], run.disruptions.get("end", run.disruptions["t"]), strict=False)
+    ):
         if end > t_d:
             ax.axvspan(t_d, end, color="black", alpha=0.06, label="trigger" if i == 0 else None)
     _mark_disruptions(ax, run)
@@ -301,6 +370,19 @@ def render_all(run: Any, out: Path, held_s: float = M.HELD_S) -> list[tuple[str,
     return [(title, _save(fig, out / name)) for name, title, fig in figures(run, held_s)]
 
 
-__all__ = ["render_all", "figures", "CHARTS", "code_label", "plain", "plain_log_ticks", "connected_figure",
-           "attempts_figure", "goodput_figure", "latency_figure", "closes_figure", "downtime_figure",
-           "delay_figure", "sched_figure"]
+__all__ = [
+    "CHARTS",
+    "attempts_figure",
+    "closes_figure",
+    "code_label",
+    "connected_figure",
+    "delay_figure",
+    "downtime_figure",
+    "figures",
+    "goodput_figure",
+    "latency_figure",
+    "plain",
+    "plain_log_ticks",
+    "render_all",
+    "sched_figure",
+]

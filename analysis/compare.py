@@ -7,6 +7,7 @@ t-interval, and they rank on the means.  The order is :mod:`.ranking`'s: protect
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -65,8 +66,10 @@ def group_runs(items: list[tuple[Run, dict]]) -> dict[tuple[str, str], list[tupl
     groups: dict[tuple[str, str], list[tuple[Run, dict]]] = {}
     for run, m in items:
         scen = run.manifest.get("scenario") or {}
-        key = (str(run.manifest.get("policy") or run.path.name),
-               str(scen.get("name", "?")) if isinstance(scen, dict) else str(scen))
+        key = (
+            str(run.manifest.get("policy") or run.path.name),
+            str(scen.get("name", "?")) if isinstance(scen, dict) else str(scen),
+        )
         groups.setdefault(key, []).append((run, m))
     return groups
 
@@ -76,8 +79,12 @@ def summarize(groups: dict[tuple[str, str], list[tuple[Run, dict]]]) -> list[dic
     and how many of its runs were metastable."""
     rows = []
     for (policy, scenario), members in groups.items():
-        row: dict[str, Any] = {"policy": policy, "scenario": scenario, "runs": len(members),
-                               "folders": [str(r.path) for r, _ in members]}
+        row: dict[str, Any] = {
+            "policy": policy,
+            "scenario": scenario,
+            "runs": len(members),
+            "folders": [str(r.path) for r, _ in members],
+        }
         for key, _, _, _ in COLUMNS:
             mean, half = mean_ci([m["run"].get(key, math.nan) for _, m in members])
             row[key], row[key + "_ci"] = mean, half
@@ -102,8 +109,10 @@ def _reason(r: dict) -> str:
     if r.get("metastable_runs"):
         prot += f", metastable failure in {r['metastable_runs']} of {r['runs']} run(s)"
     prot += f" (protection score {fmt(r['score'])})"
-    cost = (f"95% of clients back in {fmt(r.get('recovery_T95_s'), ' s')}, downtime p99 "
-            f"{fmt(r.get('downtime_p99_s'), ' s')}, {fmt(r.get('wasted_per_recovered'))} wasted attempts per recovery")
+    cost = (
+        f"95% of clients back in {fmt(r.get('recovery_T95_s'), ' s')}, downtime p99 "
+        f"{fmt(r.get('downtime_p99_s'), ' s')}, {fmt(r.get('wasted_per_recovered'))} wasted attempts per recovery"
+    )
     return f"{prot}; {cost}."
 
 
@@ -116,7 +125,7 @@ def indistinct(ranked: list[tuple[dict, str]]) -> list[tuple[dict, dict]]:
     """Neighbours in the ranking whose intervals overlap on what ordered them (protection score when their
     bands differ, recovery T95 otherwise): repeated runs could not tell them apart."""
     out = []
-    for (a, _), (b, _) in zip(ranked, ranked[1:]):
+    for (a, _), (b, _) in itertools.pairwise(ranked):
         if a["runs"] < 2 or b["runs"] < 2:
             continue
         key = "score" if R.band(a["score"]) != R.band(b["score"]) else "recovery_T95_s"
@@ -133,9 +142,13 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 def _front(rows: list[dict]) -> set[int]:
     """The Pareto front of (protection band, recovery T95): within a band the policies count as equally
     protective, so only a faster recovery or a better band is a real trade-off."""
-    pts = [(R.band(r["score"]) if not math.isnan(r["score"]) else math.inf,
-            r.get("recovery_T95_s") if not math.isnan(r.get("recovery_T95_s", math.nan)) else math.inf)
-           for r in rows]
+    pts = [
+        (
+            R.band(r["score"]) if not math.isnan(r["score"]) else math.inf,
+            r.get("recovery_T95_s") if not math.isnan(r.get("recovery_T95_s", math.nan)) else math.inf,
+        )
+        for r in rows
+    ]
     return set(pareto_front(pts))
 
 
@@ -154,28 +167,37 @@ def verdict_text(rows: list[dict], ranked: list[tuple[dict, str]]) -> list[str]:
     broke = [r for r in order if st[id(r)].broke]
     out = []
     if within:
-        out.append(f"Kept the server within its budget (no overload, peak within the handshake budget): "
-                   f"{_names(within)}.")
+        out.append(
+            f"Kept the server within its budget (no overload, peak within the handshake budget): {_names(within)}."
+        )
     else:
         out.append("No policy kept the server entirely within its budget.")
     if broke:
         out.append("Broke it: " + "; ".join(f"{r['policy']} ({st[id(r)].why})" for r in broke) + ".")
     best = order[0]
     protective = within or [r for r in order if R.band(r["score"]) == R.band(best["score"])]
-    fastest = min(protective, key=lambda r: R.num(r.get("recovery_T95_s")) if not math.isnan(
-        R.num(r.get("recovery_T95_s"))) else math.inf)
-    out.append(f"The fastest protective policy, {fastest['policy']}, cost clients a recovery T95 of "
-               f"{fmt(fastest.get('recovery_T95_s'), ' s')}, downtime p99 {fmt(fastest.get('downtime_p99_s'), ' s')} "
-               f"and {fmt(fastest.get('wasted_per_recovered'))} wasted attempts per recovery.")
+    fastest = min(
+        protective,
+        key=lambda r: R.num(r.get("recovery_T95_s")) if not math.isnan(R.num(r.get("recovery_T95_s"))) else math.inf,
+    )
+    out.append(
+        f"The fastest protective policy, {fastest['policy']}, cost clients a recovery T95 of "
+        f"{fmt(fastest.get('recovery_T95_s'), ' s')}, downtime p99 {fmt(fastest.get('downtime_p99_s'), ' s')} "
+        f"and {fmt(fastest.get('wasted_per_recovered'))} wasted attempts per recovery."
+    )
     quicker = [r for r in order if R.num(r.get("recovery_T95_s")) < R.num(fastest.get("recovery_T95_s"))]
     if quicker:
         q = min(quicker, key=lambda r: R.num(r.get("recovery_T95_s")))
-        out.append(f"{q['policy']} recovered faster ({fmt(q.get('recovery_T95_s'), ' s')}) but protected the server "
-                   f"less (protection score {fmt(q['score'])} against {fmt(fastest['score'])}).")
+        out.append(
+            f"{q['policy']} recovered faster ({fmt(q.get('recovery_T95_s'), ' s')}) but protected the server "
+            f"less (protection score {fmt(q['score'])} against {fmt(fastest['score'])})."
+        )
     front = [rows[i] for i in sorted(_front(rows), key=lambda i: R.sort_key(rows[i]))]
     if len(front) > 1:
-        out.append(f"Trade-offs worth considering (no other policy both protected the server better and "
-                   f"recovered faster): {_names(front)}.")
+        out.append(
+            f"Trade-offs worth considering (no other policy both protected the server better and "
+            f"recovered faster): {_names(front)}."
+        )
     elif front:
         out.append(f"{front[0]['policy']} is best on both protection and recovery: no trade-off to make.")
     return out
@@ -205,12 +227,25 @@ def pareto_figure(rows: list[dict]) -> Figure:
             continue
         unrec = not np.isfinite(y)
         yy = top if unrec else y
-        ax.errorbar(x, yy, xerr=None if np.isnan(r.get("herd_factor_ci", np.nan)) else r["herd_factor_ci"],
-                    yerr=None if unrec or np.isnan(r.get("recovery_T95_s_ci", np.nan)) else r["recovery_T95_s_ci"],
-                    fmt="^" if unrec else "o", ms=9, color=cmap(i % 10), capsize=3,
-                    mec="black" if i in front else cmap(i % 10), mew=1.5)
-        ax.annotate(plain(r["policy"]) + (" (not recovered)" if unrec else ""), (x, yy), xytext=(6, 4),
-                    textcoords="offset points", fontsize=8)
+        ax.errorbar(
+            x,
+            yy,
+            xerr=None if np.isnan(r.get("herd_factor_ci", np.nan)) else r["herd_factor_ci"],
+            yerr=None if unrec or np.isnan(r.get("recovery_T95_s_ci", np.nan)) else r["recovery_T95_s_ci"],
+            fmt="^" if unrec else "o",
+            ms=9,
+            color=cmap(i % 10),
+            capsize=3,
+            mec="black" if i in front else cmap(i % 10),
+            mew=1.5,
+        )
+        ax.annotate(
+            plain(r["policy"]) + (" (not recovered)" if unrec else ""),
+            (x, yy),
+            xytext=(6, 4),
+            textcoords="offset points",
+            fontsize=8,
+        )
     ax.axvline(1.0, color="red", lw=1, ls="--", label="handshake budget (herd factor 1)")
     ax.plot([], [], "o", mfc="white", mec="black", mew=1.5, label="Pareto front (protection band vs T95)")
     ax.set_xlim(left=0)
@@ -237,8 +272,14 @@ def overlay_figure(items: list[tuple[str, Run]], column: str, title: str, ylabel
     for i, (label, run) in enumerate(items):
         d0 = float(run.disruptions["t"].iloc[0]) if len(run.disruptions) else 0.0
         s = run.series
-        ax.step(s.index.to_numpy() - math.floor(d0), s[column].to_numpy(), where="post", lw=1.4,
-                color=cmap(i % 10), label=plain(label))
+        ax.step(
+            s.index.to_numpy() - math.floor(d0),
+            s[column].to_numpy(),
+            where="post",
+            lw=1.4,
+            color=cmap(i % 10),
+            label=plain(label),
+        )
     ax.axvline(0, color="black", ls="--", lw=1, label="first disruption")
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper right", fontsize=8, ncol=2)
@@ -256,16 +297,30 @@ def _cell(r: dict, key: str, unit: str, scale: float) -> str:
 def comparison_figures(rows: list[dict], labels: list[tuple[str, Run, dict]]) -> list[tuple[str, str, Figure]]:
     """Every chart of the comparison page as (file name, title, Figure), unsaved."""
     runs = [(lab, run) for lab, run, _ in labels]
-    out = [("pareto.png", "Recovery time vs peak load (Pareto)", pareto_figure(rows)),
-           ("connected_overlay.png", "Connected clients, aligned on the first disruption",
-            overlay_figure(runs, "connected", "Connected clients", "connections")),
-           ("attempts_overlay.png", "Attempt rate, aligned on the first disruption",
-            overlay_figure(runs, "attempts", "Connect attempts per second", "attempts per second"))]
+    out = [
+        ("pareto.png", "Recovery time vs peak load (Pareto)", pareto_figure(rows)),
+        (
+            "connected_overlay.png",
+            "Connected clients, aligned on the first disruption",
+            overlay_figure(runs, "connected", "Connected clients", "connections"),
+        ),
+        (
+            "attempts_overlay.png",
+            "Attempt rate, aligned on the first disruption",
+            overlay_figure(runs, "attempts", "Connect attempts per second", "attempts per second"),
+        ),
+    ]
     measured = [(lab, run) for lab, run in runs if M.has_column(run.series, "server_goodput")]
     if measured:
-        out.append(("goodput_overlay.png", "Server goodput, aligned on the first disruption",
-                    overlay_figure(measured, "server_goodput", "Server goodput (admissions that became held "
-                                   "connections)", "per second")))
+        out.append(
+            (
+                "goodput_overlay.png",
+                "Server goodput, aligned on the first disruption",
+                overlay_figure(
+                    measured, "server_goodput", "Server goodput (admissions that became held connections)", "per second"
+                ),
+            )
+        )
     return out
 
 
@@ -274,8 +329,14 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def render_html(rows: list[dict], ranked: list[tuple[dict, str]], images: list[tuple[str, Path]],
-                labels: list[tuple[str, Run, dict]], out: Path, run_reports: dict[str, str] | None = None) -> str:
+def render_html(
+    rows: list[dict],
+    ranked: list[tuple[dict, str]],
+    images: list[tuple[str, Path]],
+    labels: list[tuple[str, Run, dict]],
+    out: Path,
+    run_reports: dict[str, str] | None = None,
+) -> str:
     """The comparison page (self-contained but for relative links to each run's report)."""
     run_reports = run_reports or {}
     repeated = any(r["runs"] > 1 for r in rows)
@@ -285,34 +346,46 @@ def render_html(rows: list[dict], ranked: list[tuple[dict, str]], images: list[t
     head = "".join(f"<th>{esc(h)}</th>" for h in heads)
     body = []
     for r, _ in ranked:
-        cells = [f"<td>{esc(r['policy'])}</td>", f"<td>{esc(r['scenario'])}</td>", f"<td class='num'>{r['runs']}</td>",
-                 _cell(r, "score", "", 1.0)]
+        cells = [
+            f"<td>{esc(r['policy'])}</td>",
+            f"<td>{esc(r['scenario'])}</td>",
+            f"<td class='num'>{r['runs']}</td>",
+            _cell(r, "score", "", 1.0),
+        ]
         cells += [_cell(r, key, unit, scale) for key, _, unit, scale in cols]
         if meta:
             cells.append(f"<td>{r['metastable_runs']} of {r['metastable_judged']}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     verdict = verdict_text(rows, ranked)
     bad = any(R.standing(r).broke for r in rows)
-    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>wsstorm comparison</title>",
-             f"<style>{CSS}</style></head><body><h1>wsstorm comparison</h1>",
-             f"<p class='sub'>{len(labels)} run(s), {len(rows)} policy/scenario group(s)</p>",
-             f"<div class='verdict {'bad' if bad else 'good'}'>"
-             + "".join(f"<p>{esc(v)}</p>" for v in verdict) + "</div>",
-             "<h2>Ranking</h2><ol>"]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>wsstorm comparison</title>",
+        f"<style>{CSS}</style></head><body><h1>wsstorm comparison</h1>",
+        f"<p class='sub'>{len(labels)} run(s), {len(rows)} policy/scenario group(s)</p>",
+        f"<div class='verdict {'bad' if bad else 'good'}'>" + "".join(f"<p>{esc(v)}</p>" for v in verdict) + "</div>",
+        "<h2>Ranking</h2><ol>",
+    ]
     parts += [f"<li><b>{esc(r['policy'])}</b> ({esc(r['scenario'])}): {esc(reason)}</li>" for r, reason in ranked]
     parts.append(f"</ol><p class='small'>{esc(R.RULE)} (docs/comparison.md)</p>")
     for a, b in indistinct(ranked):
         k = min(a["runs"], b["runs"])
-        parts.append(f"<p class='small'>{esc(a['policy'])} and {esc(b['policy'])} are not distinguishable in "
-                     f"{k} runs: their 95% intervals overlap on what ordered them.</p>")
+        parts.append(
+            f"<p class='small'>{esc(a['policy'])} and {esc(b['policy'])} are not distinguishable in "
+            f"{k} runs: their 95% intervals overlap on what ordered them.</p>"
+        )
     parts.append(f"<h2>Table</h2><table><tr>{head}</tr>{''.join(body)}</table>")
     if repeated:
-        parts.append("<p class='small'>Repeated runs (same policy and scenario): mean ± half-width of the 95% "
-                     "t-interval; the ranking uses the means.</p>")
+        parts.append(
+            "<p class='small'>Repeated runs (same policy and scenario): mean ± half-width of the 95% "
+            "t-interval; the ranking uses the means.</p>"
+        )
     warn = [(lab, w) for lab, run, m in labels for w in m.get("warnings", [])]
     if warn:
-        parts.append("<div class='warn'><b>Warnings from the runs</b><ul>"
-                     + "".join(f"<li>{esc(lab)}: {esc(w)}</li>" for lab, w in warn) + "</ul></div>")
+        parts.append(
+            "<div class='warn'><b>Warnings from the runs</b><ul>"
+            + "".join(f"<li>{esc(lab)}: {esc(w)}</li>" for lab, w in warn)
+            + "</ul></div>"
+        )
     parts.append("<h2>Charts</h2>")
     for t, p in images:
         parts.append(f"<h3>{esc(t)}</h3><img alt='{esc(t)}' src='{data_uri(p)}'>")
@@ -320,14 +393,18 @@ def render_html(rows: list[dict], ranked: list[tuple[dict, str]], images: list[t
     for lab, run, _ in labels:
         link = run_reports.get(str(run.path))
         rel = os.path.relpath(run.path, out)
-        items.append(f"<li><a href='{esc(link)}'>{esc(lab)}</a> ({esc(rel)})</li>" if link else
-                     f"<li>{esc(lab)}: {esc(rel)}</li>")
+        items.append(
+            f"<li><a href='{esc(link)}'>{esc(lab)}</a> ({esc(rel)})</li>"
+            if link
+            else f"<li>{esc(lab)}: {esc(rel)}</li>"
+        )
     parts.append("<h2>Runs</h2><ul>" + "".join(items) + "</ul></body></html>")
     return "\n".join(parts)
 
 
-def write_comparison(folders: list[str | Path], out: str | Path | None = None,
-                     held_s: float = M.HELD_S, run_reports: bool = True) -> tuple[Path, list[tuple[str, dict]]]:
+def write_comparison(
+    folders: list[str | Path], out: str | Path | None = None, held_s: float = M.HELD_S, run_reports: bool = True
+) -> tuple[Path, list[tuple[str, dict]]]:
     """Load and compare run folders; writes compare.html, PNGs, compare.json and result.json into `out`,
     and (``run_reports``) each run's report.html, linked both ways."""
     if not folders:
@@ -351,7 +428,7 @@ def write_comparison(folders: list[str | Path], out: str | Path | None = None,
         labels.append((base if seen[base] == 1 else f"{base} #{seen[base]}", run, m))
     links: dict[str, str] = {}
     if run_reports:
-        for lab, run, m in labels:
+        for _lab, run, m in labels:
             back = (os.path.relpath(out / names.COMPARE_HTML, run.path), "back to the comparison")
             page_path, _ = build_report(run, held_s, back=back, m=m)
             links[str(run.path)] = os.path.relpath(page_path, out)
@@ -360,14 +437,33 @@ def write_comparison(folders: list[str | Path], out: str | Path | None = None,
     images = [(title, _save(fig, out / name)) for name, title, fig in comparison_figures(rows, labels)]
     page = out / names.COMPARE_HTML
     page.write_text(render_html(rows, ranked, images, labels, out, links), encoding="utf-8")
-    (out / names.COMPARE_JSON).write_text(json.dumps(jsonable({
-        "groups": rows, "verdict": verdict_text(rows, ranked), "rule": R.RULE,
-        "ranking": [{"policy": r["policy"], "scenario": r["scenario"], "reason": why, "score": r["score"]}
-                    for r, why in ranked],
-        "not_distinguishable": [[a["policy"], b["policy"]] for a, b in indistinct(ranked)]}), indent=2))
-    write_result(out, AnalysisResult(v=VERSION, kind="comparison", report=names.COMPARE_HTML,
-                                     metrics=names.COMPARE_JSON,
-                                     runs=[os.path.relpath(run.path, out) for _, run, _ in labels],
-                                     run_reports=[links[str(run.path)] for _, run, _ in labels if str(run.path) in links],
-                                     warnings=[f"{lab}: {w}" for lab, _, m in labels for w in m.get("warnings", [])]))
+    (out / names.COMPARE_JSON).write_text(
+        json.dumps(
+            jsonable(
+                {
+                    "groups": rows,
+                    "verdict": verdict_text(rows, ranked),
+                    "rule": R.RULE,
+                    "ranking": [
+                        {"policy": r["policy"], "scenario": r["scenario"], "reason": why, "score": r["score"]}
+                        for r, why in ranked
+                    ],
+                    "not_distinguishable": [[a["policy"], b["policy"]] for a, b in indistinct(ranked)],
+                }
+            ),
+            indent=2,
+        )
+    )
+    write_result(
+        out,
+        AnalysisResult(
+            v=VERSION,
+            kind="comparison",
+            report=names.COMPARE_HTML,
+            metrics=names.COMPARE_JSON,
+            runs=[os.path.relpath(run.path, out) for _, run, _ in labels],
+            run_reports=[links[str(run.path)] for _, run, _ in labels if str(run.path) in links],
+            warnings=[f"{lab}: {w}" for lab, _, m in labels for w in m.get("warnings", [])],
+        ),
+    )
     return page, [(lab, m) for lab, _, m in labels]

@@ -24,15 +24,24 @@ from wsstorm.runfolder.jsonl import read_jsonl
 
 # Columns kept from events: the common ones, then the ones analysis reads, by event type.
 COMMON = ("t", "user", "conn", "event", "v")
-BY_EVENT = {"attempt": {"scheduled_t": "f"}, "fail": {"kind": "c", "status": "f"},
-            "close": {"code": "f", "by": "c", "reason": "o", "uptime_s": "f"},
-            "wait": {"delay": "f", "after_code": "c"}, "echo": {"rtt_ms": "f"}}
+BY_EVENT = {
+    "attempt": {"scheduled_t": "f"},
+    "fail": {"kind": "c", "status": "f"},
+    "close": {"code": "f", "by": "c", "reason": "o", "uptime_s": "f"},
+    "wait": {"delay": "f", "after_code": "c"},
+    "echo": {"rtt_ms": "f"},
+}
 EVENT_FLOATS = ["t", "conn", "v", "scheduled_t", "status", "code", "uptime_s", "delay", "rtt_ms"]
 EVENT_CATS = ["user", "event", "kind", "by", "after_code"]
 KNOWN_EVENTS = set(schemas.EVENTS)
 # Optional ServerTick counts of the cost model, and the series column each sums into.
-COST_FIELDS = {"goodput": "server_goodput", "wasted_ms": "server_wasted_ms", "abandoned": "server_abandoned",
-               "attempts": "server_attempts", "work_ms": "server_work_ms"}
+COST_FIELDS = {
+    "goodput": "server_goodput",
+    "wasted_ms": "server_wasted_ms",
+    "abandoned": "server_abandoned",
+    "attempts": "server_attempts",
+    "work_ms": "server_work_ms",
+}
 
 
 @dataclass
@@ -41,13 +50,13 @@ class Run:
 
     path: Path
     manifest: dict
-    events: pd.DataFrame | None          # None for simulated runs
-    conns: pd.DataFrame | None           # one row per opened connection
-    server: pd.DataFrame | None          # server ticks (one row per tick)
-    disruptions: pd.DataFrame            # columns t (s since start), fault, source
-    series: pd.DataFrame                 # the analysis series frame, index s
+    events: pd.DataFrame | None  # None for simulated runs
+    conns: pd.DataFrame | None  # one row per opened connection
+    server: pd.DataFrame | None  # server ticks (one row per tick)
+    disruptions: pd.DataFrame  # columns t (s since start), fault, source
+    series: pd.DataFrame  # the analysis series frame, index s
     t0: float
-    end: float                           # run end, seconds since t0
+    end: float  # run end, seconds since t0
     downtimes: np.ndarray | None = None  # simulated runs: downtimes.csv
     attempts: pd.DataFrame | None = None  # attempts with their outcome
     warnings: list[str] = field(default_factory=list)
@@ -73,8 +82,10 @@ class Run:
     def _target_settings(self) -> dict:
         scenario = self.manifest.get("scenario")
         out: dict = {}
-        for src in ((scenario.get("target") if isinstance(scenario, dict) else None) or {},
-                    self.manifest.get("target") or {}):
+        for src in (
+            (scenario.get("target") if isinstance(scenario, dict) else None) or {},
+            self.manifest.get("target") or {},
+        ):
             if isinstance(src, dict):
                 out.update(src)
         return out
@@ -101,9 +112,11 @@ def cost_budget(target: dict) -> float | None:
     processes (at most its pinned CPUs) x 1000 / CPU-ms per admitted attempt (attempt + handshake +
     session cost), capped by the dependency store's concurrency x 1000 / store_ms.  An estimate: TLS
     handshake CPU is not in it.  None when the target has no costs."""
+
     def ms(key: str) -> float:
         v = _num(target.get(key))
         return v if v is not None and v > 0 else 0.0
+
     cpu_ms = ms("attempt_cost_ms") + ms("handshake_cost_ms") + ms("session_cost_ms")
     bounds = []
     if cpu_ms > 0:
@@ -123,7 +136,10 @@ def _target_value(run: Run, key: str) -> float | None:
         if v > 0:
             return v
     scenario = run.manifest.get("scenario")
-    for src in (run.manifest.get("target") or {}, (scenario.get("target") if isinstance(scenario, dict) else None) or {}):
+    for src in (
+        run.manifest.get("target") or {},
+        (scenario.get("target") if isinstance(scenario, dict) else None) or {},
+    ):
         v = src.get(key) if isinstance(src, dict) else None
         if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
             return float(v)
@@ -131,6 +147,7 @@ def _target_value(run: Run, key: str) -> float | None:
 
 
 # -- JSON Lines (parsing: wsstorm.runfolder.jsonl) -----------------------------
+
 
 def shard_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:
     """One events shard as frames (one per chunk) and its warnings; runs in a worker process."""
@@ -213,7 +230,9 @@ def load_events(folder: Path, manifest: dict, warnings: list[str], counts: dict[
         present = {p.name for p in shards}
         missing = [str(w) for w in expected if names.shard_name(str(w)) not in present]
         if missing and shards:
-            warnings.append(f"missing event shard(s) for worker(s) {', '.join(missing)}: their users are not in the numbers")
+            warnings.append(
+                f"missing event shard(s) for worker(s) {', '.join(missing)}: their users are not in the numbers"
+            )
     if not shards:
         return None
     frames = []
@@ -260,7 +279,9 @@ def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None,
     """Server ticks as a frame, plus its fault lines."""
     p = folder / names.SERVER
     if not p.exists():
-        warnings.append(f"no {names.SERVER}: server-side numbers (capacity, rejections) come from the manifest and the clients")
+        warnings.append(
+            f"no {names.SERVER}: server-side numbers (capacity, rejections) come from the manifest and the clients"
+        )
         return None, []
     rows, faults = [], []
     for chunk in read_jsonl(p, warnings, "server log"):
@@ -271,15 +292,22 @@ def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None,
                 faults.append(r)
             elif r.get("type", "tick") == "tick":
                 rej = r.get("rejected") or {}
-                rows.append({
-                    "t": float(r["t"]), "proc": r.get("proc", 0), "state": str(r.get("state", "serving")),
-                    "connections": _num(r.get("connections")), "capacity": _num(r.get("capacity")),
-                    "handshake_rate": _num(r.get("handshake_rate")), "accepted": _num(r.get("accepted")),
-                    "rejected": sum(_num(v) or 0 for v in rej.values()) if isinstance(rej, dict) else _num(rej),
-                    "queue_depth": _num(r.get("queue_depth")), "cpu_pct": _num(r.get("cpu_pct")),
-                    # the cost model's counts: absent (None -> NaN) in runs that predate it
-                    **{k: _num(r.get(k)) for k in COST_FIELDS},
-                })
+                rows.append(
+                    {
+                        "t": float(r["t"]),
+                        "proc": r.get("proc", 0),
+                        "state": str(r.get("state", "serving")),
+                        "connections": _num(r.get("connections")),
+                        "capacity": _num(r.get("capacity")),
+                        "handshake_rate": _num(r.get("handshake_rate")),
+                        "accepted": _num(r.get("accepted")),
+                        "rejected": sum(_num(v) or 0 for v in rej.values()) if isinstance(rej, dict) else _num(rej),
+                        "queue_depth": _num(r.get("queue_depth")),
+                        "cpu_pct": _num(r.get("cpu_pct")),
+                        # the cost model's counts: absent (None -> NaN) in runs that predate it
+                        **{k: _num(r.get(k)) for k in COST_FIELDS},
+                    }
+                )
     if not rows:
         warnings.append(f"{names.SERVER} has no tick lines")
         return None, faults
@@ -305,11 +333,14 @@ def load_faults(folder: Path, warnings: list[str]) -> list[dict]:
 
 # -- derived tables ------------------------------------------------------------
 
+
 def build_conns(ev: pd.DataFrame, end_abs: float) -> pd.DataFrame:
     """One row per opened connection: user, conn, open_t, close_t, code, by, uptime (absolute times)."""
     opens = ev.loc[ev["event"] == "open", ["user", "conn", "t"]].rename(columns={"t": "open_t"})
     opens = opens.drop_duplicates(["user", "conn"])
-    closes = ev.loc[ev["event"] == "close", ["user", "conn", "t", "code", "by", "reason"]].rename(columns={"t": "close_t"})
+    closes = ev.loc[ev["event"] == "close", ["user", "conn", "t", "code", "by", "reason"]].rename(
+        columns={"t": "close_t"}
+    )
     closes = closes.drop_duplicates(["user", "conn"])
     c = opens.merge(closes, on=["user", "conn"], how="left", sort=False)
     c["uptime"] = c["close_t"].fillna(end_abs) - c["open_t"]
@@ -353,7 +384,9 @@ def attempt_outcomes(ev: pd.DataFrame, conns: pd.DataFrame) -> pd.DataFrame:
     return a.reset_index(drop=True)
 
 
-def series_from_events(ev: pd.DataFrame, conns: pd.DataFrame, attempts: pd.DataFrame, t0: float, n_s: int) -> pd.DataFrame:
+def series_from_events(
+    ev: pd.DataFrame, conns: pd.DataFrame, attempts: pd.DataFrame, t0: float, n_s: int
+) -> pd.DataFrame:
     """The analysis series frame (per second since t0) from events."""
     idx = pd.RangeIndex(n_s, name="s")
 
@@ -366,7 +399,7 @@ def series_from_events(ev: pd.DataFrame, conns: pd.DataFrame, attempts: pd.DataF
     delta = per_s(conns["open_t"]) - per_s(conns["close_t"].dropna())
     out["connected"] = np.cumsum(delta)
     out["attempts"] = per_s(attempts["t"])
-    for o, col in zip(schemas.OUTCOMES, schemas.OUTCOME_COLUMNS):
+    for o, col in zip(schemas.OUTCOMES, schemas.OUTCOME_COLUMNS, strict=False):
         out[col] = per_s(attempts.loc[attempts["outcome"] == o, "t"])
     cl = conns.dropna(subset=["close_t"])
     for code in sorted(cl["code"].dropna().unique()):
@@ -380,10 +413,15 @@ def add_server_columns(series: pd.DataFrame, server: pd.DataFrame, t0: float) ->
     sv["s"] = np.floor(sv["t"] - t0).astype(np.int64)
     sv = sv[(sv["s"] >= 0) & (sv["s"] < len(series))]
     sv["not_serving"] = (sv["state"] != "serving").astype(int)
-    g = sv.groupby("s").agg(server_connections=("connections", "sum"), capacity=("capacity", "sum"),
-                            handshake_rate=("handshake_rate", "sum"), server_rejected=("rejected", "sum"),
-                            server_accepted=("accepted", "sum"), server_queue_depth=("queue_depth", "max"),
-                            server_not_serving=("not_serving", "max"))
+    g = sv.groupby("s").agg(
+        server_connections=("connections", "sum"),
+        capacity=("capacity", "sum"),
+        handshake_rate=("handshake_rate", "sum"),
+        server_rejected=("rejected", "sum"),
+        server_accepted=("accepted", "sum"),
+        server_queue_depth=("queue_depth", "max"),
+        server_not_serving=("not_serving", "max"),
+    )
     out = series.join(g, how="left")
     for field_, col in COST_FIELDS.items():
         if field_ in sv and sv[field_].notna().any():
@@ -451,6 +489,7 @@ def disruptions_of(faults: list[dict], server_faults: list[dict], t0: float) -> 
 
 # -- entry point -----------------------------------------------------------------
 
+
 def load_run(folder: str | Path) -> Run:
     """Load one run folder; UsageError if it is missing or holds nothing to analyse."""
     folder = Path(folder)
@@ -474,7 +513,9 @@ def load_run(folder: str | Path) -> Run:
     ev = load_events(folder, manifest, warnings, counts)
     if ev is None and not has_series:
         raise UsageError(f"{folder}: no events-*.jsonl or series.csv to analyse (is this a run folder?)")
-    server, server_faults = load_server(folder, warnings) if ev is not None or (folder / names.SERVER).exists() else (None, [])
+    server, server_faults = (
+        load_server(folder, warnings) if ev is not None or (folder / names.SERVER).exists() else (None, [])
+    )
     faults = load_faults(folder, warnings)
 
     t0 = _num(manifest.get("started"))
@@ -486,7 +527,7 @@ def load_run(folder: str | Path) -> Run:
         ended = _num(manifest.get("ended"))
         end_abs = max(last, ended) if ended and ended - last < 86400 else last
         end = end_abs - t0
-        n_s = int(math.floor(end)) + 1
+        n_s = math.floor(end) + 1
         conns = build_conns(ev, end_abs)
         attempts = attempt_outcomes(ev, conns)
         series = series_from_events(ev, conns, attempts, t0, n_s)
@@ -518,7 +559,19 @@ def load_run(folder: str | Path) -> Run:
                 downtimes = pd.read_csv(dp)["downtime_s"].to_numpy(dtype=float)
             except (ValueError, KeyError, OSError) as exc:
                 warnings.append(f"downtimes.csv unreadable ({exc})")
-    run = Run(path=folder, manifest=manifest, events=ev, conns=conns, server=server,
-              disruptions=disruptions_of(faults, server_faults, t0), series=series, t0=t0, end=end,
-              downtimes=downtimes, attempts=attempts, warnings=warnings, counts=counts)
+    run = Run(
+        path=folder,
+        manifest=manifest,
+        events=ev,
+        conns=conns,
+        server=server,
+        disruptions=disruptions_of(faults, server_faults, t0),
+        series=series,
+        t0=t0,
+        end=end,
+        downtimes=downtimes,
+        attempts=attempts,
+        warnings=warnings,
+        counts=counts,
+    )
     return run

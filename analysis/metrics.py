@@ -35,6 +35,7 @@ RTT_AFTER_S = 30.0  # ... "after": up to 30 s after the trigger ended
 
 # -- generic -----------------------------------------------------------------------
 
+
 def quantile_reached(times: np.ndarray, q: float) -> float:
     """Smallest time by which a fraction q of the items is done (inf entries never are)."""
     times = np.sort(np.asarray(times, dtype=float))
@@ -60,9 +61,10 @@ def window_mask(t: pd.Series | np.ndarray, start: float, end: float) -> np.ndarr
 
 # -- series-based (events and simulated runs alike) ----------------------------------
 
+
 def peak_attempt_rate(series: pd.DataFrame, s_from: int = 0, s_to: int | None = None) -> float:
     """Largest number of attempts in one second within [s_from, s_to)."""
-    a = series["attempts"].loc[s_from:(s_to - 1) if s_to is not None else None]
+    a = series["attempts"].loc[s_from : (s_to - 1) if s_to is not None else None]
     return float(a.max()) if len(a) else 0.0
 
 
@@ -81,10 +83,14 @@ def overload_mask(series: pd.DataFrame) -> np.ndarray:
         serving = series.get("server_not_serving", pd.Series(0, index=series.index)).fillna(0) == 0
         full = pd.Series(False, index=series.index)
         if {"server_accepted", "handshake_rate", "server_queue_depth"} <= set(series.columns):
-            full = (series["handshake_rate"].fillna(0) > 0) & (series["server_accepted"].fillna(0) >= series["handshake_rate"]) \
+            full = (
+                (series["handshake_rate"].fillna(0) > 0)
+                & (series["server_accepted"].fillna(0) >= series["handshake_rate"])
                 & (series["server_queue_depth"].fillna(0) > 0)
+            )
         late = series["server_abandoned"].fillna(0) > 0 if "server_abandoned" in series else False
-        return ((rej & serving) | full | (late & serving)).to_numpy()
+        mask: np.ndarray = ((rej & serving) | full | (late & serving)).to_numpy()
+        return mask
     cols = [c for c in CLIENT_REJECT_COLS if c in series]
     return (series[cols].sum(axis=1) > 0).to_numpy() if cols else np.zeros(len(series), bool)
 
@@ -100,17 +106,20 @@ def overload_seconds(series: pd.DataFrame, s_from: int = 0, s_to: int | None = N
 def recovery_from_series(series: pd.DataFrame, s_d: int, s_to: int, qs: tuple[float, ...] = QS) -> dict[str, float]:
     """T_q from counts only (simulated runs): first second after s_d where connected >= q * connected before."""
     c = series["connected"]
-    before = float(c.loc[:s_d - 1].iloc[-1]) if len(c.loc[:s_d - 1]) else 0.0
-    after = c.loc[s_d:s_to - 1]
+    before = float(c.loc[: s_d - 1].iloc[-1]) if len(c.loc[: s_d - 1]) else 0.0
+    after = c.loc[s_d : s_to - 1]
     out = {}
     for q in qs:
         hit = after[after >= q * before]
         # a count at second s means "by the end of second s": hence +1
-        out[f"T{round(q * 100)}"] = float(hit.index[0] - s_d + 1) if len(hit) and before > 0 else (math.nan if before == 0 else math.inf)
+        out[f"T{round(q * 100)}"] = (
+            float(hit.index[0] - s_d + 1) if len(hit) and before > 0 else (math.nan if before == 0 else math.inf)
+        )
     return out
 
 
 # -- the server's useful and wasted work (series columns of the cost model) --------------
+
 
 class Metastable(TypedDict):
     """The metastable-failure verdict of one disruption (see :func:`metastable`)."""
@@ -170,20 +179,21 @@ def wasted_work(series: pd.DataFrame, s_from: int = 0, s_to: int | None = None) 
     return wasted, (min(wasted / work, 1.0) if work > 0 else 0.0)
 
 
-def metastable(series: pd.DataFrame, t_d: float, trigger_end: float, window_s: int = METASTABLE_WINDOW_S
-               ) -> Metastable | None:
+def metastable(
+    series: pd.DataFrame, t_d: float, trigger_end: float, window_s: int = METASTABLE_WINDOW_S
+) -> Metastable | None:
     """Metastable failure after the disruption at t_d: its trigger ended at trigger_end, yet for
     window_s seconds after it the goodput (5 s rolling mean) stayed below METASTABLE_FRACTION of its
     pre-fault level while fewer than RECOVERED_FRACTION of the clients connected before were back.
     None when it cannot be judged (no goodput counts, or no goodput before the fault)."""
-    s_d = int(math.floor(t_d))
+    s_d = math.floor(t_d)
     level = goodput_level(series, s_d)
     if math.isnan(level):
         return None
     c = series["connected"]
-    before_c = c.loc[:s_d - 1]
+    before_c = c.loc[: s_d - 1]
     connected_before = float(before_c.iloc[-1]) if len(before_c) else 0.0
-    s_end = int(math.ceil(trigger_end))
+    s_end = math.ceil(trigger_end)
     g = series["server_goodput"].fillna(0).astype(float)
     smooth = g.rolling(SMOOTH_S, min_periods=1).mean()
     win = (series.index >= s_end) & (series.index < s_end + window_s)
@@ -192,9 +202,15 @@ def metastable(series: pd.DataFrame, t_d: float, trigger_end: float, window_s: i
     conn_after = float(c[win].max()) if n else 0.0
     down = bool(n and (smooth[win] < METASTABLE_FRACTION * level).all())
     out_clients = connected_before > 0 and conn_after < RECOVERED_FRACTION * connected_before
-    return Metastable(flag=bool(n >= window_s and down and out_clients), trigger_end_s=float(trigger_end),
-                      goodput_before=level, goodput_after=float(after_g.mean()) if n else math.nan, window_s=n,
-                      connected_before=connected_before, connected_after_max=conn_after)
+    return Metastable(
+        flag=bool(n >= window_s and down and out_clients),
+        trigger_end_s=float(trigger_end),
+        goodput_before=level,
+        goodput_after=float(after_g.mean()) if n else math.nan,
+        window_s=n,
+        connected_before=connected_before,
+        connected_after_max=conn_after,
+    )
 
 
 def rtt_percentiles(t: np.ndarray, rtt_ms: np.ndarray, start: float, end: float) -> dict[str, float]:
@@ -202,20 +218,25 @@ def rtt_percentiles(t: np.ndarray, rtt_ms: np.ndarray, start: float, end: float)
     sel = window_mask(t, start, end)
     v = np.asarray(rtt_ms, dtype=float)[sel]
     v = v[~np.isnan(v)]
-    return {"p50": float(np.quantile(v, 0.5)) if len(v) else math.nan,
-            "p99": float(np.quantile(v, 0.99)) if len(v) else math.nan, "n": float(len(v))}
+    return {
+        "p50": float(np.quantile(v, 0.5)) if len(v) else math.nan,
+        "p99": float(np.quantile(v, 0.99)) if len(v) else math.nan,
+        "n": float(len(v)),
+    }
 
 
-def collateral(t: np.ndarray, rtt_ms: np.ndarray, t_d: float, trigger_end: float, t_next: float
-               ) -> dict[str, float]:
+def collateral(t: np.ndarray, rtt_ms: np.ndarray, t_d: float, trigger_end: float, t_next: float) -> dict[str, float]:
     """Echo RTT p50/p99 of the clients that stayed connected, before / during / after one disruption:
     the RTT_BEFORE_S before it, from it to its trigger's end (at least 1 s), and up to RTT_AFTER_S after
     (never past the next disruption).  Keys rtt_{before,during,after}_{p50,p99}_ms, plus rtt_inflation:
     the worst p99 during/after over the p99 before (NaN when either is unknown)."""
     during_end = max(trigger_end, t_d + 1.0)
     out: dict[str, float] = {}
-    for name, (a, b) in {"before": (t_d - RTT_BEFORE_S, t_d), "during": (t_d, during_end),
-                         "after": (during_end, min(during_end + RTT_AFTER_S, max(t_next, during_end)))}.items():
+    for name, (a, b) in {
+        "before": (t_d - RTT_BEFORE_S, t_d),
+        "during": (t_d, during_end),
+        "after": (during_end, min(during_end + RTT_AFTER_S, max(t_next, during_end))),
+    }.items():
         p = rtt_percentiles(t, rtt_ms, a, b)
         out[f"rtt_{name}_p50_ms"], out[f"rtt_{name}_p99_ms"] = p["p50"], p["p99"]
     worst = np.nanmax([out["rtt_during_p99_ms"], out["rtt_after_p99_ms"], -math.inf])
@@ -226,19 +247,22 @@ def collateral(t: np.ndarray, rtt_ms: np.ndarray, t_d: float, trigger_end: float
 
 # -- event-based ------------------------------------------------------------------------
 
+
 def held(conns: pd.DataFrame, n_s: float = HELD_S, until: float = math.inf) -> np.ndarray:
     """Connections that count as recovered: held >= n_s, still open at `until`, or ended by the client."""
     close_t = conns["close_t"].to_numpy(dtype=float)
-    return ((conns["uptime"].to_numpy(dtype=float) >= n_s) | np.isnan(close_t) | (close_t >= until)
-            | (conns["by"].astype(object) == "client").to_numpy())
+    by_client: np.ndarray = (conns["by"].astype(object) == "client").to_numpy()
+    ok: np.ndarray = (conns["uptime"].to_numpy(dtype=float) >= n_s) | np.isnan(close_t) | (close_t >= until) | by_client
+    return ok
 
 
 def _next_held_open(lost: pd.DataFrame, conns: pd.DataFrame, ok: np.ndarray) -> np.ndarray:
     """For each row of lost (user, close_t): open_t of that user's next held connection (NaN if none)."""
     if len(lost) == 0:
         return np.array([], dtype=float)
-    left = pd.DataFrame({"u": lost["user"].cat.codes.to_numpy(), "k": lost["close_t"].to_numpy(dtype=float),
-                         "i": np.arange(len(lost))}).sort_values("k", kind="stable")
+    left = pd.DataFrame(
+        {"u": lost["user"].cat.codes.to_numpy(), "k": lost["close_t"].to_numpy(dtype=float), "i": np.arange(len(lost))}
+    ).sort_values("k", kind="stable")
     h = conns[ok]
     right = pd.DataFrame({"u": h["user"].cat.codes.to_numpy(), "k": h["open_t"].to_numpy(dtype=float)})
     right["open_t"] = right["k"]
@@ -251,9 +275,10 @@ def _next_held_open(lost: pd.DataFrame, conns: pd.DataFrame, ok: np.ndarray) -> 
 
 def connected_at(conns: pd.DataFrame, t: float) -> np.ndarray:
     """Mask of connections open at absolute time t."""
-    o = conns["open_t"].to_numpy(dtype=float)
-    c = conns["close_t"].to_numpy(dtype=float)
-    return (o <= t) & (np.isnan(c) | (c > t))
+    o: np.ndarray = conns["open_t"].to_numpy(dtype=float)
+    c: np.ndarray = conns["close_t"].to_numpy(dtype=float)
+    mask: np.ndarray = (o <= t) & (np.isnan(c) | (c > t))
+    return mask
 
 
 def recovery_times(conns: pd.DataFrame, t_d: float, until: float, n_s: float = HELD_S) -> np.ndarray:
@@ -275,8 +300,14 @@ def downtime_episodes(conns: pd.DataFrame, end_abs: float, n_s: float = HELD_S) 
     Unrecovered episodes run to the end of the run (a lower bound)."""
     ep = conns[conns["close_t"].notna() & (conns["by"].astype(object) != "client").to_numpy()]
     nxt = _next_held_open(ep, conns, held(conns, n_s))
-    df = pd.DataFrame({"user": ep["user"].cat.codes.to_numpy(), "close_t": ep["close_t"].to_numpy(dtype=float),
-                       "next_open": nxt, "code": ep["code"].to_numpy()})
+    df = pd.DataFrame(
+        {
+            "user": ep["user"].cat.codes.to_numpy(),
+            "close_t": ep["close_t"].to_numpy(dtype=float),
+            "next_open": nxt,
+            "code": ep["code"].to_numpy(),
+        }
+    )
     # closes during a downtime (1013 loops, retries) belong to the episode that began at the first one
     df = df.sort_values("close_t", kind="stable").drop_duplicates(["user", "next_open"])
     rec = df["next_open"].notna().to_numpy()
@@ -285,7 +316,9 @@ def downtime_episodes(conns: pd.DataFrame, end_abs: float, n_s: float = HELD_S) 
     return pd.DataFrame({"close_t": close_t, "downtime": down, "recovered": rec, "code": df["code"].to_numpy()})
 
 
-def wasted_attempts(attempts: pd.DataFrame, conns: pd.DataFrame, t_from: float, t_to: float, n_s: float = HELD_S) -> int:
+def wasted_attempts(
+    attempts: pd.DataFrame, conns: pd.DataFrame, t_from: float, t_to: float, n_s: float = HELD_S
+) -> int:
     """Attempts in [t_from, t_to) that did not lead to a connection held >= n_s."""
     n_att = int(window_mask(attempts["t"], t_from, t_to).sum())
     good = int((held(conns, n_s) & window_mask(conns["open_t"], t_from, t_to)).sum())
@@ -296,11 +329,13 @@ def scheduling_error(events: pd.DataFrame, t_from: float = -math.inf, t_to: floa
     """t - scheduled_t (seconds) of the attempts in [t_from, t_to)."""
     a = events[(events["event"] == "attempt").to_numpy()]
     a = a[window_mask(a["t"], t_from, t_to)]
-    err = (a["t"] - a["scheduled_t"]).to_numpy(dtype=float)
-    return err[~np.isnan(err)]
+    err: np.ndarray = (a["t"] - a["scheduled_t"]).to_numpy(dtype=float)
+    out: np.ndarray = err[~np.isnan(err)]
+    return out
 
 
 # -- one scope (the run, or one disruption) ------------------------------------------------
+
 
 def _ms(p: dict[str, float], prefix: str) -> dict[str, float]:
     return {f"{prefix}_{k}_ms": v * 1000 for k, v in p.items()}
@@ -314,8 +349,9 @@ def echo_rtts(events: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
     return e["t"].to_numpy(dtype=float), e["rtt_ms"].to_numpy(dtype=float)
 
 
-def server_work_metrics(series: pd.DataFrame, i_from: int, i_to: int, t_d: float | None,
-                        trigger_end: float | None) -> dict[str, Any]:
+def server_work_metrics(
+    series: pd.DataFrame, i_from: int, i_to: int, t_d: float | None, trigger_end: float | None
+) -> dict[str, Any]:
     """Goodput, goodput lost, wasted work, abandoned handshakes and the metastable verdict of the window
     [i_from, i_to) (s since start); values are NaN/None in runs without the cost model's counts."""
     m: dict[str, Any] = {}
@@ -325,34 +361,41 @@ def server_work_metrics(series: pd.DataFrame, i_from: int, i_to: int, t_d: float
         m[key] = float(_window(series, col, i_from, i_to).fillna(0).sum()) if has_column(series, col) else math.nan
     if t_d is not None:
         end = trigger_end if trigger_end is not None else t_d
-        level = goodput_level(series, int(math.floor(t_d)))
-        lost, frac = goodput_lost(series, int(math.ceil(end)), i_to, level)
+        level = goodput_level(series, math.floor(t_d))
+        lost, frac = goodput_lost(series, math.ceil(end), i_to, level)
         demand = lost / frac if frac and frac > 0 else (0.0 if frac == 0 else math.nan)
-        m.update(trigger_end_s=end, goodput_before=level, goodput_lost=lost, goodput_lost_frac=frac,
-                 goodput_demand=demand)
+        m.update(
+            trigger_end_s=end, goodput_before=level, goodput_lost=lost, goodput_lost_frac=frac, goodput_demand=demand
+        )
         m["metastable"] = metastable(series[series.index < i_to], t_d, end)
     return m
 
 
-def scope_metrics(run: Any, s_from: float, s_to: float, t_d: float | None, n_s: float = HELD_S,
-                  trigger_end: float | None = None) -> dict[str, Any]:
+def scope_metrics(
+    run: Any, s_from: float, s_to: float, t_d: float | None, n_s: float = HELD_S, trigger_end: float | None = None
+) -> dict[str, Any]:
     """Metrics of the window [s_from, s_to) (seconds since start); t_d: the disruption, if any, whose
     trigger ended at trigger_end (default t_d)."""
     series, budget = run.series, run.budget
-    i_from, i_to = int(math.floor(s_from)), int(math.ceil(s_to))
+    i_from, i_to = math.floor(s_from), math.ceil(s_to)
     peak = peak_attempt_rate(series, i_from, i_to)
-    m: dict[str, Any] = {"from_s": s_from, "to_s": s_to, "peak_attempts_per_s": peak, "budget_per_s": budget,
-                         "herd_factor": herd_factor(peak, budget), "capacity": run.capacity,
-                         "overload_s": overload_seconds(series, i_from, i_to)}
-    win = series.loc[i_from:i_to - 1]
+    m: dict[str, Any] = {
+        "from_s": s_from,
+        "to_s": s_to,
+        "peak_attempts_per_s": peak,
+        "budget_per_s": budget,
+        "herd_factor": herd_factor(peak, budget),
+        "capacity": run.capacity,
+        "overload_s": overload_seconds(series, i_from, i_to),
+    }
+    win = series.loc[i_from : i_to - 1]
     m["attempts"] = int(win["attempts"].sum())
     m.update(server_work_metrics(series, i_from, i_to, t_d, trigger_end))
     rt_t, rtt = echo_rtts(getattr(run, "events", None))
     if len(rt_t):
         t0 = run.t0
         if t_d is not None:
-            m.update(collateral(rt_t, rtt, t0 + t_d, t0 + (trigger_end if trigger_end is not None else t_d),
-                                t0 + s_to))
+            m.update(collateral(rt_t, rtt, t0 + t_d, t0 + (trigger_end if trigger_end is not None else t_d), t0 + s_to))
         p = rtt_percentiles(rt_t, rtt, t0 + s_from, t0 + s_to)
         m["rtt_p50_ms"], m["rtt_p99_ms"], m["echoes"] = p["p50"], p["p99"], int(p["n"])
     if run.conns is not None:
@@ -377,7 +420,7 @@ def scope_metrics(run: Any, s_from: float, s_to: float, t_d: float | None, n_s: 
         m.update(_ms(percentiles(scheduling_error(run.events, a_from, a_to), (0.5, 0.99)), "sched_err"))
     else:  # simulated: counts only
         if t_d is not None:
-            before = series["connected"].loc[:int(t_d) - 1]
+            before = series["connected"].loc[: int(t_d) - 1]
             m["connected_before"] = int(before.iloc[-1]) if len(before) else 0
             m.update({f"recovery_{k}_s": v for k, v in recovery_from_series(series, int(t_d), i_to).items()})
         wasted = int(win["attempts"].sum() - win["attempts_open"].sum())
@@ -398,7 +441,7 @@ def compute(run: Any, n_s: float = HELD_S) -> dict[str, Any]:
     times = d["t"].tolist()
     ends = d["end"].tolist() if "end" in d else times
     per = []
-    for i, (t_d, fault) in enumerate(zip(times, d["fault"])):
+    for i, (t_d, fault) in enumerate(zip(times, d["fault"], strict=False)):
         t_next = times[i + 1] if i + 1 < len(times) else end
         m = scope_metrics(run, t_d, max(t_next, t_d + 1e-9), t_d, n_s, trigger_end=float(ends[i]))
         per.append({"t_s": t_d, "fault": fault, **m})
@@ -434,7 +477,7 @@ def combine_disruptions(per: list[dict[str, Any]]) -> dict[str, Any]:
         return out
     lost = [p.get("goodput_lost", math.nan) for p in per]
     demand = [p.get("goodput_demand", math.nan) for p in per]
-    known = [(x, y) for x, y in zip(lost, demand) if not (math.isnan(x) or math.isnan(y))]
+    known = [(x, y) for x, y in zip(lost, demand, strict=False) if not (math.isnan(x) or math.isnan(y))]
     out["goodput_lost"] = sum(x for x, _ in known) if known else math.nan
     tot = sum(y for _, y in known)
     out["goodput_lost_frac"] = (out["goodput_lost"] / tot if tot > 0 else 0.0) if known else math.nan
@@ -445,7 +488,7 @@ def combine_disruptions(per: list[dict[str, Any]]) -> dict[str, Any]:
             out[k] = max(vals)
     if "rtt_before_p99_ms" in per[0]:
         out["rtt_before_p50_ms"], out["rtt_before_p99_ms"] = per[0]["rtt_before_p50_ms"], per[0]["rtt_before_p99_ms"]
-    verdicts = [p.get("metastable") for p in per if p.get("metastable") is not None]
+    verdicts: list[Metastable] = [p["metastable"] for p in per if p.get("metastable") is not None]
     flagged = [v for v in verdicts if v["flag"]]
     out["metastable"] = flagged[0] if flagged else (verdicts[-1] if verdicts else None)
     return out

@@ -27,11 +27,13 @@ BROKE_HERD = HERD_STEP  # a peak at 5x the budget or more (or a metastable failu
 SECONDARY = ("goodput_lost_frac", "wasted_work_frac", "rtt_inflation")
 CLIENT_COST = ("recovery_T95_s", "downtime_p99_s", "wasted_per_recovered")
 
-RULE = ("Order: protection first, as a scale: log5(herd factor) + overload seconds / 10 + 0.4 × the mean of "
-        "goodput lost, wasted-work share and collateral-latency inflation (each 0–1, when measured); "
-        "policies within the same half-unit band of that score count as equally protective and are ordered by "
-        "what clients paid (recovery T95, then downtime p99, then wasted attempts). So no policy ranks above one "
-        "that had no more overload seconds and a herd factor at most a fifth of its own.")
+RULE = (
+    "Order: protection first, as a scale: log5(herd factor) + overload seconds / 10 + 0.4 × the mean of "
+    "goodput lost, wasted-work share and collateral-latency inflation (each 0–1, when measured); "
+    "policies within the same half-unit band of that score count as equally protective and are ordered by "
+    "what clients paid (recovery T95, then downtime p99, then wasted attempts). So no policy ranks above one "
+    "that had no more overload seconds and a herd factor at most a fifth of its own."
+)
 
 
 def num(v: Any) -> float:
@@ -74,8 +76,11 @@ def protection_score(row: Mapping[str, Any]) -> float:
     """The protection score (lower protects better); see the module docstring."""
     ov = num(row.get("overload_s"))
     sec = secondary_terms(row)
-    return (herd_term(row) + (0.0 if math.isnan(ov) else ov / OVERLOAD_UNIT_S)
-            + (SECONDARY_WEIGHT * sum(sec) / len(sec) if sec else 0.0))
+    return (
+        herd_term(row)
+        + (0.0 if math.isnan(ov) else ov / OVERLOAD_UNIT_S)
+        + (SECONDARY_WEIGHT * sum(sec) / len(sec) if sec else 0.0)
+    )
 
 
 def band(score: float) -> float:

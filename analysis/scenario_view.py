@@ -14,15 +14,26 @@ import pandas as pd
 
 # Labels for the scenario keys a reader meets most; any other key is shown under its own name.
 TARGET_LABELS = {
-    "capacity": "connection capacity", "handshake_rate": "token bucket (handshakes/s; 0 = off)",
-    "handshake_cost_ms": "CPU per admitted handshake (ms)", "attempt_cost_ms": "CPU per attempt, before admission (ms)",
-    "session_cost_ms": "CPU per session setup (ms)", "store_concurrency": "dependency store: concurrent calls",
-    "store_ms": "dependency store: ms per call", "handshake_timeout": "server handshake timeout (s)",
-    "overload": "overload answer", "workers": "serving processes", "proxy": "fault proxy in front", "tls": "TLS (wss://)",
+    "capacity": "connection capacity",
+    "handshake_rate": "token bucket (handshakes/s; 0 = off)",
+    "handshake_cost_ms": "CPU per admitted handshake (ms)",
+    "attempt_cost_ms": "CPU per attempt, before admission (ms)",
+    "session_cost_ms": "CPU per session setup (ms)",
+    "store_concurrency": "dependency store: concurrent calls",
+    "store_ms": "dependency store: ms per call",
+    "handshake_timeout": "server handshake timeout (s)",
+    "overload": "overload answer",
+    "workers": "serving processes",
+    "proxy": "fault proxy in front",
+    "tls": "TLS (wss://)",
     "cpus": "pinned to CPUs",
 }
-CLIENT_LABELS = {"message_rate": "messages per second per user", "ping_interval": "ping interval (s)",
-                 "pong_timeout": "pong timeout (s)", "connect_timeout": "connect timeout (s)"}
+CLIENT_LABELS = {
+    "message_rate": "messages per second per user",
+    "ping_interval": "ping interval (s)",
+    "pong_timeout": "pong timeout (s)",
+    "connect_timeout": "connect timeout (s)",
+}
 
 
 def _esc(x: Any) -> str:
@@ -82,9 +93,13 @@ def scenario_html(scen: Any, raw: str | None, disruptions: pd.DataFrame) -> str:
             parts.append("<h3>Client settings</h3>" + _table([list(r) for r in _kv_rows(client, CLIENT_LABELS)]))
         faults = [f for f in scen.get("faults") or [] if isinstance(f, dict)]
         if faults:
-            parts.append("<h3>Faults (as scheduled)</h3>" + _table(
-                [[f"{_value(f.get('at', '?'))} s", _value(f.get("action", "?")), fault_text(f)] for f in faults],
-                ["at", "action", "parameters"]))
+            parts.append(
+                "<h3>Faults (as scheduled)</h3>"
+                + _table(
+                    [[f"{_value(f.get('at', '?'))} s", _value(f.get("action", "?")), fault_text(f)] for f in faults],
+                    ["at", "action", "parameters"],
+                )
+            )
         else:
             parts.append("<p class='small'>No faults scheduled.</p>")
     elif scen:
@@ -93,8 +108,13 @@ def scenario_html(scen: Any, raw: str | None, disruptions: pd.DataFrame) -> str:
         parts.append("<p class='small'>No scenario recorded in the manifest.</p>")
     if len(disruptions):
         rows = []
-        for t, end, fault, src in zip(disruptions["t"], disruptions.get("end", disruptions["t"]),
-                                      disruptions["fault"], disruptions["source"]):
+        for t, end, fault, src in zip(
+            disruptions["t"],
+            disruptions.get("end", disruptions["t"]),
+            disruptions["fault"],
+            disruptions["source"],
+            strict=False,
+        ):
             ended = f"{end:.1f} s" if isinstance(end, float) and math.isfinite(end) and end > t else "at once"
             rows.append([f"{t:.1f} s", _value(fault), ended, _value(src)])
         parts.append("<h3>Faults as fired</h3>" + _table(rows, ["at", "fault", "trigger ended", "recorded in"]))

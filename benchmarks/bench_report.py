@@ -30,8 +30,12 @@ def run_report(folder: Path) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds and peak RSS (bytes, summed over the process tree) of one report build."""
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "wsstorm.analysis", str(folder)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsstorm.analysis", str(folder)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     ps = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -74,9 +78,11 @@ def main() -> None:
             peaks.append(p)
             print(f"  run {i + 1}: {w:.2f} s wall, {c:.2f} s CPU, peak RSS {p / 2**20:.0f} MiB")
         # CPU seconds are what the wall time would be on an idle core (the machine is shared)
-        print(f"full report of {n:,} events: median {statistics.median(walls):.2f} s wall, "
-              f"{statistics.median(cpus):.2f} s CPU (goal <= 15 s), "
-              f"peak RSS {max(peaks) / 2**20:.0f} MiB (goal <= 2048 MiB); load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"full report of {n:,} events: median {statistics.median(walls):.2f} s wall, "
+            f"{statistics.median(cpus):.2f} s CPU (goal <= 15 s), "
+            f"peak RSS {max(peaks) / 2**20:.0f} MiB (goal <= 2048 MiB); load average {os.getloadavg()[0]:.1f}"
+        )
 
 
 if __name__ == "__main__":

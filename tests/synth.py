@@ -20,8 +20,14 @@ T0 = 1_700_000_000.0
 class SynthRun:
     """An in-memory run: events (per worker), server ticks, faults, manifest."""
 
-    def __init__(self, run: str = "synth", t0: float = T0, policy: str = "full-jitter:base=0.5,cap=30",
-                 capacity: int = 1000, handshake_rate: int = 100) -> None:
+    def __init__(
+        self,
+        run: str = "synth",
+        t0: float = T0,
+        policy: str = "full-jitter:base=0.5,cap=30",
+        capacity: int = 1000,
+        handshake_rate: int = 100,
+    ) -> None:
         self.run, self.t0, self.policy = run, t0, policy
         self.capacity, self.handshake_rate = capacity, handshake_rate
         self.events: dict[str, list[dict]] = defaultdict(list)
@@ -35,31 +41,61 @@ class SynthRun:
     # -- events (times are seconds after t0) ----------------------------------
     def _ev(self, user: str, t: float, event: str, conn: int | None = None, **extra: Any) -> None:
         worker = user.split("/", 1)[0] if "/" in user else "local"
-        ev = {"v": 1, "t": self.t0 + t, "run": self.run, "worker": worker, "user": user,
-              "conn": conn if conn is not None else max(self._conn[user], 1), "event": event}
+        ev = {
+            "v": 1,
+            "t": self.t0 + t,
+            "run": self.run,
+            "worker": worker,
+            "user": user,
+            "conn": conn if conn is not None else max(self._conn[user], 1),
+            "event": event,
+        }
         ev.update(extra)
         self.events[worker].append(ev)
 
-    def attempt(self, user: str, t: float, attempt: int = 1, planned_delay: float = 0.0,
-                sched_err: float = 0.0) -> None:
+    def attempt(
+        self, user: str, t: float, attempt: int = 1, planned_delay: float = 0.0, sched_err: float = 0.0
+    ) -> None:
         """A connect attempt at t that the policy scheduled at t - sched_err."""
-        self._ev(user, t, "attempt", self._conn[user] + 1, attempt=attempt,
-                 planned_delay=planned_delay, scheduled_t=self.t0 + t - sched_err)
+        self._ev(
+            user,
+            t,
+            "attempt",
+            self._conn[user] + 1,
+            attempt=attempt,
+            planned_delay=planned_delay,
+            scheduled_t=self.t0 + t - sched_err,
+        )
 
     def open(self, user: str, t: float, connect_ms: float = 1.0) -> None:
         self._conn[user] += 1
         self._opened[user] = t
         self._ev(user, t, "open", connect_ms=connect_ms)
 
-    def fail(self, user: str, t: float, kind: str = "refused", status: int | None = None,
-             retry_after: float | None = None) -> None:
-        self._ev(user, t, "fail", self._conn[user] + 1, kind=kind, status=status,
-                 retry_after=retry_after, detail=f"synthetic {kind}")
+    def fail(
+        self, user: str, t: float, kind: str = "refused", status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        self._ev(
+            user,
+            t,
+            "fail",
+            self._conn[user] + 1,
+            kind=kind,
+            status=status,
+            retry_after=retry_after,
+            detail=f"synthetic {kind}",
+        )
 
-    def close(self, user: str, t: float, code: int = 1012, reason: str = "", by: str = "server",
-              how: str | None = None) -> None:
-        extra: dict[str, Any] = {"code": code, "reason": reason, "by": by, "clean": code != 1006,
-                                 "uptime_s": t - self._opened.pop(user, t)}
+    def close(
+        self, user: str, t: float, code: int = 1012, reason: str = "", by: str = "server", how: str | None = None
+    ) -> None:
+        extra: dict[str, Any] = {
+            "code": code,
+            "reason": reason,
+            "by": by,
+            "clean": code != 1006,
+            "uptime_s": t - self._opened.pop(user, t),
+        }
         if how:
             extra["how"] = how
         self._ev(user, t, "close", **extra)
@@ -78,45 +114,86 @@ class SynthRun:
         self.open(user, t)
 
     # -- server side -----------------------------------------------------------
-    def tick(self, t: float, connections: int, accepted: int = 0, rejected_1013: int = 0,
-             refused: int = 0, queue_depth: int = 0, state: str = "serving", proc: int = 0, **cost: Any) -> None:
+    def tick(
+        self,
+        t: float,
+        connections: int,
+        accepted: int = 0,
+        rejected_1013: int = 0,
+        refused: int = 0,
+        queue_depth: int = 0,
+        state: str = "serving",
+        proc: int = 0,
+        **cost: Any,
+    ) -> None:
         """One server tick; ``cost`` adds the cost model's optional counts (goodput, wasted_ms, abandoned,
         attempts, work_ms ...), which old runs do not have."""
-        self.ticks.append({"v": 1, "type": "tick", "t": self.t0 + t, "proc": proc, "state": state,
-                           "connections": connections, "capacity": self.capacity,
-                           "handshake_rate": self.handshake_rate, "accepted": accepted,
-                           "rejected": {"1013": rejected_1013, "http_503": 0, "refused": refused, "timeout": 0},
-                           "closes_sent": {"1012": 0, "1013": rejected_1013, "1000": 0, "1009": 0},
-                           "queue_depth": queue_depth, "cpu_pct": 10.0, "rss_bytes": 50_000_000, **cost})
+        self.ticks.append(
+            {
+                "v": 1,
+                "type": "tick",
+                "t": self.t0 + t,
+                "proc": proc,
+                "state": state,
+                "connections": connections,
+                "capacity": self.capacity,
+                "handshake_rate": self.handshake_rate,
+                "accepted": accepted,
+                "rejected": {"1013": rejected_1013, "http_503": 0, "refused": refused, "timeout": 0},
+                "closes_sent": {"1012": 0, "1013": rejected_1013, "1000": 0, "1009": 0},
+                "queue_depth": queue_depth,
+                "cpu_pct": 10.0,
+                "rss_bytes": 50_000_000,
+                **cost,
+            }
+        )
 
     def echo(self, user: str, t: float, rtt_ms: float) -> None:
         """An echoed message came back after rtt_ms (collateral latency of a connected client)."""
         self._ev(user, t, "echo", rtt_ms=rtt_ms)
 
     def fault(self, t: float, fault: str = "restart", **params: Any) -> None:
-        self.faults.append({"v": 1, "t": self.t0 + t, "fault": fault, "params": params, "ok": True,
-                            "detail": "synthetic"})
+        self.faults.append(
+            {"v": 1, "t": self.t0 + t, "fault": fault, "params": params, "ok": True, "detail": "synthetic"}
+        )
 
     def server_fault(self, t: float, fault: str = "restart", **params: Any) -> None:
         self.server_faults.append({"v": 1, "type": "fault", "t": self.t0 + t, "proc": 0, "fault": fault, **params})
 
     # -- output ----------------------------------------------------------------
     def manifest(self, duration_s: float) -> dict:
-        m = {"v": 1, "run": self.run, "started": self.t0, "ended": self.t0 + duration_s,
-             "host": "ws://127.0.0.1:9", "embedded_target": True, "policy": self.policy,
-             "scenario": {"name": "synthetic", "description": "built by tests/synth.py"},
-             "seed": 1, "users": len(self._conn), "spawn_rate": 100, "duration_s": duration_s,
-             "options": {}, "workers": sorted(self.events) or ["local"], "cpu_warnings": [],
-             "versions": {"python": "3.11", "wsstorm": "0.1.0"},
-             "machine": {"hostname": "synth", "cpus": 2},
-             "target": {"capacity": self.capacity, "handshake_rate": self.handshake_rate,
-                        "handshake_cost_ms": 2, "overload": "close"},
-             "simulated": False}
+        m = {
+            "v": 1,
+            "run": self.run,
+            "started": self.t0,
+            "ended": self.t0 + duration_s,
+            "host": "ws://127.0.0.1:9",
+            "embedded_target": True,
+            "policy": self.policy,
+            "scenario": {"name": "synthetic", "description": "built by tests/synth.py"},
+            "seed": 1,
+            "users": len(self._conn),
+            "spawn_rate": 100,
+            "duration_s": duration_s,
+            "options": {},
+            "workers": sorted(self.events) or ["local"],
+            "cpu_warnings": [],
+            "versions": {"python": "3.11", "wsstorm": "0.1.0"},
+            "machine": {"hostname": "synth", "cpus": 2},
+            "target": {
+                "capacity": self.capacity,
+                "handshake_rate": self.handshake_rate,
+                "handshake_cost_ms": 2,
+                "overload": "close",
+            },
+            "simulated": False,
+        }
         m.update(self.manifest_extra)
         return m
 
-    def write(self, folder: str | Path, duration_s: float | None = None, server_log: bool = True,
-              faults_log: bool = True) -> Path:
+    def write(
+        self, folder: str | Path, duration_s: float | None = None, server_log: bool = True, faults_log: bool = True
+    ) -> Path:
         """Write the run folder (one events shard per worker) and return its path."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -138,8 +215,10 @@ class SynthRun:
 
 # -- scenarios with known answers ----------------------------------------------
 
-def restart_storm(n: int = 1000, t_restart: float = 10.0, spread: float = 10.0, end: float = 40.0,
-                  server_log: bool = True) -> SynthRun:
+
+def restart_storm(
+    n: int = 1000, t_restart: float = 10.0, spread: float = 10.0, end: float = 40.0, server_log: bool = True
+) -> SynthRun:
     """n clients open at t=0..1; at t_restart all get 1012; client i reopens at
     t_restart + spread*(i+1)/n and holds until end.  T50 = spread/2, T95 = 0.95*spread,
     downtime of client i = spread*(i+1)/n; no wasted attempts."""
@@ -240,8 +319,14 @@ def realistic(n_events: int = 1_000_000, users: int | None = None, seed: int = 1
             t += 0.005 + max(up, 0.001)
             if t >= duration - 1:
                 break
-            r.close(u, t, code=code, reason="<script>alert(1)</script>" if code == 1013 else "bye",
-                    by="none" if code == 1006 else "server", how="eof" if code == 1006 else None)
+            r.close(
+                u,
+                t,
+                code=code,
+                reason="<script>alert(1)</script>" if code == 1013 else "bye",
+                by="none" if code == 1006 else "server",
+                how="eof" if code == 1006 else None,
+            )
             d = rng.uniform(0.05, 5)
             r.wait(u, t, d, code)
             n += 3
@@ -252,8 +337,15 @@ def realistic(n_events: int = 1_000_000, users: int | None = None, seed: int = 1
     return r
 
 
-def metastable_storm(n: int = 200, t_restart: float = 10.0, down: float = 3.0, end: float = 60.0,
-                     recovers: bool = False, ramp: int = 100, echo_users: int = 20) -> SynthRun:
+def metastable_storm(
+    n: int = 200,
+    t_restart: float = 10.0,
+    down: float = 3.0,
+    end: float = 60.0,
+    recovers: bool = False,
+    ramp: int = 100,
+    echo_users: int = 20,
+) -> SynthRun:
     """n clients join at `ramp` per second (goodput = ramp while they join); a restart at t_restart
     with `down` s down time (the trigger ends at t_restart + down); then every client retries each second.
     recovers=False: the server finishes only handshakes for clients already gone (goodput 0, all wasted)
@@ -298,8 +390,15 @@ def metastable_storm(n: int = 200, t_restart: float = 10.0, down: float = 3.0, e
             good, wasted, att = (n if s == int(t_end) else 0), 0.0, (n if s == int(t_end) else 0)
         else:
             good, wasted, att = 0, 5.0 * n, n
-        r.tick(s, connections=echo_users + (min(n, (s + 1) * ramp) if s < t_restart else 0),
-               accepted=good, state="serving" if not (t_restart <= s < t_end) else "restarting",
-               goodput=good, wasted_ms=wasted, work_ms=wasted + 5.0 * good, abandoned=att if not recovers and
-               s >= t_end else 0, attempts=att)
+        r.tick(
+            s,
+            connections=echo_users + (min(n, (s + 1) * ramp) if s < t_restart else 0),
+            accepted=good,
+            state="serving" if not (t_restart <= s < t_end) else "restarting",
+            goodput=good,
+            wasted_ms=wasted,
+            work_ms=wasted + 5.0 * good,
+            abandoned=att if not recovers and s >= t_end else 0,
+            attempts=att,
+        )
     return r

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
+from tests.synth import restart_storm
 from wsstorm.analysis import metrics as M
 from wsstorm.analysis.load import load_run
-from tests.synth import restart_storm
 from wsstorm.errors import UsageError
 
 
@@ -70,8 +70,21 @@ def test_a_corrupt_timestamp_is_skipped_not_stretched_over_years(folder):
     import json
 
     with open(folder / "events-local.jsonl", "a") as f:
-        f.write(json.dumps({"v": 1, "t": 1.7e15, "run": "synth", "worker": "local", "user": "local/0",
-                            "conn": 1, "event": "open", "connect_ms": 1.0}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "v": 1,
+                    "t": 1.7e15,
+                    "run": "synth",
+                    "worker": "local",
+                    "user": "local/0",
+                    "conn": 1,
+                    "event": "open",
+                    "connect_ms": 1.0,
+                }
+            )
+            + "\n"
+        )
     run = load_run(folder)
     assert any("timestamp far outside the run" in w for w in run.warnings)
     assert run.counts["events"] == 200 * 8

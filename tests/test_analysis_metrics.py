@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.synth import SynthRun, herd, restart_storm, wasted_loop
 from wsstorm.analysis import metrics as M
 from wsstorm.analysis.load import load_run
-from tests.synth import SynthRun, herd, restart_storm, wasted_loop
 
 
 def test_herd_factor_1000_opens_in_one_second_vs_budget_100(tmp_path):
@@ -41,7 +41,7 @@ def test_wasted_attempts_and_downtime_of_a_1013_loop(tmp_path):
     run = load_run(wasted_loop(n=100, loops=4).write(tmp_path / "r"))
     m = M.compute(run)
     d = m["disruptions"][0]
-    assert d["wasted_attempts"] == 500            # 1 refused + 4 accepted-then-1013, per client
+    assert d["wasted_attempts"] == 500  # 1 refused + 4 accepted-then-1013, per client
     assert d["wasted_per_recovered"] == pytest.approx(5.0)
     assert m["run"]["wasted_per_recovered"] == pytest.approx(5.0)
     assert d["downtime_p99_s"] == pytest.approx(3.0, abs=1e-6)  # one episode per client, not one per 1013
@@ -99,14 +99,16 @@ def test_quantile_reached_and_percentiles_are_pure():
 
 def test_simulated_run_goes_through_the_same_metrics(tmp_path):
     import pandas as pd
+
     s = np.arange(30)
     connected = np.where(s < 10, 1000, np.minimum(1000, (s - 9) * 100))
     attempts = np.where((s >= 10) & (s < 20), 100, 0)
     df = pd.DataFrame({"s": s, "connected": connected, "attempts": attempts, "attempts_open": attempts})
     df.to_csv(tmp_path / "series.csv", index=False)
     pd.DataFrame({"downtime_s": np.linspace(0.1, 10, 100)}).to_csv(tmp_path / "downtimes.csv", index=False)
-    (tmp_path / "manifest.json").write_text('{"simulated": true, "policy": "immediate", "started": 0, '
-                                            '"target": {"handshake_rate": 50, "capacity": 1000}}')
+    (tmp_path / "manifest.json").write_text(
+        '{"simulated": true, "policy": "immediate", "started": 0, "target": {"handshake_rate": 50, "capacity": 1000}}'
+    )
     (tmp_path / "faults.jsonl").write_text('{"v":1,"t":10.0,"fault":"restart","params":{},"ok":true}\n')
     run = load_run(tmp_path)
     assert run.simulated
@@ -117,6 +119,7 @@ def test_simulated_run_goes_through_the_same_metrics(tmp_path):
 
 
 # -- the cost model: goodput, wasted work, collateral latency, metastable failure --------------
+
 
 def test_metastable_storm_is_flagged_with_its_trigger_end_and_goodput(tmp_path):
     from tests.synth import metastable_storm
@@ -151,8 +154,14 @@ def test_a_server_that_recovers_is_not_metastable(tmp_path):
 
 def test_metastable_needs_the_whole_window_and_goodput_counts():
     s = np.arange(40)
-    series = pd.DataFrame({"connected": np.where(s < 10, 100, 0), "attempts": np.where(s < 10, 10, 100),
-                           "server_goodput": np.where(s < 10, 10.0, 0.0)}, index=pd.RangeIndex(40, name="s"))
+    series = pd.DataFrame(
+        {
+            "connected": np.where(s < 10, 100, 0),
+            "attempts": np.where(s < 10, 10, 100),
+            "server_goodput": np.where(s < 10, 10.0, 0.0),
+        },
+        index=pd.RangeIndex(40, name="s"),
+    )
     short = M.metastable(series, 10.0, 12.0)  # 28 s of window left: cannot be judged as a failure
     assert short["flag"] is False and short["window_s"] == 28
     assert M.metastable(series, 5.0, 8.0)["flag"] is False  # window [8, 38) holds seconds with goodput 10 (>= 20%)

@@ -7,8 +7,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from wsstorm.analysis.compare import mean_ci, pareto_front, write_comparison
 from tests.synth import restart_storm, wasted_loop
+from wsstorm.analysis.compare import mean_ci, pareto_front, write_comparison
 
 
 def test_mean_ci_and_pareto_front():
@@ -34,7 +34,7 @@ def test_comparison_report(tmp_path):
     assert "immediate <i>" not in html and "immediate &lt;i&gt;" in html
     assert "±" in html  # the repeated policy has a confidence interval
     # the policy within its budget ranks first, with its reason in words
-    ranking = html[html.index("<ol>"):html.index("</ol>")]
+    ranking = html[html.index("<ol>") : html.index("</ol>")]
     assert ranking.index("full-jitter") < ranking.index("immediate")
     assert "kept the peak within the handshake budget" in ranking
     tags = []
@@ -54,6 +54,6 @@ def test_run_text_with_mathtext_syntax_is_drawn_as_plain_text(tmp_path):
         r = restart_storm(n=50)
         r.policy = "$\\frac$" if i == 0 else "odd $x^$ name"
         folders.append(r.write(tmp_path / f"r{i}"))
-    page, rows = write_comparison(folders, tmp_path / "out")
+    page, _rows = write_comparison(folders, tmp_path / "out")
     assert (tmp_path / "out" / "pareto.png").stat().st_size > 0
     assert "$\\frac$" in page.read_text(encoding="utf-8")

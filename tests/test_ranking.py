@@ -18,14 +18,18 @@ finite = st.floats(min_value=0.0, max_value=1e4, allow_nan=False, allow_infinity
 maybe = st.one_of(st.none(), st.just(math.nan), finite)
 frac = st.one_of(st.none(), st.just(math.nan), st.floats(min_value=0.0, max_value=1.0))
 herds = st.one_of(st.just(0.0), st.floats(min_value=1e-6, max_value=1e4), st.just(math.nan))
-row = st.fixed_dictionaries({
-    "herd_factor": herds,
-    "overload_s": st.one_of(st.integers(min_value=0, max_value=600).map(float), st.just(math.nan)),
-    "goodput_lost_frac": frac, "wasted_work_frac": frac,
-    "rtt_inflation": st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e3)),
-    "recovery_T95_s": st.one_of(maybe, st.just(math.inf)), "downtime_p99_s": maybe,
-    "wasted_per_recovered": maybe,
-})
+row = st.fixed_dictionaries(
+    {
+        "herd_factor": herds,
+        "overload_s": st.one_of(st.integers(min_value=0, max_value=600).map(float), st.just(math.nan)),
+        "goodput_lost_frac": frac,
+        "wasted_work_frac": frac,
+        "rtt_inflation": st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e3)),
+        "recovery_T95_s": st.one_of(maybe, st.just(math.inf)),
+        "downtime_p99_s": maybe,
+        "wasted_per_recovered": maybe,
+    }
+)
 
 
 def _table(rows: list[dict]) -> list[dict]:
@@ -50,8 +54,12 @@ def test_order_is_a_permutation_and_the_score_is_never_nan(rows):
         assert not math.isnan(R.protection_score(r))
 
 
-@given(st.floats(min_value=1e-3, max_value=1e3), st.integers(min_value=0, max_value=100),
-       st.floats(min_value=0, max_value=1), st.floats(min_value=0, max_value=1))
+@given(
+    st.floats(min_value=1e-3, max_value=1e3),
+    st.integers(min_value=0, max_value=100),
+    st.floats(min_value=0, max_value=1),
+    st.floats(min_value=0, max_value=1),
+)
 def test_a_fifth_of_the_herd_is_always_a_lower_band_whatever_the_bounded_terms(h, ov, g1, g2):
     worse = {"herd_factor": h * R.HERD_STEP, "overload_s": ov, "goodput_lost_frac": 0.0, "wasted_work_frac": 0.0}
     better = {"herd_factor": h, "overload_s": ov, "goodput_lost_frac": g1, "wasted_work_frac": g2}
@@ -60,18 +68,50 @@ def test_a_fifth_of_the_herd_is_always_a_lower_band_whatever_the_bounded_terms(h
 
 # The demo's restart scenario as issue 13 reports it (immediate ranked first by the old rule).
 DEMO_RESTART = [
-    {"policy": "immediate", "scenario": "restart", "runs": 1, "herd_factor": 71.0, "overload_s": 4.0,
-     "wasted_per_recovered": 147.0, "recovery_T95_s": 4.4, "downtime_p99_s": 4.6},
-    {"policy": "code-aware", "scenario": "restart", "runs": 1, "herd_factor": 0.55, "overload_s": 2.0,
-     "wasted_per_recovered": 0.4, "recovery_T95_s": 6.1, "downtime_p99_s": 6.3},
-    {"policy": "full-jitter", "scenario": "restart", "runs": 1, "herd_factor": 1.3, "overload_s": 2.0,
-     "wasted_per_recovered": 0.6, "recovery_T95_s": 10.0, "downtime_p99_s": 10.2},
+    {
+        "policy": "immediate",
+        "scenario": "restart",
+        "runs": 1,
+        "herd_factor": 71.0,
+        "overload_s": 4.0,
+        "wasted_per_recovered": 147.0,
+        "recovery_T95_s": 4.4,
+        "downtime_p99_s": 4.6,
+    },
+    {
+        "policy": "code-aware",
+        "scenario": "restart",
+        "runs": 1,
+        "herd_factor": 0.55,
+        "overload_s": 2.0,
+        "wasted_per_recovered": 0.4,
+        "recovery_T95_s": 6.1,
+        "downtime_p99_s": 6.3,
+    },
+    {
+        "policy": "full-jitter",
+        "scenario": "restart",
+        "runs": 1,
+        "herd_factor": 1.3,
+        "overload_s": 2.0,
+        "wasted_per_recovered": 0.6,
+        "recovery_T95_s": 10.0,
+        "downtime_p99_s": 10.2,
+    },
 ]
 
 
 def _with_scores(rows: list[dict]) -> list[dict]:
-    return [{**r, "score": R.protection_score(r), "score_ci": math.nan, "recovery_T95_s_ci": math.nan,
-             "metastable_runs": r.get("metastable_runs", 0)} for r in rows]
+    return [
+        {
+            **r,
+            "score": R.protection_score(r),
+            "score_ci": math.nan,
+            "recovery_T95_s_ci": math.nan,
+            "metastable_runs": r.get("metastable_runs", 0),
+        }
+        for r in rows
+    ]
 
 
 def test_demo_restart_numbers_rank_immediate_last():
@@ -91,10 +131,12 @@ def test_demo_verdict_names_who_broke_the_server_and_what_protection_cost():
 
 
 def test_same_band_falls_to_client_cost_and_within_budget_is_named():
-    rows = _with_scores([
-        {"policy": "slow", "herd_factor": 0.5, "overload_s": 0.0, "recovery_T95_s": 20.0},
-        {"policy": "quick", "herd_factor": 0.6, "overload_s": 0.0, "recovery_T95_s": 5.0},
-    ])
+    rows = _with_scores(
+        [
+            {"policy": "slow", "herd_factor": 0.5, "overload_s": 0.0, "recovery_T95_s": 20.0},
+            {"policy": "quick", "herd_factor": 0.6, "overload_s": 0.0, "recovery_T95_s": 5.0},
+        ]
+    )
     for r in rows:
         r["runs"] = 1
     assert R.band(rows[0]["score"]) == R.band(rows[1]["score"])
@@ -105,19 +147,43 @@ def test_same_band_falls_to_client_cost_and_within_budget_is_named():
 
 
 def test_metastable_breaks_the_server_whatever_the_herd():
-    r = {"policy": "immediate", "runs": 3, "herd_factor": 0.9, "overload_s": 0.0, "metastable_runs": 3,
-         "recovery_T95_s": math.inf}
+    r = {
+        "policy": "immediate",
+        "runs": 3,
+        "herd_factor": 0.9,
+        "overload_s": 0.0,
+        "metastable_runs": 3,
+        "recovery_T95_s": math.inf,
+    }
     s = R.standing(r)
     assert s.broke and not s.within_budget and "metastable failure in 3 of 3 run(s)" in s.why
 
 
 def test_repeats_whose_intervals_overlap_are_not_distinguishable():
-    a = {"policy": "a", "runs": 3, "herd_factor": 0.5, "overload_s": 0.0, "recovery_T95_s": 5.0,
-         "recovery_T95_s_ci": 2.0}
-    b = {"policy": "b", "runs": 3, "herd_factor": 0.5, "overload_s": 0.0, "recovery_T95_s": 6.0,
-         "recovery_T95_s_ci": 2.0}
-    c = {"policy": "c", "runs": 3, "herd_factor": 0.5, "overload_s": 0.0, "recovery_T95_s": 20.0,
-         "recovery_T95_s_ci": 1.0}
+    a = {
+        "policy": "a",
+        "runs": 3,
+        "herd_factor": 0.5,
+        "overload_s": 0.0,
+        "recovery_T95_s": 5.0,
+        "recovery_T95_s_ci": 2.0,
+    }
+    b = {
+        "policy": "b",
+        "runs": 3,
+        "herd_factor": 0.5,
+        "overload_s": 0.0,
+        "recovery_T95_s": 6.0,
+        "recovery_T95_s_ci": 2.0,
+    }
+    c = {
+        "policy": "c",
+        "runs": 3,
+        "herd_factor": 0.5,
+        "overload_s": 0.0,
+        "recovery_T95_s": 20.0,
+        "recovery_T95_s_ci": 1.0,
+    }
     rows = [{**r, "score": R.protection_score(r), "score_ci": 0.1} for r in (a, b, c)]
     pairs = [(x["policy"], y["policy"]) for x, y in indistinct(rank(rows))]
     assert pairs == [("a", "b")]

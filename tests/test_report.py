@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wsstorm.analysis.report import write_report
 from tests.synth import wasted_loop
+from wsstorm.analysis.report import write_report
 
 XSS = "<script>alert(1)</script>"
 
@@ -36,8 +36,10 @@ class Collect(HTMLParser):
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     r = wasted_loop(n=50)
-    r.manifest_extra = {"cpu_warnings": [{"t": 1.0, "worker": "local", "cpu": 97.0}],
-                        "scenario": {"name": "<b>evil</b>", "description": "<img src=x onerror=alert(2)>"}}
+    r.manifest_extra = {
+        "cpu_warnings": [{"t": 1.0, "worker": "local", "cpu": 97.0}],
+        "scenario": {"name": "<b>evil</b>", "description": "<img src=x onerror=alert(2)>"},
+    }
     for evs in r.events.values():
         for e in evs:
             if e["event"] == "close" and e["code"] == 1013:
@@ -48,10 +50,18 @@ def report(tmp_path_factory):
 
 
 def test_outputs_sit_beside_the_report(report):
-    folder, page, m = report
+    folder, page, _m = report
     assert page == folder / "report.html"
-    for name in ["metrics.csv", "metrics.json", "connected.png", "attempts.png", "closes.png",
-                 "downtime_cdf.png", "delays.png", "sched_error.png"]:
+    for name in [
+        "metrics.csv",
+        "metrics.json",
+        "connected.png",
+        "attempts.png",
+        "closes.png",
+        "downtime_cdf.png",
+        "delays.png",
+        "sched_error.png",
+    ]:
         assert (folder / name).stat().st_size > 0, name
     mj = json.loads((folder / "metrics.json").read_text())
     assert mj["run"]["wasted_per_recovered"] == pytest.approx(5.0)
@@ -59,7 +69,7 @@ def test_outputs_sit_beside_the_report(report):
 
 
 def test_html_parses_embeds_every_image_and_fetches_nothing(report):
-    folder, page, _ = report
+    _folder, page, _ = report
     p = Collect()
     p.feed(page.read_text(encoding="utf-8"))
     p.close()
@@ -87,18 +97,31 @@ def test_server_text_is_escaped(report):
 def test_headline_and_warnings_are_there(report):
     _, page, _ = report
     html = page.read_text(encoding="utf-8")
-    for words in ["Herd factor", "Recovery T50 / T95 / T99", "Client downtime", "Wasted attempts",
-                  "Overload seconds", "harness ran hot", "Top close reasons", "Scenario", "Policy"]:
+    for words in [
+        "Herd factor",
+        "Recovery T50 / T95 / T99",
+        "Client downtime",
+        "Wasted attempts",
+        "Overload seconds",
+        "harness ran hot",
+        "Top close reasons",
+        "Scenario",
+        "Policy",
+    ]:
         assert words in html, words
 
 
 def test_cli_prints_path_and_exits_2_on_bad_folder(report, tmp_path):
     folder, _, _ = report
-    ok = subprocess.run([sys.executable, "-m", "wsstorm.analysis", str(folder)], capture_output=True, text=True, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, "-m", "wsstorm.analysis", str(folder)], capture_output=True, text=True, timeout=120
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.splitlines()[0] == str(folder / "report.html")
     for bad in (tmp_path / "missing", tmp_path):
-        r = subprocess.run([sys.executable, "-m", "wsstorm.analysis", str(bad)], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "wsstorm.analysis", str(bad)], capture_output=True, text=True, timeout=60
+        )
         assert r.returncode == 2
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
@@ -110,13 +133,25 @@ def test_renders_in_headless_chromium(report, tmp_path):
         pytest.skip("Debian package chromium not installed (make system-deps)")
     _, page, _ = report
     shot = tmp_path / "shot.png"
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
-           page.resolve().as_uri()]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={shot}",
+        "--window-size=1280,2000",
+        page.resolve().as_uri(),
+    ]
     subprocess.run(cmd, capture_output=True, timeout=90)
     assert shot.exists() and shot.stat().st_size > 0
     from PIL import Image
+
     px = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert px.shape[0] >= 1000 and px.std() > 10  # not blank: text, tables and charts
     assert (px < 128).mean() > 0.005  # some dark ink
@@ -124,11 +159,16 @@ def test_renders_in_headless_chromium(report, tmp_path):
 
 # -- drill-down, scenario table, both reports in Chromium ---------------------------------------
 
-SCENARIO = {"name": "restart", "description": "Every client is closed with 1012 at once.", "duration": 40,
-            "users": 50, "spawn_rate": 100,
-            "target": {"capacity": 1000, "handshake_rate": 150, "handshake_cost_ms": 2, "overload": "close"},
-            "client": {"message_rate": 0.1, "ping_interval": 5, "connect_timeout": 3},
-            "faults": [{"at": 10, "action": "restart", "mode": "all", "down": 3}]}
+SCENARIO = {
+    "name": "restart",
+    "description": "Every client is closed with 1012 at once.",
+    "duration": 40,
+    "users": 50,
+    "spawn_rate": 100,
+    "target": {"capacity": 1000, "handshake_rate": 150, "handshake_cost_ms": 2, "overload": "close"},
+    "client": {"message_rate": 0.1, "ping_interval": 5, "connect_timeout": 3},
+    "faults": [{"at": 10, "action": "restart", "mode": "all", "down": 3}],
+}
 TOML = 'name = "restart"\n[[faults]]\nat = 10\naction = "restart"\n# <script>x</script>\n'
 
 
@@ -169,7 +209,9 @@ def test_comparison_builds_and_links_each_run_report_both_ways_relatively(compar
         assert result["kind"] == "run" and result["report"] == "report.html"
     result = json.loads((page.parent / "result.json").read_text())
     assert result["kind"] == "comparison" and result["report"] == "compare.html"
-    assert [(page.parent / r).resolve() for r in result["run_reports"]] == [(f / "report.html").resolve() for f in folders]
+    assert [(page.parent / r).resolve() for r in result["run_reports"]] == [
+        (f / "report.html").resolve() for f in folders
+    ]
     moved = tmp_path / "elsewhere"
     shutil.copytree(base, moved)  # the folder still works from anywhere on disk
     new_page = moved / page.parent.name / "compare.html"
@@ -180,16 +222,16 @@ def test_comparison_builds_and_links_each_run_report_both_ways_relatively(compar
 
 
 def test_comparison_verdict_and_metastable_in_words(comparison):
-    base, page, folders = comparison
+    _base, page, folders = comparison
     html = page.read_text(encoding="utf-8")
-    top = html[:html.index("<h2>Ranking")]
+    top = html[: html.index("<h2>Ranking")]
     assert "Broke it: immediate (metastable failure" in top
     assert "The fastest protective policy, code-aware" in top
-    ranking = html[html.index("<ol>"):html.index("</ol>")]
+    ranking = html[html.index("<ol>") : html.index("</ol>")]
     assert ranking.index("code-aware") < ranking.index("immediate")
     assert "protection first, as a scale" in html  # the rule, under the ranking
     rep = (folders[0] / "report.html").read_text(encoding="utf-8")
-    head = rep[:rep.index("<h2>Headline")]
+    head = rep[: rep.index("<h2>Headline")]
     assert "Metastable failure: the trigger ended at 13 s" in head and "pre-fault 100/s" in head
     mj = json.loads((folders[0] / "metrics.json").read_text())
     assert mj["run"]["metastable"]["flag"] is True and mj["run"]["metastable"]["trigger_end_s"] == 13.0
@@ -200,10 +242,20 @@ def test_comparison_verdict_and_metastable_in_words(comparison):
 def test_scenario_section_is_a_table_with_the_raw_toml_behind_details(comparison):
     _, _, folders = comparison
     html = (folders[0] / "report.html").read_text(encoding="utf-8")
-    section = html[html.index("<h2>Scenario</h2>"):html.index("<h2>Policy</h2>")]
-    for words in ["<h3>Target</h3>", "connection capacity", "token bucket", "<h3>Client settings</h3>",
-                  "connect timeout (s)", "<h3>Faults (as scheduled)</h3>", "mode all, down 3 s",
-                  "<h3>Faults as fired</h3>", "13.0 s", "<details>", "raw scenario (TOML)"]:
+    section = html[html.index("<h2>Scenario</h2>") : html.index("<h2>Policy</h2>")]
+    for words in [
+        "<h3>Target</h3>",
+        "connection capacity",
+        "token bucket",
+        "<h3>Client settings</h3>",
+        "connect timeout (s)",
+        "<h3>Faults (as scheduled)</h3>",
+        "mode all, down 3 s",
+        "<h3>Faults as fired</h3>",
+        "13.0 s",
+        "<details>",
+        "raw scenario (TOML)",
+    ]:
         assert words in section, words
     assert "<script>x</script>" not in section and "&lt;script&gt;x&lt;/script&gt;" in section
     assert section.index("<table>") < section.index("<details>")
@@ -218,9 +270,20 @@ def _chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProce
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian package chromium not installed (make system-deps)")
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", *extra, url]
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        *extra,
+        url,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
 
 
@@ -238,8 +301,9 @@ def test_both_reports_render_and_every_chart_image_loads_in_chromium(comparison,
         probe = rep.parent / f".probe-{i}.html"
         probe.write_text(rep.read_text(encoding="utf-8").replace("</body>", CHECK_JS + "</body>"), encoding="utf-8")
         try:
-            dom = _chromium(probe.resolve().as_uri(), tmp_path / f"q{i}", "--dump-dom",
-                            "--virtual-time-budget=5000").stdout
+            dom = _chromium(
+                probe.resolve().as_uri(), tmp_path / f"q{i}", "--dump-dom", "--virtual-time-budget=5000"
+            ).stdout
         finally:
             probe.unlink()
         found = re.search(r'data-imgs="([^"]*)"', dom)

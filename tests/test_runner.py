@@ -8,31 +8,54 @@ from pathlib import Path
 
 import pytest
 
+from wsstorm.errors import UsageError
 from wsstorm.run import runner
 from wsstorm.run import scenario as scenarios
-from wsstorm.errors import UsageError
 from wsstorm.run.progress import RunMonitor, Tail
 
 
 def test_split_policies_keeps_parameter_lists_whole():
     assert runner.split_policies("immediate, exponential,full-jitter:base=0.5,cap=30,code-aware") == [
-        "immediate", "exponential", "full-jitter:base=0.5,cap=30", "code-aware"]
+        "immediate",
+        "exponential",
+        "full-jitter:base=0.5,cap=30",
+        "code-aware",
+    ]
     with pytest.raises(UsageError):
         runner.split_policies(" , ")
 
 
 def test_locust_argv(tmp_path: Path):
     sc = scenarios.with_overrides(scenarios.load("restart"), users=30, duration=12.5)
-    plan = runner.Plan(scenario=sc, policies=("full-jitter",), processes=2, client={"ping_interval": 2.0},
-                       locustfile=runner.find_locustfile(), host="ws://127.0.0.1:1",
-                       admin=("http://127.0.0.1:2", "secret"))
+    plan = runner.Plan(
+        scenario=sc,
+        policies=("full-jitter",),
+        processes=2,
+        client={"ping_interval": 2.0},
+        locustfile=runner.find_locustfile(),
+        host="ws://127.0.0.1:1",
+        admin=("http://127.0.0.1:2", "secret"),
+    )
     argv = runner.locust_argv(plan, tmp_path / "r1", "full-jitter", 7, tmp_path / "s.toml", 5999)
     text = " ".join(argv)
     assert argv[1:3] == ["-m", "locust"] and Path(argv[4]).name == "locustfile.py"
-    for part in ["--headless", "-u 30", "-t 13s", "--seed 7", "--run-id r1", "--policy full-jitter",
-                 "--ping-interval 2", "--host ws://127.0.0.1:1", "--processes 2", "--master-bind-port 5999",
-                 "--master-port 5999", "--target-token secret", f"--scenario {tmp_path / 's.toml'}",
-                 f"--csv {tmp_path / 'r1' / 'locust'}", "--only-summary"]:
+    for part in [
+        "--headless",
+        "-u 30",
+        "-t 13s",
+        "--seed 7",
+        "--run-id r1",
+        "--policy full-jitter",
+        "--ping-interval 2",
+        "--host ws://127.0.0.1:1",
+        "--processes 2",
+        "--master-bind-port 5999",
+        "--master-port 5999",
+        "--target-token secret",
+        f"--scenario {tmp_path / 's.toml'}",
+        f"--csv {tmp_path / 'r1' / 'locust'}",
+        "--only-summary",
+    ]:
         assert part in text, part
     assert "secret" not in " ".join(runner._redact(argv))
 
@@ -50,12 +73,19 @@ def test_new_dir_never_reuses_a_folder(tmp_path: Path):
 
 def test_monitor_tails_run_folder_and_summary(tmp_path: Path):
     shard = tmp_path / "events-local.jsonl"
-    lines = [{"event": "open", "t": 1.0}, {"event": "open", "t": 1.1},
-             {"event": "close", "code": 1012, "t": 5.0}, {"event": "fail", "kind": "refused", "t": 5.5}]
+    lines = [
+        {"event": "open", "t": 1.0},
+        {"event": "open", "t": 1.1},
+        {"event": "close", "code": 1012, "t": 5.0},
+        {"event": "fail", "kind": "refused", "t": 5.5},
+    ]
     shard.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"event": "ope')  # a torn last line
     (tmp_path / "server.jsonl").write_text(
-        json.dumps({"type": "tick", "t": 10.0, "proc": 0, "connections": 7}) + "\n"
-        + json.dumps({"type": "tick", "t": 10.0, "proc": 1, "connections": 5}) + "\n")
+        json.dumps({"type": "tick", "t": 10.0, "proc": 0, "connections": 7})
+        + "\n"
+        + json.dumps({"type": "tick", "t": 10.0, "proc": 1, "connections": 5})
+        + "\n"
+    )
     mon = RunMonitor(tmp_path)
     mon.poll()
     assert mon.events == Counter(open=2, close=1, fail=1) and mon.connected == 12 and mon.peak_connected == 12
@@ -64,10 +94,15 @@ def test_monitor_tails_run_folder_and_summary(tmp_path: Path):
         fh.write('n", "t": 6}\n')  # the torn line completes
     mon.poll()
     assert mon.events["open"] == 3 and mon.open_now == 2
-    res = runner.RunResult(run_dir=tmp_path, policy="immediate", seed=1, monitor=mon,
-                           metrics={"herd_factor": 3.14159, "recovery_T95_s": float("nan")})
+    res = runner.RunResult(
+        run_dir=tmp_path,
+        policy="immediate",
+        seed=1,
+        monitor=mon,
+        metrics={"herd_factor": 3.14159, "recovery_T95_s": float("nan")},
+    )
     header, rows = runner.summary_rows([res])
-    row = dict(zip(header, rows[0]))
+    row = dict(zip(header, rows[0], strict=False))
     assert row["opens"] == "3" and row["closes"] == "1012x1" and row["fails"] == "refusedx1"
     assert row["herd"] == "3.1" and row["T95 s"] == "-"
 
@@ -88,8 +123,13 @@ def test_index_links_each_report(tmp_path: Path):
     run_rep = tmp_path / "restart" / "01-immediate" / "report.html"
     run_rep.parent.mkdir()
     run_rep.write_text("y")
-    index = runner.write_index(tmp_path, [runner.ScenarioReports("restart", rep, "", [("immediate <i>", run_rep)]),
-                                          runner.ScenarioReports("<b>", None, "comparison failed")])
+    index = runner.write_index(
+        tmp_path,
+        [
+            runner.ScenarioReports("restart", rep, "", [("immediate <i>", run_rep)]),
+            runner.ScenarioReports("<b>", None, "comparison failed"),
+        ],
+    )
     text = index.read_text()
     assert 'href="restart/report.html"' in text and "&lt;b&gt;" in text
     assert 'href="restart/01-immediate/report.html"' in text and "immediate &lt;i&gt;" in text
@@ -118,31 +158,52 @@ def test_harness_is_pinned_to_the_cpus_the_target_leaves_free():
 def test_connect_timeout_ca_file_and_cpus_reach_locust(tmp_path: Path):
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    plan = runner.make_plan(_args("run", "--scenario", "restart", "--out", str(tmp_path / "out"),
-                                  "--connect-timeout", "2.5", "--ca-file", str(ca), "--cpus", "0",
-                                  "--host", "wss://127.0.0.1:9", "--admin-url", "http://127.0.0.1:8",
-                                  "--admin-token", "t"),
-                            "restart", ["immediate"])
+    plan = runner.make_plan(
+        _args(
+            "run",
+            "--scenario",
+            "restart",
+            "--out",
+            str(tmp_path / "out"),
+            "--connect-timeout",
+            "2.5",
+            "--ca-file",
+            str(ca),
+            "--cpus",
+            "0",
+            "--host",
+            "wss://127.0.0.1:9",
+            "--admin-url",
+            "http://127.0.0.1:8",
+            "--admin-token",
+            "t",
+        ),
+        "restart",
+        ["immediate"],
+    )
     argv = runner.locust_argv(plan, tmp_path / "r1", "immediate", 1, tmp_path / "s.toml", None)
     text = " ".join(argv)
     assert "--connect-timeout 2.5" in text and f"--ca-file {ca.resolve()}" in text and "--cpus 0" in text
-    bare = runner.make_plan(_args("run", "--scenario", "restart", "--out", str(tmp_path / "out")), "restart",
-                            ["immediate"])
+    bare = runner.make_plan(
+        _args("run", "--scenario", "restart", "--out", str(tmp_path / "out")), "restart", ["immediate"]
+    )
     text = " ".join(runner.locust_argv(bare, tmp_path / "r2", "immediate", 1, tmp_path / "s.toml", None))
     assert "--connect-timeout" not in text and "--ca-file" not in text and "--cpus" not in text
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["--connect-timeout", "0"], "--connect-timeout must be > 0"),
-    (["--connect-timeout", "inf"], "--connect-timeout must be a finite"),
-    (["--ca-file", "/nonexistent/ca.pem", "--host", "wss://127.0.0.1:9"], "no such readable file"),
-    (["--cpus", "4096"], "does not exist"),
-    (["--cpus", "zero"], "CPU list"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--connect-timeout", "0"], "--connect-timeout must be > 0"),
+        (["--connect-timeout", "inf"], "--connect-timeout must be a finite"),
+        (["--ca-file", "/nonexistent/ca.pem", "--host", "wss://127.0.0.1:9"], "no such readable file"),
+        (["--cpus", "4096"], "does not exist"),
+        (["--cpus", "zero"], "CPU list"),
+    ],
+)
 def test_bad_pass_through_options_are_one_line_errors(tmp_path: Path, argv, words):
     with pytest.raises(UsageError, match=words):
-        runner.make_plan(_args("run", "--scenario", "restart", "--out", str(tmp_path), *argv), "restart",
-                         ["immediate"])
+        runner.make_plan(_args("run", "--scenario", "restart", "--out", str(tmp_path), *argv), "restart", ["immediate"])
 
 
 def test_demo_plans_follow_the_shipped_scenarios(tmp_path: Path):

@@ -3,6 +3,7 @@ an interrupted run leaves no process behind; bad input stops before anything sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -59,20 +60,35 @@ SIZES = {
 def test_shipped_scenario_end_to_end(name: str, tmp_path: Path):
     users, duration, extra = SIZES[name]
     report = name == "restart"  # one run builds the full report; the others only record (time)
-    args = ["run", "--scenario", name, "--policy", "full-jitter:base=0.2,cap=2", "--users", str(users),
-            "--duration", str(duration), "--out", str(tmp_path), "--plain",
-            *(extra if "--spawn-rate" in extra else ["--spawn-rate", "200", *extra])]
+    args = [
+        "run",
+        "--scenario",
+        name,
+        "--policy",
+        "full-jitter:base=0.2,cap=2",
+        "--users",
+        str(users),
+        "--duration",
+        str(duration),
+        "--out",
+        str(tmp_path),
+        "--plain",
+        *(extra if "--spawn-rate" in extra else ["--spawn-rate", "200", *extra]),
+    ]
     proc = _run(args + ([] if report else ["--no-report"]))
     run_dir = _one_run(tmp_path)
-    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:],
-                                  (run_dir / "locust.log").read_text()[-3000:])
+    assert proc.returncode == 0, (
+        proc.stdout[-2000:],
+        proc.stderr[-2000:],
+        (run_dir / "locust.log").read_text()[-3000:],
+    )
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["scenario"]["name"] == name and manifest["users"] == users
     assert (run_dir / "locust_stats.csv").exists() and (run_dir / "locust.html").exists()
     assert (run_dir / "server.jsonl").stat().st_size > 0
     events = _events(run_dir)
     opens = sum(e["event"] == "open" for e in events)
-    closes = Counter(e["code"] for e in events if e["event"] == "close")
+    Counter(e["code"] for e in events if e["event"] == "close")
     server_closes = Counter(e["code"] for e in events if e["event"] == "close" and e["by"] != "client")
     fired = _faults(run_dir)
     assert all(f["ok"] for f in fired), fired
@@ -110,9 +126,25 @@ def test_shipped_scenario_end_to_end(name: str, tmp_path: Path):
 
 @pytest.mark.e2e
 def test_interrupted_run_leaves_no_process_and_a_readable_folder(tmp_path: Path):
-    proc = subprocess.Popen(WSSTORM + ["run", "--scenario", "restart", "--users", "50", "--duration", "40",
-                                       "--out", str(tmp_path), "--plain"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            *WSSTORM,
+            "run",
+            "--scenario",
+            "restart",
+            "--users",
+            "50",
+            "--duration",
+            "40",
+            "--out",
+            str(tmp_path),
+            "--plain",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     me = psutil.Process(proc.pid)
     seen: dict[int, float] = {}
     deadline = time.time() + 40
@@ -120,10 +152,8 @@ def test_interrupted_run_leaves_no_process_and_a_readable_folder(tmp_path: Path)
     # wait until Locust, the target and its serving process are up and clients connected
     while time.time() < deadline:
         for kid in me.children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.Error):
                 seen.setdefault(kid.pid, kid.create_time())
-            except psutil.Error:
-                pass
         dirs = [d for d in tmp_path.iterdir() if d.is_dir()]
         if dirs and any(e["event"] == "open" for e in _events(dirs[0])) and len(seen) >= 3:
             run_dir = dirs[0]
@@ -180,7 +210,7 @@ def test_bad_input_exits_2_with_one_line_before_anything_starts(tmp_path: Path):
     ]
     try:
         for args, expect in cases:
-            proc = _run(args + ["--out", str(out)], timeout=30)
+            proc = _run([*args, "--out", str(out)], timeout=30)
             assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
             assert proc.stderr.count("\n") == 1 and expect in proc.stderr, (args, proc.stderr)
             _no_run_started(out)
@@ -190,9 +220,27 @@ def test_bad_input_exits_2_with_one_line_before_anything_starts(tmp_path: Path):
 
 @pytest.mark.e2e
 def test_compare_runs_each_policy_on_the_same_schedule_and_compares(tmp_path: Path):
-    proc = _run(["compare", "--scenario", "restart", "--policies", "immediate,full-jitter:base=0.2,cap=2",
-                 "--users", "40", "--duration", "8", "--spawn-rate", "200", "--seed", "7",
-                 "--out", str(tmp_path), "--plain"], timeout=120)
+    proc = _run(
+        [
+            "compare",
+            "--scenario",
+            "restart",
+            "--policies",
+            "immediate,full-jitter:base=0.2,cap=2",
+            "--users",
+            "40",
+            "--duration",
+            "8",
+            "--spawn-rate",
+            "200",
+            "--seed",
+            "7",
+            "--out",
+            str(tmp_path),
+            "--plain",
+        ],
+        timeout=120,
+    )
     folder = _one_run(tmp_path)
     runs = sorted(d for d in folder.iterdir() if d.is_dir())
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-2000:])
@@ -212,8 +260,25 @@ def test_compare_runs_each_policy_on_the_same_schedule_and_compares(tmp_path: Pa
 def test_demo_builds_every_report_and_an_index_that_links_them(tmp_path: Path):
     import re
 
-    proc = _run(["demo", "--scenarios", "restart", "--policies", "immediate,code-aware", "--users", "30",
-                 "--duration", "8", "--spawn-rate", "200", "--out", str(tmp_path), "--plain"], timeout=150)
+    proc = _run(
+        [
+            "demo",
+            "--scenarios",
+            "restart",
+            "--policies",
+            "immediate,code-aware",
+            "--users",
+            "30",
+            "--duration",
+            "8",
+            "--spawn-rate",
+            "200",
+            "--out",
+            str(tmp_path),
+            "--plain",
+        ],
+        timeout=150,
+    )
     top = _one_run(tmp_path)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-2000:])
     index = top / "index.html"

@@ -45,6 +45,7 @@ def find_locustfile() -> Path:
 
 # ---------------------------------------------------------------- options and validation
 
+
 def configure(name: str, parser: argparse.ArgumentParser) -> None:
     """Options of ``wsstorm run|compare|demo``."""
     a = parser.add_argument
@@ -58,14 +59,25 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         a("--policies", default=DEFAULT_COMPARE, help=f"comma-separated policy specs (default {DEFAULT_COMPARE})")
         a("--repeat", type=int, default=1, help="runs per policy (seeds seed, seed+1, ...)")
     else:  # demo
-        a("--scenarios", default=None,
-          help=f"comma-separated scenarios (default: {DEMO_SCENARIOS}, each shipped one with its own policies)")
-        a("--policies", default=None, help="comma-separated policy specs for every scenario "
-                                          "(default: per scenario, e.g. restart: immediate,full-jitter,code-aware,socketio)")
+        a(
+            "--scenarios",
+            default=None,
+            help=f"comma-separated scenarios (default: {DEMO_SCENARIOS}, each shipped one with its own policies)",
+        )
+        a(
+            "--policies",
+            default=None,
+            help="comma-separated policy specs for every scenario "
+            "(default: per scenario, e.g. restart: immediate,full-jitter,code-aware,socketio)",
+        )
         a("--repeat", type=int, default=1, help="runs per policy")
     a("--users", type=int, default=None, help="override the scenario's users")
-    a("--duration", type=float, default=None,
-      help="override the scenario's duration (s); fault times scale with it, outage lengths do not")
+    a(
+        "--duration",
+        type=float,
+        default=None,
+        help="override the scenario's duration (s); fault times scale with it, outage lengths do not",
+    )
     a("--spawn-rate", type=float, default=None, help="override the scenario's spawn rate (users/s)")
     a("--processes", type=int, default=None, help="Locust worker processes (default: one process)")
     a("--seed", type=int, default=42, help="random seed (the same for every policy of a comparison)")
@@ -77,11 +89,19 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     a("--message-rate", type=float, default=None, help="messages per second per user (default: scenario's)")
     a("--ping-interval", type=float, default=None, help="seconds between pings (default: scenario's)")
     a("--pong-timeout", type=float, default=None, help="seconds without pong = dead peer (default: scenario's)")
-    a("--connect-timeout", type=float, default=None,
-      help="seconds a client waits for TCP + TLS + handshake before it gives up (default: scenario's)")
+    a(
+        "--connect-timeout",
+        type=float,
+        default=None,
+        help="seconds a client waits for TCP + TLS + handshake before it gives up (default: scenario's)",
+    )
     a("--ca-file", default=None, help="CA certificate (PEM) to trust for a wss:// --host started elsewhere")
-    a("--cpus", default=None, help="pin the harness (Locust) to these CPUs, e.g. '0' or '0-1' "
-                                  "(default: the CPUs the scenario's [target] cpus leaves free, if it pins the target)")
+    a(
+        "--cpus",
+        default=None,
+        help="pin the harness (Locust) to these CPUs, e.g. '0' or '0-1' "
+        "(default: the CPUs the scenario's [target] cpus leaves free, if it pins the target)",
+    )
     a("--no-report", action="store_true", help="record only; build reports later with `wsstorm report`")
     a("--plain", action="store_true", help="plain progress lines even on a terminal")
 
@@ -144,7 +164,7 @@ def free_port() -> int:
     """An ephemeral TCP port that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def _positive(name: str, value: float | None, *, integer: bool = False) -> None:
@@ -152,8 +172,9 @@ def _positive(name: str, value: float | None, *, integer: bool = False) -> None:
         raise UsageError(f"--{name} must be {'a positive integer' if integer else '> 0'}, got {value:g}")
 
 
-def make_plan(args: argparse.Namespace, scenario_name: str, policies: list[str],
-              size: dict[str, Any] | None = None) -> Plan:
+def make_plan(
+    args: argparse.Namespace, scenario_name: str, policies: list[str], size: dict[str, Any] | None = None
+) -> Plan:
     """Validate the options into a Plan (UsageError, one line, for any bad input)."""
     size = size or {}
     _positive("processes", args.processes, integer=True)
@@ -211,13 +232,28 @@ def make_plan(args: argparse.Namespace, scenario_name: str, policies: list[str],
         raise UsageError(f"--out {args.out}: not writable")
     client = {k: getattr(args, k) for k in CLIENT_OPTIONS if getattr(args, k, None) is not None}
     if ca_file is not None and host is None:
-        raise UsageError("--ca-file is for a wss:// --host started elsewhere (the embedded target's CA is trusted "
-                         "automatically)")
+        raise UsageError(
+            "--ca-file is for a wss:// --host started elsewhere (the embedded target's CA is trusted automatically)"
+        )
     cpus, note = harness_cpus(getattr(args, "cpus", None), target_cpus(sc) if host is None else None)
-    return Plan(scenario=sc, policies=tuple(canon), policy_file=policy_file, repeat=getattr(args, "repeat", 1),
-                seed=args.seed, processes=args.processes, out=out, host=host, admin=admin, port=args.port,
-                client=client, locustfile=find_locustfile(), build_report=not args.no_report, ca_file=ca_file,
-                cpus=cpus, cpus_note=note)
+    return Plan(
+        scenario=sc,
+        policies=tuple(canon),
+        policy_file=policy_file,
+        repeat=getattr(args, "repeat", 1),
+        seed=args.seed,
+        processes=args.processes,
+        out=out,
+        host=host,
+        admin=admin,
+        port=args.port,
+        client=client,
+        locustfile=find_locustfile(),
+        build_report=not args.no_report,
+        ca_file=ca_file,
+        cpus=cpus,
+        cpus_note=note,
+    )
 
 
 CLIENT_OPTIONS = ("message_rate", "ping_interval", "pong_timeout", "connect_timeout")  # -> Locust's --<name>
@@ -262,37 +298,64 @@ def available_cpus() -> tuple[int, ...]:
         return tuple(range(os.cpu_count() or 1))
 
 
-def harness_cpus(given: str | None, target: tuple[int, ...] | None,
-                 available: tuple[int, ...] | None = None) -> tuple[str | None, str]:
+def harness_cpus(
+    given: str | None, target: tuple[int, ...] | None, available: tuple[int, ...] | None = None
+) -> tuple[str | None, str]:
     """The harness's CPU list and a note: --cpus as given; else, when the target is pinned, the other
     CPUs (so neither steals the other's); else none.  Pure given ``available``."""
     if given is not None:
         cpus = parse_cpus(given)
         if target and set(cpus) & set(target):
-            return cpus_text(cpus), (f"harness pinned to CPUs {cpus_text(cpus)}, which overlap the target's "
-                                     f"{cpus_text(target)}: they will compete for CPU")
+            return cpus_text(cpus), (
+                f"harness pinned to CPUs {cpus_text(cpus)}, which overlap the target's "
+                f"{cpus_text(target)}: they will compete for CPU"
+            )
         return cpus_text(cpus), f"harness pinned to CPUs {cpus_text(cpus)}"
     if not target:
         return None, ""
     free = [c for c in (available if available is not None else available_cpus()) if c not in target]
     if not free:
-        return None, (f"the target is pinned to CPUs {cpus_text(target)} and no other CPU is left: "
-                      "the harness is not pinned and shares them")
-    return cpus_text(tuple(free)), (f"target pinned to CPUs {cpus_text(target)}, harness to "
-                                    f"{cpus_text(tuple(free))}")
+        return None, (
+            f"the target is pinned to CPUs {cpus_text(target)} and no other CPU is left: "
+            "the harness is not pinned and shares them"
+        )
+    return cpus_text(tuple(free)), (f"target pinned to CPUs {cpus_text(target)}, harness to {cpus_text(tuple(free))}")
 
 
-def locust_argv(plan: Plan, run_dir: Path, policy: str, seed: int, scenario_file: Path,
-                master_port: int | None) -> list[str]:
+def locust_argv(
+    plan: Plan, run_dir: Path, policy: str, seed: int, scenario_file: Path, master_port: int | None
+) -> list[str]:
     """The Locust command line of one run."""
     sc = plan.scenario
-    argv = [sys.executable, "-m", "locust", "-f", str(plan.locustfile), "--headless",
-            "-u", str(sc.users), "-r", f"{sc.spawn_rate:g}", "-t", f"{math.ceil(sc.duration)}s",
-            "--csv", str(run_dir / names.LOCUST_CSV_PREFIX), "--html", str(run_dir / names.LOCUST_HTML),
-            "--only-summary",
-            "--exit-code-on-error", "0",
-            "--seed", str(seed), "--run-dir", str(run_dir), "--run-id", run_dir.name,
-            "--scenario", str(scenario_file)]
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(plan.locustfile),
+        "--headless",
+        "-u",
+        str(sc.users),
+        "-r",
+        f"{sc.spawn_rate:g}",
+        "-t",
+        f"{math.ceil(sc.duration)}s",
+        "--csv",
+        str(run_dir / names.LOCUST_CSV_PREFIX),
+        "--html",
+        str(run_dir / names.LOCUST_HTML),
+        "--only-summary",
+        "--exit-code-on-error",
+        "0",
+        "--seed",
+        str(seed),
+        "--run-dir",
+        str(run_dir),
+        "--run-id",
+        run_dir.name,
+        "--scenario",
+        str(scenario_file),
+    ]
     if plan.policy_file:
         argv += ["--policy-file", plan.policy_file]
     else:
@@ -310,8 +373,14 @@ def locust_argv(plan: Plan, run_dir: Path, policy: str, seed: int, scenario_file
     if plan.port is not None:
         argv += ["--target-port", str(plan.port)]
     if plan.processes:
-        argv += ["--processes", str(plan.processes), "--master-bind-port", str(master_port),
-                 "--master-port", str(master_port)]
+        argv += [
+            "--processes",
+            str(plan.processes),
+            "--master-bind-port",
+            str(master_port),
+            "--master-port",
+            str(master_port),
+        ]
     return argv
 
 
@@ -322,5 +391,3 @@ def redact(argv: list[str]) -> list[str]:
         if a == "--target-token":
             out[i + 1] = "***"
     return out
-
-

@@ -7,6 +7,7 @@ which writes ``result.json`` (runfolder.schemas.AnalysisResult) saying what it b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,7 +43,7 @@ class Stopper:
         self.signal_name = ""
         self._old: dict[int, Any] = {}
 
-    def __enter__(self) -> "Stopper":
+    def __enter__(self) -> Stopper:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handle)
         return self
@@ -66,7 +67,7 @@ class Tree:
     The embedded target runs in its own session under Locust, so killing Locust's group is not enough.
     """
 
-    def __init__(self, proc: subprocess.Popen):
+    def __init__(self, proc: subprocess.Popen[bytes]):
         self.proc = proc
         self.known: dict[int, float] = {}
         self.snapshot()
@@ -77,10 +78,8 @@ class Tree:
         except psutil.Error:
             return
         for kid in kids:
-            try:
+            with contextlib.suppress(psutil.Error):
                 self.known.setdefault(kid.pid, kid.create_time())
-            except psutil.Error:
-                pass
 
     def survivors(self) -> list[psutil.Process]:
         out = []
@@ -97,10 +96,8 @@ class Tree:
         """SIGTERM the child (an orderly stop), then SIGKILL it, its group and every remembered descendant."""
         self.snapshot()
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             deadline = time.monotonic() + grace
             while self.proc.poll() is None and time.monotonic() < deadline:
                 self.snapshot()
@@ -109,24 +106,18 @@ class Tree:
 
     def kill(self) -> None:
         self.snapshot()
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         # orderly stops (Locust stopping the target) need a moment; then nothing may remain
         deadline = time.monotonic() + 3.0
         while self.survivors() and time.monotonic() < deadline:
             time.sleep(0.1)
         for p in self.survivors():
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
         psutil.wait_procs(self.survivors(), timeout=3)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 @dataclass
@@ -167,22 +158,29 @@ def _started(run_dir: Path) -> float | None:
         return None
 
 
-def run_one(plan: Plan, run_dir: Path, policy: str, seed: int, label: str, progress: Progress,
-            stopper: Stopper) -> RunResult:
+def run_one(
+    plan: Plan, run_dir: Path, policy: str, seed: int, label: str, progress: Progress, stopper: Stopper
+) -> RunResult:
     """One Locust run into ``run_dir``; returns when it ended, timed out, or a stop was requested."""
     sc = plan.scenario
     result = RunResult(run_dir=run_dir, policy=policy, seed=seed, scenario=sc.name)
     scenario_file = run_dir / names.SCENARIO
     scenario_file.write_text(scenarios.to_toml(sc), encoding="utf-8")
-    argv = locust_argv(plan, run_dir, policy, seed, scenario_file,
-                       free_port() if plan.processes else None)
+    argv = locust_argv(plan, run_dir, policy, seed, scenario_file, free_port() if plan.processes else None)
     (run_dir / names.COMMAND).write_text(" ".join(redact(argv)) + "\n", encoding="utf-8")
     mon = RunMonitor(run_dir)
     result.monitor = mon
     with open(run_dir / LOCUST_LOG, "ab") as log:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=str(plan.locustfile.parent), env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=str(plan.locustfile.parent),
+            env=env,
+            start_new_session=True,
+        )
     tree = Tree(proc)
     launched = time.time()
     limit = launched + sc.duration + STARTUP_GRACE_S
@@ -203,8 +201,9 @@ def run_one(plan: Plan, run_dir: Path, policy: str, seed: int, label: str, progr
                 last_snap = now
             t0 = _started(run_dir)
             mon.poll()
-            progress.update(label, (now - t0) if t0 else 0.0, sc.duration, mon,
-                            sc.target.capacity if plan.host is None else None)
+            progress.update(
+                label, (now - t0) if t0 else 0.0, sc.duration, mon, sc.target.capacity if plan.host is None else None
+            )
             time.sleep(0.25)
     finally:
         tree.stop(STOP_GRACE_S)
@@ -218,15 +217,20 @@ def run_one(plan: Plan, run_dir: Path, policy: str, seed: int, label: str, progr
 def analysis_child(argv: list[str], log_path: Path, stopper: Stopper) -> tuple[int, str]:
     """``python -m wsstorm.analysis ARGV`` in a child process; (exit code, last lines of its output)."""
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "wsstorm.analysis", *argv], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=str(Path(__file__).resolve().parents[2]))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wsstorm.analysis", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=str(Path(__file__).resolve().parents[2]),
+        )
     tree = Tree(proc)
     seen = stopper.count
     deadline = time.monotonic() + REPORT_TIMEOUT_S
     while proc.poll() is None:
         # a second Ctrl-C (after the one that stopped the run) abandons the report too
-        if stopper.count > seen and stopper.count >= 2 or time.monotonic() > deadline:
+        if (stopper.count > seen and stopper.count >= 2) or time.monotonic() > deadline:
             tree.kill()
             break
         time.sleep(0.1)
@@ -276,5 +280,3 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
         return {}
     run = data.get("run", data) if isinstance(data, dict) else {}
     return run if isinstance(run, dict) else {}
-
-

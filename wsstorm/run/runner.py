@@ -16,14 +16,41 @@ from pathlib import Path
 
 from wsstorm.errors import UsageError
 from wsstorm.run import scenario as scenarios
-from wsstorm.run.plan import (DEFAULT_COMPARE, DEMO_PLAN, DEMO_POLICIES, DEMO_SCENARIOS, DEMO_SIZE,  # noqa: F401
-                              RUN_OVERHEAD_S, Plan, check_policy, configure, find_locustfile, free_port,
-                              harness_cpus, locust_argv, make_plan, port_free, redact, split_policies)
-from wsstorm.run.procs import (REPORT_LOG, LOCUST_LOG, RunResult, Stopper, Tree, analysis_child,  # noqa: F401
-                               build_run_report, new_dir, read_metrics, read_result, result_report, run_one)
-from wsstorm.run.progress import Progress, codes_text
-from wsstorm.run.summary import (ScenarioReports, compare_metrics, print_summary, summary_rows,  # noqa: F401
-                                 write_index)
+from wsstorm.run.plan import (  # noqa: F401
+    DEFAULT_COMPARE,
+    DEMO_PLAN,
+    DEMO_POLICIES,
+    DEMO_SCENARIOS,
+    DEMO_SIZE,
+    RUN_OVERHEAD_S,
+    Plan,
+    check_policy,
+    configure,
+    find_locustfile,
+    free_port,
+    harness_cpus,
+    locust_argv,
+    make_plan,
+    port_free,
+    redact,
+    split_policies,
+)
+from wsstorm.run.procs import (  # noqa: F401
+    LOCUST_LOG,
+    REPORT_LOG,
+    RunResult,
+    Stopper,
+    Tree,
+    analysis_child,
+    build_run_report,
+    new_dir,
+    read_metrics,
+    read_result,
+    result_report,
+    run_one,
+)
+from wsstorm.run.progress import Progress, RunMonitor, codes_text
+from wsstorm.run.summary import ScenarioReports, compare_metrics, print_summary, summary_rows, write_index  # noqa: F401
 from wsstorm.runfolder import names
 
 _redact = redact  # the old private name
@@ -78,8 +105,10 @@ def _cmd_run(plan: Plan, args: argparse.Namespace) -> int:
     run_dir = new_dir(plan.out, run_id)
     progress = _progress(args)
     with Stopper() as stopper:
-        progress.message(f"run {run_dir.name}: scenario {plan.scenario.name}, policy {policy}, "
-                         f"{plan.scenario.users} users, {plan.scenario.duration:g} s -> {run_dir}")
+        progress.message(
+            f"run {run_dir.name}: scenario {plan.scenario.name}, policy {policy}, "
+            f"{plan.scenario.users} users, {plan.scenario.duration:g} s -> {run_dir}"
+        )
         if plan.cpus_note:
             progress.message(plan.cpus_note)
         with progress:
@@ -115,8 +144,11 @@ def _cmd_compare(plans: list[Plan], args: argparse.Namespace, root: str | None) 
     top = new_dir(base, f"{root}-{_stamp()}") if root else None
     jobs = []  # (plan, folder, [(policy, seed, k)])
     for plan in plans:
-        folder = (new_dir(top, safe_name(plan.scenario.name)) if top
-                  else new_dir(base, f"compare-{_stamp()}-{safe_name(plan.scenario.name)}"))
+        folder = (
+            new_dir(top, safe_name(plan.scenario.name))
+            if top
+            else new_dir(base, f"compare-{_stamp()}-{safe_name(plan.scenario.name)}")
+        )
         runs = [(p, plan.seed + k, k) for p in plan.policies for k in range(plan.repeat)]
         jobs.append((plan, folder, runs))
     total = sum(len(r) for _, _, r in jobs)
@@ -139,8 +171,10 @@ def _cmd_compare(plans: list[Plan], args: argparse.Namespace, root: str | None) 
                 with progress:
                     result = run_one(plan, run_dir, policy, seed, label, progress, stopper)
                 _note_exit(result, progress)
-                mon = result.monitor
-                progress.message(f"{label}: done; opens {mon.events.get('open', 0)}, closes {codes_text(mon.closes, 4)}")
+                mon = result.monitor or RunMonitor(result.run_dir)
+                progress.message(
+                    f"{label}: done; opens {mon.events.get('open', 0)}, closes {codes_text(mon.closes, 4)}"
+                )
                 results.append(result)
             all_results += results
             # a run whose Locust never started recorded nothing: compare the others
@@ -148,8 +182,9 @@ def _cmd_compare(plans: list[Plan], args: argparse.Namespace, root: str | None) 
             if recorded and plan.build_report and stopper.count < 2:
                 progress.message(f"building the comparison of {plan.scenario.name} and its run reports ...")
                 (folder / names.RESULT_JSON).unlink(missing_ok=True)
-                code, tail = analysis_child([*(str(r.run_dir) for r in recorded), "--out", str(folder)],
-                                            folder / REPORT_LOG, stopper)
+                code, tail = analysis_child(
+                    [*(str(r.run_dir) for r in recorded), "--out", str(folder)], folder / REPORT_LOG, stopper
+                )
                 res = read_result(folder)
                 report = result_report(folder, res)
                 err = "" if code == 0 and report else f"comparison failed (exit {code}): {tail}"
@@ -159,8 +194,9 @@ def _cmd_compare(plans: list[Plan], args: argparse.Namespace, root: str | None) 
                     run = next((r for r in results if page.parent == r.run_dir.resolve()), None)
                     if run is not None and page.is_file():
                         run.report = page
-                        sr.runs.append((run.policy + (f" #{run.seed - plan.seed + 1}" if plan.repeat > 1 else ""),
-                                        page))
+                        sr.runs.append(
+                            (run.policy + (f" #{run.seed - plan.seed + 1}" if plan.repeat > 1 else ""), page)
+                        )
                 for r in results:
                     r.metrics = compare_metrics(folder, r.run_dir, res) or read_metrics(r.run_dir)
                 reports.append(sr)
@@ -178,5 +214,3 @@ def _cmd_compare(plans: list[Plan], args: argparse.Namespace, root: str | None) 
         return 130
     bad = any(r.exit_code != 0 or r.timed_out for r in all_results) or any(sr.error for sr in reports)
     return 1 if bad else 0
-
-

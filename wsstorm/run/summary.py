@@ -17,30 +17,49 @@ from wsstorm.run.progress import Progress, RunMonitor, codes_text
 from wsstorm.runfolder import names
 from wsstorm.runfolder.schemas import AnalysisResult
 
-SUMMARY_METRICS = [("herd_factor", "herd", "{:.1f}"), ("recovery_T95_s", "T95 s", "{:.1f}"),
-                   ("downtime_p99_s", "down p99 s", "{:.1f}"), ("wasted_per_recovered", "wasted/rec", "{:.1f}"),
-                   ("overload_s", "overload s", "{:.0f}"), ("goodput_lost_frac", "gp lost", "{:.0%}")]
+SUMMARY_METRICS = [
+    ("herd_factor", "herd", "{:.1f}"),
+    ("recovery_T95_s", "T95 s", "{:.1f}"),
+    ("downtime_p99_s", "down p99 s", "{:.1f}"),
+    ("wasted_per_recovered", "wasted/rec", "{:.1f}"),
+    ("overload_s", "overload s", "{:.0f}"),
+    ("goodput_lost_frac", "gp lost", "{:.0%}"),
+]
 
 
 def summary_rows(results: list[RunResult]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the summary table (pure)."""
     several = len({r.scenario for r in results}) > 1
     named = len(results) > 1  # a single run's folder is printed under the table instead
-    header = [*(["run"] if named else []), *(["scenario"] if several else []), "policy", "opens", "closes",
-              "fails", "dead", "peak conn"]
+    header = [
+        *(["run"] if named else []),
+        *(["scenario"] if several else []),
+        "policy",
+        "opens",
+        "closes",
+        "fails",
+        "dead",
+        "peak conn",
+    ]
     metric_cols = [m for m in SUMMARY_METRICS if any(m[0] in r.metrics for r in results)]
     header += [label for _, label, _ in metric_cols]
-    meta = any(isinstance(r.metrics.get("metastable"), dict) or r.metrics.get("metastable_judged")
-               for r in results)
+    meta = any(isinstance(r.metrics.get("metastable"), dict) or r.metrics.get("metastable_judged") for r in results)
     if meta:
         header.append("metastable")
     rows = []
     for r in results:
         mon = r.monitor or RunMonitor(r.run_dir)
         fails = " ".join(f"{k}x{n}" for k, n in mon.fails.most_common(3)) or "-"
-        row = [*([r.run_dir.name] if named else []), *([r.scenario] if several else []),
-               r.policy + (" (interrupted)" if r.interrupted else ""), str(mon.events.get("open", 0)),
-               codes_text(mon.closes, 4), fails, str(mon.events.get("dead", 0)), str(mon.peak_connected)]
+        row = [
+            *([r.run_dir.name] if named else []),
+            *([r.scenario] if several else []),
+            r.policy + (" (interrupted)" if r.interrupted else ""),
+            str(mon.events.get("open", 0)),
+            codes_text(mon.closes, 4),
+            fails,
+            str(mon.events.get("dead", 0)),
+            str(mon.peak_connected),
+        ]
         for key, _, fmt in metric_cols:
             v = r.metrics.get(key)
             row.append(fmt.format(v) if isinstance(v, (int, float)) and math.isfinite(v) else "-")
@@ -90,7 +109,7 @@ def compare_metrics(folder: Path, run_dir: Path, result: AnalysisResult | None) 
     for group in groups if isinstance(groups, list) else []:
         folders = group.get("folders", []) if isinstance(group, dict) else []
         if any(Path(f).resolve() == run_dir.resolve() for f in folders if isinstance(f, str)):
-            return group
+            return dict(group)
     return {}
 
 
@@ -114,13 +133,21 @@ def write_index(top: Path, reports: list[ScenarioReports]) -> Path:
         else:
             line = f"<li>{html.escape(sr.scenario)}: no comparison {html.escape(sr.error)}"
         if sr.runs:
-            line += "<ul>" + "".join(f'<li><a href="{html.escape(os.path.relpath(p, top))}">{html.escape(lab)}</a></li>'
-                                     for lab, p in sr.runs) + "</ul>"
+            line += (
+                "<ul>"
+                + "".join(
+                    f'<li><a href="{html.escape(os.path.relpath(p, top))}">{html.escape(lab)}</a></li>'
+                    for lab, p in sr.runs
+                )
+                + "</ul>"
+            )
         items.append(line + "</li>")
-    page = ("<!doctype html><meta charset=utf-8><title>wsstorm demo</title>"
-            "<h1>wsstorm: reconnect policies compared</h1>"
-            "<p>Each scenario's comparison ranks the policies (protection first, then what clients paid); "
-            "each run's own report is linked below it.</p><ul>" + "".join(items) + "</ul>\n")
+    page = (
+        "<!doctype html><meta charset=utf-8><title>wsstorm demo</title>"
+        "<h1>wsstorm: reconnect policies compared</h1>"
+        "<p>Each scenario's comparison ranks the policies (protection first, then what clients paid); "
+        "each run's own report is linked below it.</p><ul>" + "".join(items) + "</ul>\n"
+    )
     path = top / names.INDEX_HTML
     path.write_text(page, encoding="utf-8")
     return path
