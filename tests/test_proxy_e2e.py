@@ -25,20 +25,20 @@ def no_echo_within(ws, seconds: float) -> bool:
 
 def test_partition_stops_bytes_until_heal_then_reset_sends_rst():
     with start_target(capacity=20, proxy_port=0) as t:
-        assert t.status()["proxy"]["mode"] == "pass"
+        assert t.admin.status()["proxy"]["mode"] == "pass"
         ws = connect(t.url)
         ws.send("before")
         assert ws.recv() == "before"
-        t.partition()
+        t.admin.partition()
         ws.send("during")
         assert no_echo_within(ws, 1.0)  # nothing flows, and nothing is closed
         # a new connection during the partition does not complete its handshake
         with pytest.raises((websocket.WebSocketTimeoutException, TimeoutError, socket.timeout)):
             connect(t.url, timeout=0.5)
-        t.heal()
+        t.admin.heal()
         ws.settimeout(3)
         assert ws.recv() == "during"  # held bytes flow on after heal
-        assert t.reset()["ok"]
+        assert t.admin.reset()["ok"]
         code, how = close_of(ws)
         assert code == 1006 and how in ("reset", "eof")
 
@@ -48,21 +48,21 @@ def test_standalone_proxy_in_front_of_a_target_adds_latency_and_partitions():
         host, port = host_port(t.url)
         with start_proxy(listen="127.0.0.1:0", upstream=f"{host}:{port}") as p:
             ws = connect(p.url)
-            p.latency(300)
+            p.admin.latency(300)
             t0 = time.monotonic()
             ws.send("slow")
             assert ws.recv() == "slow"
             assert time.monotonic() - t0 >= 0.55  # 300 ms each way
-            p.heal()
+            p.admin.heal()
             t0 = time.monotonic()
             ws.send("fast")
             assert ws.recv() == "fast"
             assert time.monotonic() - t0 < 0.25
-            p.partition()
+            p.admin.partition()
             ws.send("held")
             assert no_echo_within(ws, 0.8)
-            assert p.status()["mode"] == "partition"
-            p.heal()
+            assert p.admin.status()["mode"] == "partition"
+            p.admin.heal()
             ws.settimeout(3)
             assert ws.recv() == "held"
             ws.close()

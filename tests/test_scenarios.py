@@ -84,6 +84,19 @@ def _err(text: str) -> str:
         (BASE + "users = true\n", "malformed TOML"),  # duplicate key
         ('duration = 20\nusers = 1.5\n', "users must be an integer"),
         ('duration = 20\nusers = -4\n', "users must be >= 1"),
+        (BASE + "[target]\nattempt_cost_ms = -1\n", "target.attempt_cost_ms must be >= 0"),
+        (BASE + "[target]\nsession_cost_ms = -0.5\n", "target.session_cost_ms must be >= 0"),
+        (BASE + "[target]\nstore_ms = -2\nstore_concurrency = 2\n", "target.store_ms must be >= 0"),
+        (BASE + "[target]\nstore_ms = 5\n", "store_ms needs store_concurrency"),
+        (BASE + "[target]\nstore_concurrency = 1.5\n", "target.store_concurrency must be an integer"),
+        (BASE + "[target]\nhandshake_rate = -1\n", "target.handshake_rate must be >= 0"),
+        (BASE + "[target]\nhandshake_timeout = 0\n", "target.handshake_timeout must be > 0"),
+        (BASE + "[target]\ntls = \"yes\"\n", "target.tls must be true or false"),
+        (BASE + "[target]\ncpus = \"4096\"\n", "CPU 4096 does not exist"),
+        (BASE + "[target]\ncpus = \"a-b\"\n", "target.cpus must be a CPU list"),
+        (BASE + "[target]\ncpus = 1\n", "target.cpus must be a string"),
+        (BASE + "[client]\nconnect_timeout = 0\n", "client.connect_timeout must be > 0"),
+        (BASE + "[[faults]]\nat = 1\naction = \"capacity\"\nattempt_cost_ms = -4\n", ".attempt_cost_ms must be >= 0"),
     ],
 )
 def test_bad_scenarios_are_one_clear_line(text, expect):
@@ -156,3 +169,32 @@ def test_to_toml_round_trips_http_headers():
                          'headers = { "X-A" = "1", Authorization = "Bearer \\u00e9" }\nbody = "line\\nnext"\n',
                          source="h.toml")
     assert scenarios.parse(scenarios.to_toml(sc), source="h.toml") == sc
+
+
+def test_cost_model_keys_parse_and_become_serve_options():
+    sc = scenarios.parse(BASE + "[target]\ntls = true\nattempt_cost_ms = 3\nsession_cost_ms = 2\n"
+                         "store_concurrency = 4\nstore_ms = 5\nhandshake_timeout = 30\ncpus = \"0\"\n"
+                         "session_max_s = 20\n[client]\nconnect_timeout = 3\n", source="c.toml")
+    t = sc.target
+    assert (t.tls, t.attempt_cost_ms, t.session_cost_ms, t.store_concurrency, t.store_ms) == (True, 3, 2, 4, 5)
+    assert t.handshake_rate == 0  # the token bucket is off unless a scenario asks for it
+    assert sc.client.connect_timeout == 3
+    opts = t.serve_options()
+    assert opts["tls"] is True and opts["cpus"] == "0" and opts["handshake_timeout"] == 30
+    assert opts["store_concurrency"] == 4 and opts["store_ms"] == 5 and opts["session_max_s"] == 20
+    from wsstorm.target.control import options_to_argv
+
+    argv = options_to_argv(opts)
+    assert "--attempt-cost-ms" in argv and "--handshake-timeout" in argv and "--tls" in argv
+    assert scenarios.parse(scenarios.to_toml(sc), source="c.toml") == sc
+
+
+def test_existing_shipped_scenarios_keep_their_token_bucket():
+    # The bucket became optional (off by default): the scenarios written for it still set it.
+    for name in ("restart", "drain-restart", "rolling-restart", "crash", "partition", "flapping", "overload", "steady"):
+        assert scenarios.load(name).target.handshake_rate > 0, name
+
+
+def test_cpu_lists_are_canonical():
+    sc = scenarios.parse(BASE + "[target]\ncpus = \"0,0-0\"\n", source="c.toml")
+    assert sc.target.cpus == "0"

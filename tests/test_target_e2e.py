@@ -50,10 +50,10 @@ def test_capacity_plus_one_gets_exactly_one_1013_and_server_counts_match(tmp_pat
         assert sum(tk["accepted"] for tk in ticks) == 5
         assert sum(tk["rejected"]["1013"] for tk in ticks) == 1
         assert sum(tk["closes_sent"]["1013"] for tk in ticks) == 1
-        assert t.status()["connections"] == 5
+        assert t.admin.status()["connections"] == 5
         for ws in held:
             ws.close()
-        wait_for(lambda: t.status()["connections"] == 0)
+        wait_for(lambda: t.admin.status()["connections"] == 0)
         # The freed capacity admits again.
         again = connect(t.url)
         again.send("y")
@@ -71,8 +71,8 @@ def test_http_mode_rejects_with_503_and_retry_after():
         assert exc.resp_headers.get("retry-after") == "4"
         kind, _ = attempt(t.url)
         assert kind == "http"
-        assert t.status()["totals"]["rejected"]["http_503"] >= 0  # totals come by tick; checked below
-        wait_for(lambda: t.status()["totals"]["rejected"]["http_503"] == 2, timeout=4)
+        assert t.admin.status()["totals"]["rejected"]["http_503"] >= 0  # totals come by tick; checked below
+        wait_for(lambda: t.admin.status()["totals"]["rejected"]["http_503"] == 2, timeout=4)
         for ws in held:
             ws.close()
 
@@ -121,7 +121,7 @@ def test_drain_restart_closes_in_batches():
     with start_target(capacity=50) as t:
         clients = [connect(t.url) for _ in range(6)]
         t0 = time.monotonic()
-        t.restart(mode="drain", batch=2, interval=0.6, down=0.5)
+        t.admin.restart(mode="drain", batch=2, interval=0.6, down=0.5)
         results = []
 
         def watch(ws):
@@ -147,20 +147,20 @@ def test_crash_ends_tcp_without_close_frame_and_comes_back(tmp_path):
     out = tmp_path / "server.jsonl"
     with start_target(capacity=50, metrics_out=out) as t:
         clients = [connect(t.url) for _ in range(4)]
-        pid_before = t.status()["procs"][0]["pid"]
+        pid_before = t.admin.status()["procs"][0]["pid"]
         t0 = time.monotonic()
-        t.crash(down=1.5)
+        t.admin.crash(down=1.5)
         for ws in clients:
             code, how = close_of(ws)
             assert code == 1006 and how in ("eof", "reset")
         # Once the supervisor has seen the process die, nothing listens: refused.
-        wait_for(lambda: t.status()["procs"][0]["state"] == "down", timeout=2)
+        wait_for(lambda: t.admin.status()["procs"][0]["state"] == "down", timeout=2)
         assert attempt(t.url)[0] == "refused"
         ws = wait_for(lambda: (lambda r: r[1] if r[0] == "open" else None)(attempt(t.url)), timeout=6)
         assert time.monotonic() - t0 >= 1.4
         ws.send("back")
         assert ws.recv() == "back"
-        assert t.status()["procs"][0]["pid"] != pid_before
+        assert t.admin.status()["procs"][0]["pid"] != pid_before
         ws.close()
         records = read_ticks(out)
         assert any(r["type"] == "fault" and r["fault"] == "crash" for r in records)
@@ -169,9 +169,9 @@ def test_crash_ends_tcp_without_close_frame_and_comes_back(tmp_path):
 
 def test_restart_one_proc_only_with_two_workers():
     with start_target(capacity=50, workers=2) as t:
-        st = t.status()
+        st = t.admin.status()
         assert st["workers"] == 2
-        res = t.restart(proc=1, down=1.0)
+        res = t.admin.restart(proc=1, down=1.0)
         assert res["procs"] == [1]
         # proc 0 still listens on the shared port: connections succeed
         for _ in range(4):
@@ -191,11 +191,11 @@ def test_admin_requires_the_token():
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(req, timeout=5)
         assert info.value.code == 401
-        assert t.status()["procs"][0]["state"] == "serving"  # the unauthorised crash did nothing
+        assert t.admin.status()["procs"][0]["state"] == "serving"  # the unauthorised crash did nothing
         with pytest.raises(AdminError) as bad:
             t.admin.call("POST", "/restart", {"mode": "sideways"})
         assert bad.value.status == 400
-        text = t.metrics()
+        text = t.admin.metrics()
         assert "wsstorm_handshakes_accepted_total" in text
 
 
@@ -203,13 +203,13 @@ def test_capacity_and_overload_change_at_runtime():
     with start_target(capacity=1) as t:
         a = connect(t.url)
         assert close_of(connect(t.url))[0] == 1013
-        t.set_capacity(2)
+        t.admin.set_capacity(2)
         b = connect(t.url)
         b.send("ok")
         assert b.recv() == "ok"
-        t.set_overload("http")
+        t.admin.set_overload("http")
         assert attempt(t.url)[0] == "http"
-        assert t.status()["overload"] == "http"
+        assert t.admin.status()["overload"] == "http"
         a.close()
         b.close()
 
@@ -250,7 +250,7 @@ def test_stop_leaves_no_process_behind():
     import psutil
 
     t = start_target(capacity=5, workers=2, proxy_port=0)
-    pids = [t.pid] + [p["pid"] for p in t.status()["procs"]]
+    pids = [t.pid] + [p["pid"] for p in t.admin.status()["procs"]]
     family = pids + [c.pid for c in psutil.Process(t.pid).children(recursive=True)]
     t.stop()
     time.sleep(0.2)

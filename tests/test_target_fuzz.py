@@ -79,7 +79,7 @@ def test_bad_input_is_answered_counted_and_memory_stays_bounded(tmp_path):
         for _ in range(4):
             one_round(t.url, rng)
             time.sleep(0.3)
-            st = t.status()
+            st = t.admin.status()
             rss.append(st["procs"][0]["last_tick"]["rss_bytes"])
         # still serving: echo works, and nothing is left open
         ws = connect(t.url)
@@ -88,7 +88,7 @@ def test_bad_input_is_answered_counted_and_memory_stays_bounded(tmp_path):
         ws.close()
 
         def settled():
-            st = t.status()
+            st = t.admin.status()
             tick = st["procs"][0]["last_tick"]
             return st["connections"] == 0 and tick["queue_depth"] == 0 and st
 

@@ -99,3 +99,91 @@ def test_ticks_plus_the_crash_remainder_are_every_count(steps):
         total[name] = total.get(name, 0) + v
     assert total == {k: v for k, v in made.items() if k in LEDGER}
     assert remainder(ledger[len(LEDGER):], total) is None  # settling twice writes nothing
+
+
+# --- the cost model -------------------------------------------------------------------------
+
+from wsstorm.target import costs  # noqa: E402
+from wsstorm.target.settings import cpus_text, parse_cpus  # noqa: E402
+from wsstorm.target.store import percentile  # noqa: E402
+
+_MS = st.floats(0, 1e4, allow_nan=False)
+
+
+@given(_MS, _MS, _MS, _MS, st.sampled_from(costs.OUTCOMES))
+def test_account_never_wastes_more_than_the_work_and_goodput_wastes_nothing(tls, attempt, store, session, outcome):
+    cost = costs.AttemptCost(tls, attempt, store, session)
+    booked = costs.account(cost, outcome)
+    assert booked.work_ms == pytest.approx(tls + attempt + store + session)
+    assert 0 <= booked.wasted_ms <= booked.work_ms + 1e-9
+    assert booked.goodput == (outcome == costs.GOODPUT) and booked.abandoned == (outcome == costs.ABANDONED)
+    if outcome == costs.GOODPUT:
+        assert booked.wasted_ms == 0
+    elif outcome == costs.REJECTED:
+        assert booked.wasted_ms == pytest.approx(tls + attempt + store)  # pre-admission work only
+    else:
+        assert booked.wasted_ms == pytest.approx(booked.work_ms)
+
+
+def test_account_refuses_an_unknown_outcome():
+    with pytest.raises(ValueError):
+        costs.account(costs.AttemptCost(), "maybe")
+
+
+def test_cpu_work_is_real_cpu_time():
+    import time
+
+    t0 = time.thread_time()
+    done = costs.cpu_work(5)
+    assert done >= 5 and (time.thread_time() - t0) * 1000 >= 5
+    assert costs.cpu_work(0) == 0 and costs.cpu_work(-1) == 0
+
+
+@given(st.sets(st.integers(0, 63), min_size=1))
+def test_cpu_lists_round_trip(cpus):
+    text = cpus_text(tuple(cpus))
+    assert parse_cpus(text, available=64) == tuple(sorted(cpus))
+
+
+@pytest.mark.parametrize("text, needle", [("", "CPU list"), ("a", "CPU list"), ("1-", "CPU list"), ("-1", "CPU list"),
+                                          ("3-1", "backwards"), ("2", "does not exist"), ("0,1,9", "CPU 9 does not exist")])
+def test_bad_cpu_lists_are_one_line(text, needle):
+    with pytest.raises(UsageError, match=needle):
+        parse_cpus(text, available=2)
+
+
+def test_percentile_nearest_rank():
+    assert percentile([], 0.5) == 0.0
+    assert percentile([5.0], 0.99) == 5.0
+    assert percentile([float(i) for i in range(1, 101)], 0.5) == 50.0
+    assert percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
+
+
+COST_STEPS = [("attempts", None), ("goodput", None), ("abandoned", None), ("store_calls", None),
+              ("ms", "wasted_ms"), ("ms", "work_ms")]
+
+
+@given(st.lists(st.one_of(st.sampled_from(COST_STEPS), st.just("tick")), max_size=150),
+       st.lists(st.floats(0, 500, allow_nan=False), min_size=1, max_size=20))
+def test_cost_counts_and_cpu_ms_survive_a_crash_exactly(steps, amounts):
+    """The new tick counts, CPU milliseconds included, are never lost or counted twice across a crash."""
+    ledger = [0] * len(LEDGER)
+    tally, reported, made = Tally(ledger, 0), {}, {}
+    for i, step in enumerate(steps):
+        if step == "tick":
+            for name, v in ledger_counts(tally.take()).items():
+                reported[name] = reported.get(name, 0) + v
+            continue
+        group, key = step
+        if group == "ms":
+            ms = amounts[i % len(amounts)]
+            tally.add_ms(key, ms)
+            made[key] = made.get(key, 0) + round(ms * 1000)
+        else:
+            tally.add(group)
+            made[group] = made.get(group, 0) + 1
+    left = remainder(ledger, reported)
+    got = dict(reported)
+    for name, v in ledger_counts(left or {}).items():
+        got[name] = got.get(name, 0) + v
+    assert {k: v for k, v in got.items() if v} == {k: v for k, v in made.items() if v}

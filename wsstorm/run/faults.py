@@ -1,7 +1,9 @@
 """The fault scheduler: fires a scenario's faults on time and writes each to ``faults.jsonl``.
 
 Uses only stdlib threading/time/urllib/subprocess, so it runs both in the
-runner and inside Locust (under gevent's monkey patching).
+runner and inside Locust (under gevent's monkey patching). Faults on the embedded target go
+through its one admin client (wsstorm.target.control.AdminClient); ``http`` faults call the
+user's own server and are plain HTTP requests.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from wsstorm.run.scenario import TARGET_ACTIONS, Fault, Scenario
 from wsstorm.errors import UsageError
+from wsstorm.run.scenario import TARGET_ACTIONS, Fault, Scenario
+from wsstorm.runfolder import names
+from wsstorm.target.control import AdminClient, AdminError
 
-FAULTS_FILE = "faults.jsonl"
+FAULTS_FILE = names.FAULTS
 _DETAIL_MAX = 300
 
 
@@ -73,20 +77,23 @@ def admin_endpoint(control: Any) -> tuple[str, str] | None:
     raise TypeError(f"cannot find an admin URL and token on {control!r}")
 
 
-def _admin_request(action: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The admin API path and JSON body for a target action (docs/contracts.md)."""
+def call_target(client: AdminClient, action: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Apply one scenario target action through the admin client; returns the server's JSON answer."""
     if action == "restart":
-        body = {k: params[k] for k in ("mode", "batch", "interval", "down", "proc") if k in params}
-        return "/restart", body
+        return client.restart(params.get("mode", "all"), params.get("down", 0.0), params.get("batch"),
+                              params.get("interval"), params.get("proc"))
     if action == "crash":
-        return "/crash", {"down": params.get("down", 0)}
+        return client.crash(params.get("down", 0))
     if action == "latency":
-        return "/latency", {"ms": params.get("ms", 0)}
+        return client.latency(params.get("ms", 0))
     if action == "capacity":
-        return "/capacity", {k: params[k] for k in ("capacity", "handshake_rate") if k in params}
+        extra = {k: params[k] for k in ("attempt_cost_ms", "session_cost_ms") if k in params}
+        return client.set_capacity(params.get("capacity"), params.get("handshake_rate"), **extra)
     if action == "overload":
-        return "/overload", {"mode": params["mode"]}
-    return f"/{action}", {}  # partition, heal, reset
+        return client.set_overload(params["mode"])
+    if action in ("partition", "heal", "reset"):
+        return getattr(client, action)()
+    raise ValueError(f"not a target action: {action!r}")
 
 
 def _clip(text: str) -> str:
@@ -178,11 +185,13 @@ class Schedule:
         if firing.action in TARGET_ACTIONS:
             if self.admin is None:
                 return False, f"{firing.action} needs the embedded target's admin API; none was given"
-            path, body = _admin_request(firing.action, p)
-            url, token = self.admin
-            return _http(url + path, "POST", {"Authorization": f"Bearer {token}",
-                                              "Content-Type": "application/json"},
-                         json.dumps(body).encode(), 10.0)
+            try:
+                answer = call_target(AdminClient(*self.admin), firing.action, p)
+            except AdminError as exc:
+                return False, _clip(f"HTTP {exc.status} {json.dumps(exc.payload)}")
+            except (OSError, ValueError) as exc:
+                return False, _clip(f"{type(exc).__name__}: {exc}")
+            return True, _clip(f"HTTP 200 {json.dumps(answer)}")
         return False, f"unknown action {firing.action!r}"
 
     def _shell(self, command: str, timeout: float, firing: Firing) -> tuple[bool, str]:

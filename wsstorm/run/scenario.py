@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from wsstorm.errors import UsageError
+from wsstorm.target.settings import OVERLOAD_MODES, cpus_text, parse_cpus
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "scenarios"
-
-OVERLOAD_MODES = ("close", "http", "refuse")
 RESTART_MODES = ("all", "drain")
 # The actions that need the embedded target (its admin API); http/shell work against any server.
 TARGET_ACTIONS = ("restart", "crash", "partition", "heal", "reset", "latency", "capacity", "overload")
@@ -33,26 +32,61 @@ FAULT_KEYS: dict[str, tuple[str, ...]] = {
     "heal": (),
     "reset": (),
     "latency": ("ms", "duration"),
-    "capacity": ("capacity", "handshake_rate"),
+    "capacity": ("capacity", "handshake_rate", "attempt_cost_ms", "session_cost_ms"),
     "overload": ("mode",),
     "http": ("url", "method", "headers", "body", "timeout"),
     "shell": ("command", "timeout"),
 }
 _TOP_KEYS = ("name", "description", "duration", "users", "spawn_rate", "target", "client", "faults")
-_TARGET_KEYS = ("capacity", "handshake_rate", "handshake_cost_ms", "overload", "workers", "proxy")
-_CLIENT_KEYS = ("message_rate", "ping_interval", "pong_timeout")
+_TARGET_KEYS = ("capacity", "handshake_rate", "handshake_cost_ms", "overload", "workers", "proxy",
+                "tls", "attempt_cost_ms", "session_cost_ms", "store_concurrency", "store_ms",
+                "handshake_timeout", "cpus", "session_max_s")
+_CLIENT_KEYS = ("message_rate", "ping_interval", "pong_timeout", "connect_timeout")
 
 
 @dataclass(frozen=True)
 class Target:
-    """The embedded target's shape (ignored when running against ``--host``)."""
+    """The embedded target's shape (ignored when running against ``--host``).
+
+    Costs are milliseconds of real CPU work per attempt: `attempt_cost_ms` before the admission
+    decision (every attempt), `session_cost_ms` + `handshake_cost_ms` after it (admitted ones);
+    `tls` adds the TLS handshake's own CPU to every attempt. `store_concurrency` > 0 starts the
+    dependency store (each handshake waits for one of its slots, then `store_ms` of its work).
+    `handshake_rate` is the optional token bucket (0: none).
+    """
 
     capacity: int = 1000
-    handshake_rate: float = 200.0
+    handshake_rate: float = 0.0
     handshake_cost_ms: float = 2.0
     overload: str = "close"
     workers: int = 1
     proxy: bool = False
+    tls: bool = False
+    attempt_cost_ms: float = 0.0
+    session_cost_ms: float = 0.0
+    store_concurrency: int = 0
+    store_ms: float = 0.0
+    handshake_timeout: float = 10.0
+    cpus: str | None = None  # canonical CPU list, e.g. "1" or "0-1"
+    session_max_s: float = 0.0  # the server ends each held connection after U(0.5,1.5) x this (0: never)
+
+    def serve_options(self) -> dict[str, Any]:
+        """The `wsstorm serve` options for this shape (control.start_target keywords); defaults left out."""
+        out: dict[str, Any] = {"capacity": self.capacity, "handshake_rate": self.handshake_rate,
+                               "handshake_cost_ms": self.handshake_cost_ms, "overload": self.overload,
+                               "workers": self.workers, "handshake_timeout": self.handshake_timeout}
+        if self.proxy:
+            out["proxy_port"] = 0
+        if self.tls:
+            out["tls"] = True
+        for key in ("attempt_cost_ms", "session_cost_ms", "store_ms", "session_max_s"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        if self.store_concurrency:
+            out["store_concurrency"] = self.store_concurrency
+        if self.cpus:
+            out["cpus"] = self.cpus
+        return out
 
 
 @dataclass(frozen=True)
@@ -62,6 +96,7 @@ class Client:
     message_rate: float | None = None
     ping_interval: float | None = None
     pong_timeout: float | None = None
+    connect_timeout: float | None = None  # s for TCP + TLS + handshake; the client then gives up
 
 
 @dataclass(frozen=True)
@@ -117,7 +152,7 @@ class Scenario:
             "duration": self.duration,
             "users": self.users,
             "spawn_rate": self.spawn_rate,
-            "target": dataclasses.asdict(self.target),
+            "target": {k: v for k, v in dataclasses.asdict(self.target).items() if v is not None},
             "client": {k: v for k, v in dataclasses.asdict(self.client).items() if v is not None},
             "faults": [f.to_dict() for f in self.faults],
             "source": self.source,
@@ -273,12 +308,15 @@ def _fault(source: str, i: int, raw: Any, duration: float, target: Target) -> Fa
         if "duration" in raw:
             params["duration"] = c.number("duration", None, strict=True)
     elif action == "capacity":
-        if "capacity" not in raw and "handshake_rate" not in raw:
-            raise c.error(f"{where}: give capacity and/or handshake_rate")
+        if not any(k in raw for k in FAULT_KEYS["capacity"]):
+            raise c.error(f"{where}: give capacity, handshake_rate, attempt_cost_ms and/or session_cost_ms")
         if "capacity" in raw:
             params["capacity"] = c.number("capacity", None, minimum=1, integer=True)
         if "handshake_rate" in raw:
-            params["handshake_rate"] = c.number("handshake_rate", None, strict=True)
+            params["handshake_rate"] = c.number("handshake_rate", None)  # 0: the bucket off
+        for key in ("attempt_cost_ms", "session_cost_ms"):
+            if key in raw:
+                params[key] = c.number(key, None)
     elif action == "overload":
         if "mode" not in raw:
             raise c.error(f"{where}: missing 'mode' (one of {', '.join(OVERLOAD_MODES)})")
@@ -325,19 +363,38 @@ def from_dict(data: dict[str, Any], source: str = "<scenario>", default_name: st
     spawn_rate = c.number("spawn_rate", float(users), strict=True)
 
     t = _Checker(source, c.table("target"), "target", _TARGET_KEYS)
+    cpus = t.string("cpus", None)
+    if cpus is not None:
+        try:
+            cpus = cpus_text(parse_cpus(cpus))
+        except UsageError as exc:
+            raise t.error(f"target.{exc}") from None
     target = Target(
         capacity=t.number("capacity", 1000, minimum=1, integer=True),
-        handshake_rate=t.number("handshake_rate", 200.0, strict=True),
+        handshake_rate=t.number("handshake_rate", 0.0),
         handshake_cost_ms=t.number("handshake_cost_ms", 2.0),
         overload=t.string("overload", "close", OVERLOAD_MODES),
         workers=t.number("workers", 1, minimum=1, integer=True),
         proxy=t.boolean("proxy", False),
+        tls=t.boolean("tls", False),
+        attempt_cost_ms=t.number("attempt_cost_ms", 0.0),
+        session_cost_ms=t.number("session_cost_ms", 0.0),
+        store_concurrency=t.number("store_concurrency", 0, integer=True),
+        store_ms=t.number("store_ms", 0.0),
+        handshake_timeout=t.number("handshake_timeout", 10.0, strict=True),
+        cpus=cpus,
+        session_max_s=t.number("session_max_s", 0.0),
     )
+    if target.store_concurrency > 256:
+        raise t.error(f"target.store_concurrency must be <= 256, got {target.store_concurrency}")
+    if target.store_ms > 0 and target.store_concurrency == 0:
+        raise t.error("target.store_ms needs store_concurrency >= 1 (the store's slots)")
     k = _Checker(source, c.table("client"), "client", _CLIENT_KEYS)
     client = Client(
         message_rate=k.number("message_rate", None),
         ping_interval=k.number("ping_interval", None, strict=True),
         pong_timeout=k.number("pong_timeout", None, strict=True),
+        connect_timeout=k.number("connect_timeout", None, strict=True),
     )
     raw_faults = data.get("faults", [])
     if not isinstance(raw_faults, list):

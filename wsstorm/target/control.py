@@ -30,7 +30,10 @@ class AdminError(RuntimeError):
 
 
 class AdminClient:
-    """Client of the admin HTTP API of a target or proxy started anywhere (URL + Bearer token)."""
+    """THE client of the admin HTTP API of a target or proxy started anywhere (URL + Bearer token).
+
+    The fault scheduler, the load side and the tests all call the admin API through this class.
+    """
 
     def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
         self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
@@ -200,41 +203,14 @@ class _Child:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
-    # Admin shortcuts (the API is the same for target and proxy where it applies).
-    def status(self) -> dict:
-        return self.admin.status()
-
-    def partition(self) -> dict:
-        return self.admin.partition()
-
-    def heal(self) -> dict:
-        return self.admin.heal()
-
-    def reset(self) -> dict:
-        return self.admin.reset()
-
-    def latency(self, ms: float) -> dict:
-        return self.admin.latency(ms)
-
 
 class TargetProcess(_Child):
-    """A running `wsstorm serve`: .url (ws://, the proxy's if any), .admin (AdminClient), .token."""
+    """A running `wsstorm serve`: .url (ws:// or wss://, the proxy's if any), .admin (its AdminClient: every
+    admin call goes through it), .token, .ca_file (the CA to trust with --tls, else None)."""
 
-    def restart(self, mode: str = "all", down: float = 3.0, batch: int | None = None,
-                interval: float | None = None, proc: int | None = None) -> dict:
-        return self.admin.restart(mode, down, batch, interval, proc)
-
-    def crash(self, down: float = 3.0, proc: int | None = None) -> dict:
-        return self.admin.crash(down, proc)
-
-    def set_capacity(self, capacity: int | None = None, handshake_rate: float | None = None, **extra: Any) -> dict:
-        return self.admin.set_capacity(capacity, handshake_rate, **extra)
-
-    def set_overload(self, mode: str, retry_hint: float | None = None) -> dict:
-        return self.admin.set_overload(mode, retry_hint)
-
-    def metrics(self) -> str:
-        return self.admin.metrics()
+    @property
+    def ca_file(self) -> str | None:
+        return self.ready.get("ca_file")
 
     def sighup(self) -> None:
         """Restart the way an operator would: SIGHUP to the server (all at once, --restart-down)."""
@@ -242,7 +218,7 @@ class TargetProcess(_Child):
 
 
 class ProxyProcess(_Child):
-    """A running `wsstorm proxy`: .url (ws:// of the listening side), .admin, .token."""
+    """A running `wsstorm proxy`: .url (ws:// of the listening side), .admin (AdminClient), .token."""
 
 
 def start_target(timeout: float = 30.0, **options: Any) -> TargetProcess:
