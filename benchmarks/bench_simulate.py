@@ -34,7 +34,7 @@ def main() -> int:
             walls.append(time.perf_counter() - t0)
         med[n] = statistics.median(walls)
         print(f"  {n:>10,} clients: median {med[n]:6.2f} s over {len(walls)} run(s), "
-              f"{med[n] / n * 1e6:6.2f} us/client; herd {s['herd_factor']:.2f}x, T95 {s['T95']:.2f} s, "
+              f"{med[n] / n * 1e6:6.2f} us/client; herd {s['herd_factor']:.2f}x, T95 {s['recovery_T95_s']:.2f} s, "
               f"{s['attempts'] / n:.2f} attempts/client")
     print(f"  ratio 10^5/10^4 = {med[100_000] / med[10_000]:.1f}, 10^6/10^5 = {med[1_000_000] / med[100_000]:.1f} "
           f"(linear: 10)")

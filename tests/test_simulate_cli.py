@@ -105,3 +105,81 @@ def test_service_times_given_on_the_command_line_reach_the_model_and_the_manifes
     sim = json.loads((out / "manifest.json").read_text())["simulation"]
     assert (sim["handshake_service_ms"], sim["reject_service_ms"], sim["close_service_ms"]) == (4.5, 1.25, 0.4)
     assert sim["service_source"] == "given" and sim["probe"] is None
+
+
+def test_the_printed_summary_is_the_reports_metrics_json(tmp_path):
+    """One set of metrics: the simulator's summary and `python -m wsstorm.analysis` on its run folder agree."""
+    from wsstorm.sim.summary import summary_from_metrics, summary_lines
+
+    out = tmp_path / "run"
+    p = simulate("--scenario", "restart", "--policy", "exponential", "--clients", "2500", "--seed", "2",
+                 "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    a = subprocess.run([sys.executable, "-m", "wsstorm.analysis", str(out)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert a.returncode == 0, a.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    expected = summary_lines(summary_from_metrics(metrics, 2500))
+    printed = [ln for ln in p.stdout.splitlines() if ln.startswith(("2,500 clients", "  "))][:len(expected)]
+    assert printed == expected
+    # and the numbers behind them, as the manifest keeps them
+    summary = json.loads((out / "manifest.json").read_text())["simulation"]["summary"]
+    run = metrics["run"]
+    for key in ("herd_factor", "recovery_T50_s", "recovery_T95_s", "recovery_T99_s", "downtime_p99_s",
+                "wasted_attempts", "wasted_per_recovered", "overload_s", "goodput", "goodput_lost", "wasted_work_ms"):
+        assert summary[key] == pytest.approx(run[key]), key
+    assert summary["metastable"] == run["metastable"]["flag"]
+
+
+def test_sweep_against_a_fixed_deployment_and_its_tipping_lines(tmp_path):
+    """A deployment sized for 1,000 clients whose attempts cost ~7.7 ms of its one core (~130 handshakes/s) and
+    clients that give up after 15 s, a server that drops no handshake before 60 s: 1,000 clients come back after a restart (7.7 s of work), 4,000 (31 s) would
+    not, and with `immediate` they never do; a capped full jitter spreads them out and does."""
+    scen = tmp_path / "costly.toml"
+    scen.write_text(COSTLY)
+    out = tmp_path / "sweep"
+    p = simulate("--scenario", str(scen), "--sweep", "clients=1e3,4e3", "--policies", "immediate,full-jitter:cap=30",
+                 "--out", str(out), "--handshake-service-ms", "1.5", "--reject-service-ms", "1.5")
+    assert p.returncode == 0, p.stderr
+    rows = {(r["policy"], int(r["clients"])): r for r in csv.DictReader(open(out / "sweep.csv"))}
+    assert {r["sized_for"] for r in rows.values()} == {"1000"}
+    assert int(rows[("immediate", 1000)]["connected_end"]) == 1000
+    assert int(rows[("immediate", 4000)]["connected_end"]) < 0.5 * 4000  # the server never recovers
+    assert int(rows[("full-jitter:cap=30", 4000)]["connected_end"]) >= 0.95 * 4000
+    assert {r["metastable"] for r in rows.values()} <= {"True", "False", ""}  # the reports' verdict, as computed
+    assert "deployment sized for 1,000 clients" in p.stdout and "full-jitter:cap=30" in p.stdout
+
+
+def test_tipping_point_is_the_smallest_metastable_fleet():
+    from wsstorm.sim.sweep import tipping_points
+
+    rows = [{"policy": "a", "clients": 10, "metastable": False}, {"policy": "a", "clients": 100, "metastable": True},
+            {"policy": "a", "clients": 1000, "metastable": True}, {"policy": "b", "clients": 10, "metastable": None},
+            {"policy": "b", "clients": 100, "metastable": False}]
+    assert tipping_points(rows) == {"a": 100, "b": None}
+
+
+COSTLY = """
+name = "costly"
+duration = 120
+users = 1000
+spawn_rate = 100
+[target]
+capacity = 5000
+handshake_rate = 0
+handshake_cost_ms = 0
+attempt_cost_ms = 4
+session_cost_ms = 1
+tls = true
+handshake_timeout = 60
+overload = "close"
+[client]
+connect_timeout = 15
+ping_interval = 5
+pong_timeout = 5
+[[faults]]
+at = 15
+action = "restart"
+mode = "all"
+down = 1
+"""

@@ -83,14 +83,20 @@ def check_costs(c: ServerCosts) -> None:
 def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
                  connect_timeout: float | None = None, handshake_service_ms: float | None = None,
                  reject_service_ms: float | None = None, close_service_ms: float | None = None,
-                 retry_after: float | None = None, costs: ServerCosts | None = None) -> tuple[ModelConfig, float]:
+                 retry_after: float | None = None, costs: ServerCosts | None = None,
+                 sized_for: int | None = None) -> tuple[ModelConfig, float]:
     """The model for a scenario scaled to ``clients`` (every per-server quantity times clients/users); returns (config, scale).
 
     Service times (ms of one serving process per handshake / rejection / close) default to
     handshake_cost_ms + WEBSOCKETS_HANDSHAKE_MS, WEBSOCKETS_HANDSHAKE_MS and CLOSE_SERVICE_MS.
     ``costs`` (default: read from the scenario) adds the cost model of issue 12 on top.
+
+    ``sized_for``: a fixed deployment, sized for that many clients (its CPU, handshake budget, store
+    and the rate it lets clients join at), facing ``clients``; connection slots still grow with the
+    fleet. The ramp then takes clients / sized_for times as long, and the faults move with its end.
     """
     k = clients / sc.users
+    ks = k if sized_for is None else sized_for / sc.users  # the server side's scale
     tg, cl = sc.target, sc.client
     costs = server_costs(sc) if costs is None else costs
     check_costs(costs)
@@ -102,30 +108,32 @@ def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
             raise UsageError(f"{name} time must be between 0 and 10000 ms, got {v:g}")
     if retry_after is None and tg.overload == "http":
         retry_after = 1.0  # the embedded target's Retry-After when it has no hint configured
-    rate = float(tg.handshake_rate or 0.0) * k
+    rate = float(tg.handshake_rate or 0.0) * ks
+    # a longer ramp (a fixed deployment lets clients in at its own rate): everything after it moves along
+    shift = float(math.ceil(sc.users / sc.spawn_rate * (k / ks - 1.0) - 1e-9)) if ks != k else 0.0
     faults: list[FaultAt] = []
     for f in sc.faults:
         params = dict(f.params)
         if "batch" in params:
-            params["batch"] = max(1, int(round(params["batch"] * k)))
+            params["batch"] = max(1, int(round(params["batch"] * ks)))
         if "capacity" in params:
             params["capacity"] = max(1, int(round(params["capacity"] * k)))
         if "handshake_rate" in params:
-            params["handshake_rate"] = params["handshake_rate"] * k
+            params["handshake_rate"] = params["handshake_rate"] * ks
         for at in f.times():
-            faults.append(FaultAt(float(at), f.action, params))
+            faults.append(FaultAt(float(at) + shift, f.action, params))
     ct = costs.connect_timeout if connect_timeout is None else connect_timeout
     cfg = ModelConfig(
-        clients=clients, duration=float(sc.duration), spawn_rate=sc.spawn_rate * k,
+        clients=clients, duration=float(sc.duration) + shift, spawn_rate=sc.spawn_rate * ks,
         capacity=max(1, int(round(tg.capacity * k))), handshake_rate=rate, burst=max(1.0, rate / 10.0),
         handshake_service_ms=hs, reject_service_ms=rj, close_service_ms=cs, handshake_cost_ms=float(tg.handshake_cost_ms),
-        cpu_ms_per_s=1000.0 * tg.workers * k, workers=tg.workers, overload=tg.overload,
+        cpu_ms_per_s=1000.0 * tg.workers * ks, workers=tg.workers, overload=tg.overload,
         retry_after=retry_after, connect_timeout=ct,
         ping_interval=float(cl.ping_interval or 5.0), pong_timeout=float(cl.pong_timeout or 5.0),
         tls_ms=costs.tls_ms if costs.tls else 0.0, attempt_cost_ms=costs.attempt_cost_ms,
         session_cost_ms=costs.session_cost_ms,
         # more servers, more stores: the store's slots scale with the fleet like the server's CPU
-        store_concurrency=max(1, int(round(costs.store_concurrency * k))) if costs.store_concurrency else 0,
+        store_concurrency=max(1, int(round(costs.store_concurrency * ks))) if costs.store_concurrency else 0,
         store_ms=costs.store_ms, handshake_timeout=costs.handshake_timeout,
         faults=tuple(faults), dt=dt, seed=seed,
     )

@@ -9,8 +9,9 @@ Reconnect delays come from the policy objects of :mod:`wsstorm.policies`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from wsstorm.runfolder import schemas
 from wsstorm.sim.queues import Calendar
 from wsstorm.sim.serving import GONE, HANG, IDLE, OPEN, QUEUED, WAIT, ServerPipeline
 
-__all__ = ["FleetModel", "ModelConfig", "ModelResult", "FaultAt", "IDLE", "WAIT", "QUEUED", "OPEN", "HANG", "GONE"]
+__all__ = ["GONE", "HANG", "IDLE", "OPEN", "QUEUED", "WAIT", "FaultAt", "FleetModel", "ModelConfig", "ModelResult"]
 # pending event kinds
 EV_NONE, EV_ATTEMPT, EV_TIMEOUT, EV_DEAD = 0, 1, 2, 3
 
@@ -423,19 +424,3 @@ class FleetModel(ServerPipeline):
             self.pre_q.push(tick, att, self.att_seq[att].copy())
             # the client gives up after connect_timeout; the server does not know and keeps the attempt
             self._schedule(att, t + self.cfg.connect_timeout, EV_TIMEOUT, tick)
-
-
-def recovery(connected_tick: np.ndarray, dt: float, fault_at: float,
-             fractions: Iterable[float] = (0.5, 0.95, 0.99)) -> dict[float, float]:
-    """Seconds from a disruption until connected(t) is back to each fraction of its level just before it (NaN: never)."""
-    k = int(round(fault_at / dt))
-    before = int(connected_tick[k - 1]) if k > 0 else 0
-    out: dict[float, float] = {}
-    after = connected_tick[k:]
-    for f in fractions:
-        need = math.ceil(f * before - 1e-9)
-        # the dip comes first: look for recovery after the minimum
-        lo = int(np.argmin(after)) if after.size else 0
-        hit = np.flatnonzero(after[lo:] >= need)
-        out[f] = float((lo + hit[0]) * dt) if hit.size and before > 0 else math.nan
-    return out

@@ -16,7 +16,6 @@ import argparse
 import csv
 import json
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -25,13 +24,21 @@ from typing import Any
 import numpy as np
 
 from wsstorm.errors import UsageError
-from wsstorm.runfolder import jsonl, manifest, names, schemas
-from wsstorm.sim.config import (CLOSE_SERVICE_MS, DEFAULT_CONNECT_TIMEOUT, TLS_HANDSHAKE_MS,  # noqa: F401 (re-exported)
-                                WEBSOCKETS_HANDSHAKE_MS, ServerCosts, build_config, server_costs)
-from wsstorm.sim.fleetmodel import DISRUPTIONS, SERIES_COLUMNS, FleetModel, ModelConfig, ModelResult, recovery
+from wsstorm.runfolder import jsonl, manifest, names
+from wsstorm.sim.config import (  # noqa: F401 (re-exported)
+    CLOSE_SERVICE_MS,
+    DEFAULT_CONNECT_TIMEOUT,
+    TLS_HANDSHAKE_MS,
+    WEBSOCKETS_HANDSHAKE_MS,
+    ServerCosts,
+    build_config,
+    server_costs,
+)
+from wsstorm.sim.fleetmodel import SERIES_COLUMNS, FleetModel, ModelConfig, ModelResult
+from wsstorm.sim.summary import downtime_sample, fault_lines, series_values, summarize, summary_lines, target_block
+from wsstorm.sim.sweep import parse_count, parse_sweep, sweep, tipping_lines
 
 PROBE_MAX_USERS = 2000
-DOWNTIME_SAMPLE = 100_000
 SWEEP_POLICIES = ("immediate", "exponential", "full-jitter", "decorrelated-jitter", "code-aware")
 
 
@@ -90,56 +97,16 @@ def run_model(cfg: ModelConfig, spec: Any) -> ModelResult:
     return FleetModel(cfg, fleet_policy(spec, cfg.clients, cfg.seed)).run()
 
 
-def summarize(res: ModelResult, cfg: ModelConfig) -> dict[str, Any]:
-    """Peak attempt rate and herd factor after the first disruption, and recovery T50/T95/T99 (s)."""
-    first = next((f for f in res.faults if f["fault"] in DISRUPTIONS), None)
-    at = first["at"] if first else 0.0
-    s_from = int(at)
-    att = res.series["attempts"][s_from:]
-    peak = float(att.max()) if att.size else 0.0
-    rec = recovery(res.connected_tick, res.dt, at) if first else {0.5: math.nan, 0.95: math.nan, 0.99: math.nan}
-    return {
-        "clients": cfg.clients, "disruption": first["fault"] if first else None, "disruption_at": at,
-        "peak_attempt_rate": peak, "handshake_rate": cfg.handshake_rate,
-        "herd_factor": peak / cfg.handshake_rate if cfg.handshake_rate else math.nan,
-        "T50": rec[0.5], "T95": rec[0.95], "T99": rec[0.99],
-        "attempts": res.totals["attempts"], "opens": res.totals["opens"], "gave_up": res.totals["gaveup"],
-        "connected_end": int(res.connected_tick[-1]) if res.connected_tick.size else 0,
-    }
-
-
-# -- the run folder -------------------------------------------------------------------
-
-def write_run(out: Path, sc: Any, spec: Any, cfg: ModelConfig, scale: float, res: ModelResult,
-              summary: dict[str, Any], wall_s: float, started: float, service_source: str = "default",
-              probe: dict[str, Any] | None = None) -> None:
-    """Write the run folder: manifest, per-second series, downtimes and faults (runfolder names and schemas)."""
-    out.mkdir(parents=True, exist_ok=True)
-    cols = list(SERIES_COLUMNS)
-    with open(out / names.SERIES_CSV, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(cols)
-        w.writerows(zip(*(_csv_values(res.series[c]) for c in cols)))
-    d, rec = res.downtimes, res.recovered
-    if d.size > DOWNTIME_SAMPLE:
-        pick = np.sort(np.random.default_rng(cfg.seed).choice(d.size, DOWNTIME_SAMPLE, replace=False))
-        d, rec = d[pick], rec[pick]
-    with open(out / names.DOWNTIMES_CSV, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["downtime_s", "recovered"])
-        w.writerows(zip(np.round(d, 3).tolist(), rec.astype(int).tolist()))
-    with open(out / names.FAULTS, "w", encoding="utf-8") as fh:
-        for f in res.faults:
-            line: schemas.FaultLine = {"v": schemas.VERSION, "t": started + f["at"], "fault": f["fault"],
-                                       "params": f["params"], "ok": f["ok"], "detail": f["detail"] or "simulated",
-                                       "at": f["at"]}
-            fh.write(json.dumps(jsonl.jsonable(line)) + "\n")
+def run_manifest(out: Path, sc: Any, spec: Any, cfg: ModelConfig, scale: float, res: ModelResult, wall_s: float,
+                 started: float, service_source: str = "default", probe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's manifest (runfolder.manifest.build_manifest, simulated) with the simulation's own block."""
     m = manifest.build_manifest(
         run=out.name, started=started, ended=started + cfg.duration, host="simulated", embedded_target=False,
         policy=str(spec), scenario=sc.to_dict(), seed=cfg.seed, users=cfg.clients, spawn_rate=cfg.spawn_rate,
         duration_s=cfg.duration, options={"clients": cfg.clients, "dt": cfg.dt, "seed": cfg.seed}, workers=[],
         cpu_warnings=[], target=target_block(cfg), simulated=True)
     m["versions"]["numpy"] = np.__version__
+    d, _ = downtime_sample(res, cfg)
     m["simulation"] = jsonl.jsonable({
         "scale": scale, "scenario_users": sc.users, "dt": cfg.dt, "handshake_service_ms": cfg.handshake_service_ms,
         "reject_service_ms": cfg.reject_service_ms, "close_service_ms": cfg.close_service_ms,
@@ -147,118 +114,27 @@ def write_run(out: Path, sc: Any, spec: Any, cfg: ModelConfig, scale: float, res
         "cpu_ms_per_s": cfg.cpu_ms_per_s, "connect_timeout": cfg.connect_timeout,
         "held_s": cfg.held_s, "downtimes_total": int(res.downtimes.size),
         "downtimes_written": int(d.size), "wall_s": round(wall_s, 3),
-        "summary": summary,
     }, inf=None)
-    manifest.write_manifest(out, m)
+    return m
 
 
-def target_block(cfg: ModelConfig) -> dict[str, Any]:
-    """The manifest's ``target``: the simulated server's settings (already scaled to the fleet)."""
-    return {"capacity": cfg.capacity, "handshake_rate": cfg.handshake_rate, "handshake_burst": cfg.burst,
-            "handshake_cost_ms": cfg.handshake_cost_ms, "overload": cfg.overload}
-
-
-def _csv_values(col: np.ndarray) -> list[Any]:
-    """A series column as CSV cells: integers as such, float columns to 3 decimals."""
-    return np.round(col, 3).tolist() if col.dtype.kind == "f" else col.tolist()
-
-
-def _fmt_s(x: float) -> str:
-    return "never" if not math.isfinite(x) else f"{x:.2f} s"
-
-
-def summary_lines(s: dict[str, Any]) -> list[str]:
-    """The short printed summary of one simulated run."""
-    head = f"{s['clients']:,} clients"
-    if s["disruption"] is None:
-        return [f"{head}: no disruption in this scenario; peak attempt rate {s['peak_attempt_rate']:,.0f}/s"]
-    return [
-        f"{head}, {s['disruption']} at {s['disruption_at']:g} s",
-        f"  peak attempt rate {s['peak_attempt_rate']:,.0f}/s; herd factor {s['herd_factor']:.1f}x "
-        f"(handshake budget {s['handshake_rate']:,.0f}/s)",
-        f"  recovery T50 {_fmt_s(s['T50'])}, T95 {_fmt_s(s['T95'])}, T99 {_fmt_s(s['T99'])}",
-    ]
-
-
-# -- the sweep ------------------------------------------------------------------------
-
-def parse_count(text: str, what: str = "--clients") -> int:
-    """A positive client count: 1000, 1e6, 1_000_000 (UsageError otherwise)."""
-    t = str(text).strip().replace("_", "")
-    try:
-        v = float(t)
-    except ValueError:
-        raise UsageError(f"{what}: {text!r} is not a number") from None
-    if not math.isfinite(v) or v != int(v) or v < 1:
-        raise UsageError(f"{what} must be a whole number >= 1, got {text!r}")
-    if v > 50_000_000:
-        raise UsageError(f"{what} = {text} is more than this simulator handles (50,000,000)")
-    return int(v)
-
-
-def parse_sweep(text: str) -> list[int]:
-    """``clients=1e4,1e5,1e6`` -> [10000, 100000, 1000000]."""
-    m = re.fullmatch(r"\s*clients\s*=\s*(.+?)\s*", text or "")
-    if not m:
-        raise UsageError(f"--sweep must look like clients=1e4,1e5,1e6, got {text!r}")
-    parts = [p for p in m.group(1).split(",")]
-    if any(not p.strip() for p in parts):
-        raise UsageError(f"--sweep has an empty value: {text!r}")
-    counts = sorted({parse_count(p, "--sweep clients") for p in parts})
-    return counts
-
-
-def sweep(sc: Any, policies: list[Any], counts: list[int], seed: int, dt: float, out: Path,
-          echo: Any = print, service: dict[str, Any] | None = None) -> tuple[Path, Path]:
-    """Run every (policy, fleet size); write sweep.csv and sweep.png (herd factor and T95 against clients)."""
+def write_run(out: Path, man: dict[str, Any], res: ModelResult, cfg: ModelConfig, started: float) -> None:
+    """Write the run folder: manifest, per-second series, downtimes and faults (runfolder names and schemas)."""
     out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
-    for spec in policies:
-        for n in counts:
-            cfg, k = build_config(sc, n, seed=seed, dt=dt, **(service or {}))
-            t0 = time.perf_counter()
-            s = summarize(run_model(cfg, spec), cfg)
-            wall = time.perf_counter() - t0
-            rows.append({"policy": str(spec), "clients": n, "scale": k, "peak_attempt_rate": s["peak_attempt_rate"],
-                         "handshake_rate": s["handshake_rate"], "herd_factor": s["herd_factor"],
-                         "T50_s": s["T50"], "T95_s": s["T95"], "T99_s": s["T99"], "attempts": s["attempts"],
-                         "attempts_per_client": s["attempts"] / n, "wall_s": round(wall, 2)})
-            echo(f"  {str(spec):<40} {n:>10,} clients: herd {s['herd_factor']:6.1f}x  T95 {_fmt_s(s['T95'])}  ({wall:.1f} s)")
-    csv_path, png_path = out / "sweep.csv", out / "sweep.png"
-    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    plot_sweep(rows, png_path, sc.name)
-    return csv_path, png_path
-
-
-def plot_sweep(rows: list[dict[str, Any]], path: Path, scenario: str) -> None:
-    """Two panels against fleet size (log x): herd factor, and recovery T95; one line per policy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for pol in dict.fromkeys(r["policy"] for r in rows):
-        rs = [r for r in rows if r["policy"] == pol]
-        x = [r["clients"] for r in rs]
-        a1.plot(x, [r["herd_factor"] for r in rs], marker="o", label=pol)
-        a2.plot(x, [r["T95_s"] if math.isfinite(r["T95_s"]) else np.nan for r in rs], marker="o", label=pol)
-    for ax in (a1, a2):
-        ax.set_xscale("log")
-        ax.set_xlabel("fleet size (clients, log scale)")
-        ax.grid(True, which="both", alpha=0.3)
-    a1.set_ylabel("herd factor (peak attempts/s ÷ handshake budget/s)")
-    a1.set_title("Herd factor after the disruption")
-    a2.set_ylabel("recovery T95 (s after the disruption)")
-    a2.set_title("Time until 95% of clients are back")
-    a1.legend(title="policy", fontsize=8)
-    fig.suptitle(f"Simulated '{scenario}' scenario at fleet scale (capacity and budget scaled with the fleet)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    cols = list(SERIES_COLUMNS)
+    with open(out / names.SERIES_CSV, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(cols)
+        w.writerows(zip(*(series_values(res.series[c]).tolist() for c in cols)))
+    d, rec = downtime_sample(res, cfg)
+    with open(out / names.DOWNTIMES_CSV, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["downtime_s", "recovered"])
+        w.writerows(zip(d.tolist(), rec.astype(int).tolist()))
+    with open(out / names.FAULTS, "w", encoding="utf-8") as fh:
+        for line in fault_lines(res, started):
+            fh.write(json.dumps(jsonl.jsonable(line)) + "\n")
+    manifest.write_manifest(out, man)
 
 
 # -- the command ----------------------------------------------------------------------
@@ -285,6 +161,9 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
       help="first measure the handshake and close service times on this machine with a short real run "
            "against the embedded target (~12 s), then simulate with them")
     a("--policies", default=None, help=f"with --sweep: comma-separated policies (default: {','.join(SWEEP_POLICIES)})")
+    a("--sized-for", default=None, metavar="CLIENTS",
+      help="with --sweep: the deployment (server CPU, handshake budget, store) is sized for this many clients "
+           "and stays so while the fleet grows (default: the sweep's smallest fleet)")
 
 
 def service_options(args: argparse.Namespace, sc: Any, out: Path, policy: str = "full-jitter") -> dict[str, Any]:
@@ -332,24 +211,30 @@ def command(name: str, args: argparse.Namespace) -> int:
         out = Path(args.out or f"reports/sim-sweep-{names.safe_id(sc.name, 60)}-{stamp}")
         print(f"simulated sweep of '{sc.name}': {len(specs)} policies x {len(counts)} fleet sizes")
         svc = service_options(args, sc, out, str(specs[0]))
-        csv_path, png_path = sweep(sc, specs, counts, args.seed, args.dt, out, service=svc["times"])
+        sized = parse_count(args.sized_for, "--sized-for") if args.sized_for is not None else counts[0]
+        csv_path, png_path, tips = sweep(sc, specs, counts, args.seed, args.dt, out, service=svc["times"],
+                                         sized_for=sized)
+        for line in tipping_lines(tips, counts, sized):
+            print(line)
         print(f"sweep figures: {csv_path}")
         print(f"sweep chart:   {png_path}")
         return 0
-    if args.policies is not None:
-        raise UsageError("--policies goes with --sweep; for one run use --policy")
+    if args.policies is not None or args.sized_for is not None:
+        raise UsageError("--policies and --sized-for go with --sweep; for one run use --policy")
     spec = parse_policy_text(args.policy)
     clients = parse_count(args.clients) if args.clients is not None else sc.users
     label = f"{names.safe_id(sc.name, 60)}-{names.safe_id(str(spec).split(':')[0], 60)}"
     out = Path(args.out or f"reports/sim-{label}-{clients}-{stamp}")
     svc = service_options(args, sc, out, str(spec))
     cfg, k = build_config(sc, clients, seed=args.seed, dt=args.dt, **svc["times"])
-    started = time.time()
+    started = float(int(time.time()))  # whole seconds: fault times stay exact after the round trip
     t0 = time.perf_counter()
     res = run_model(cfg, spec)
     wall = time.perf_counter() - t0
-    s = summarize(res, cfg)
-    write_run(out, sc, spec, cfg, k, res, s, wall, started, service_source=svc["source"], probe=svc.get("probe"))
+    man = run_manifest(out, sc, spec, cfg, k, res, wall, started, service_source=svc["source"], probe=svc.get("probe"))
+    s = summarize(res, cfg, man, started)  # the reports' metrics, on what the run folder holds
+    man["simulation"]["summary"] = jsonl.jsonable(s, inf=None)
+    write_run(out, man, res, cfg, started)
     print(f"SIMULATED: '{sc.name}' with {spec}, x{k:g} the scenario "
           f"(capacity {cfg.capacity:,}, handshake budget {cfg.handshake_rate:,.0f}/s); {wall:.1f} s of compute")
     for line in summary_lines(s):
