@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
-from wsstorm.policies import CATALOG, NDRAWS, Outcome, decide, initial_state, on_open, outcome_code, parse_policy
+from wsstorm.policies import CATALOG, Outcome, decide, initial_state, on_open, outcome_code, parse_policy
 
 BATCH = 100
 BATCHES = 60
@@ -64,7 +64,7 @@ def array_us(text: str) -> float:
         t0 = time.perf_counter()
         _, state = decide(
             spec, state, np.array([outcome_code(o)], dtype=np.int64), np.array([o.uptime_s]), np.array([h]),
-            rng.random((1, NDRAWS)),
+            rng.random((1, spec.ndraws)),  # NDRAWS, plus a throttle's draws
         )
         if i % 4 == 3:
             state = on_open(spec, state)
@@ -87,7 +87,12 @@ def vector_rate(text: str) -> float:
 
 
 def main() -> int:
-    names = sys.argv[1:] or [*CATALOG, "full-jitter+budget:refill=0.1,wait=1"]
+    names = sys.argv[1:] or [
+        *CATALOG,
+        "full-jitter+budget:refill=0.1,wait=1",
+        "full-jitter+sre-throttle",
+        "full-jitter+grpc-throttle",
+    ]
     head = ("preset", "next_delay us", "opened us", "1-elem decide us", "vector delays/s", "vec/scalar")
     print(f"{head[0]:38s} {head[1]:>13s} {head[2]:>9s} {head[3]:>16s} {head[4]:>15s} {head[5]:>10s}")
     nds, arrs = [], []

@@ -148,12 +148,21 @@ def _server_failure1(code: int) -> bool:
 
 
 def _rotate(req: Arr, acc: Arr, idx: Arr, t: Arr, width: float) -> tuple[Arr, Arr, Arr]:
-    """Move each client's ring of buckets to time t: buckets that fell out of the window are emptied."""
+    """Move each client's ring of buckets to time t: buckets that fell out of the window are emptied.
+
+    Returns new arrays (the inputs are not changed).
+    """
     new = np.floor(t / width)
     gap = new - idx
-    j = np.arange(SRE_BUCKETS, dtype=np.float64)
-    clear = (gap[:, None] >= SRE_BUCKETS) | (np.mod(j[None, :] - idx[:, None] - 1.0, SRE_BUCKETS) < gap[:, None])
-    return np.where(clear, 0.0, req), np.where(clear, 0.0, acc), new
+    req, acc = req.copy(), acc.copy()
+    rows = np.flatnonzero(gap > 0)  # most checks stay within the current bucket
+    if rows.size:
+        g = gap[rows, None]
+        j = np.arange(SRE_BUCKETS, dtype=np.float64)
+        clear = (g >= SRE_BUCKETS) | (np.mod(j[None, :] - idx[rows, None] - 1.0, SRE_BUCKETS) < g)
+        req[rows] = np.where(clear, 0.0, req[rows])
+        acc[rows] = np.where(clear, 0.0, acc[rows])
+    return req, acc, new
 
 
 def _rotate1(req: list[float], acc: list[float], idx: float, t: float, width: float) -> float:
@@ -172,9 +181,10 @@ def _rotate1(req: list[float], acc: list[float], idx: float, t: float, width: fl
 
 
 def _count(ring: Arr, idx: Arr, rows: Arr) -> Arr:
-    """One more in the current bucket of `rows`."""
-    cur = np.arange(SRE_BUCKETS, dtype=np.float64)[None, :] == np.mod(idx, SRE_BUCKETS)[:, None]
-    out: Arr = ring + np.where(cur & rows[:, None], 1.0, 0.0)
+    """One more in the current bucket of `rows` (a new array)."""
+    out: Arr = ring.copy()
+    i = np.flatnonzero(rows)
+    out[i, np.mod(idx[i], SRE_BUCKETS).astype(np.int64)] += 1.0
     return out
 
 
@@ -242,29 +252,30 @@ def decide(
     now = clock + np.nan_to_num(s.last) + np.maximum(uptime, 0.0)
     req, acc, idx = _rotate(req, acc, idx, now, width)
     req = _count(req, idx, code < 0)  # the attempt that failed was a request
-    m = d.shape[0]
-    total, last, check_t = d, d, now + np.nan_to_num(d)
-    pending = ~np.isnan(d)
-    skips = np.zeros(m)
-    throttled, zeros, nohint = np.full(m, THROTTLED, dtype=np.int64), np.zeros(m), np.full(m, np.nan)
+    total, last, check_t = d.copy(), d.copy(), now + np.nan_to_num(d)
+    n, prev = n.copy(), prev.copy()
+    skips = np.zeros(d.shape[0])
+    ix = np.flatnonzero(~np.isnan(d))  # the clients whose next attempt is checked
     for j in range(max_skips):
-        if not pending.any():
+        if ix.size == 0:
             break
-        r2, a2, i2 = _rotate(req, acc, idx, check_t, width)
-        req, acc = np.where(pending[:, None], r2, req), np.where(pending[:, None], a2, acc)
-        idx = np.where(pending, i2, idx)
-        skip = pending & (u[:, 2 + 3 * j] < _skip_probability(req, acc, k))
-        if not skip.any():
+        r2, a2, i2 = _rotate(req[ix], acc[ix], idx[ix], check_t[ix], width)
+        req[ix], acc[ix], idx[ix] = r2, a2, i2
+        ix = ix[u[ix, 2 + 3 * j] < _skip_probability(r2, a2, k)]  # skipped: a local failure
+        if ix.size == 0:
             break
-        req = _count(req, idx, skip)
-        dj, nj, pj = step(spec, n, prev, throttled, zeros, nohint, s.const, last, u[:, 3 + 3 * j : 5 + 3 * j], False)
-        n, prev = np.where(skip, nj, n), np.where(skip, pj, prev)
-        live = skip & ~np.isnan(dj)
-        total = np.where(skip, np.where(live, total + dj, np.nan), total)
-        check_t = np.where(live, check_t + dj, check_t)
-        last = np.where(live, dj, last)
-        skips = skips + skip
-        pending = live
+        req[ix] = _count(req[ix], idx[ix], np.ones(ix.size, dtype=bool))
+        m = ix.size
+        throttled, zeros, nohint = np.full(m, THROTTLED, dtype=np.int64), np.zeros(m), np.full(m, np.nan)
+        dj, n[ix], prev[ix] = step(
+            spec, n[ix], prev[ix], throttled, zeros, nohint, s.const[ix], last[ix], u[ix, 3 + 3 * j : 5 + 3 * j], False
+        )
+        skips[ix] += 1.0
+        live = ~np.isnan(dj)
+        total[ix] = np.where(live, total[ix] + dj, np.nan)
+        ix, dj = ix[live], dj[live]
+        check_t[ix] += dj
+        last[ix] = dj
     return np.minimum(total, spec.cap), n, prev, _join(now, idx, skips, req, acc)
 
 
