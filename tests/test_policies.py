@@ -661,3 +661,12 @@ def test_sre_throttle_never_skips_while_every_attempt_is_accepted(spec, seed, up
         assert c.skipped == 0
         if d is None:
             break
+
+
+def test_new_rules_cite_their_sources():
+    from wsstorm.policies.throttles import THROTTLES
+
+    assert "Source: ably/ably-js 2.26.0" in CATALOG["ably"].doc and "connectionmanager.ts" in CATALOG["ably"].doc
+    assert "Source: pusher/pusher-js 8.6.0" in CATALOG["pusher"].doc and "protocol.ts" in CATALOG["pusher"].doc
+    assert "A6-client-retries.md" in THROTTLES["grpc-throttle"].doc
+    assert "Handling Overload" in THROTTLES["sre-throttle"].doc and "Eq. 21-1" in THROTTLES["sre-throttle"].doc

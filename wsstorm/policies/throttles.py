@@ -54,6 +54,39 @@ class Throttle:
     params: tuple[Param, ...]
     rule: str
     source: str
+    doc: str = ""  # the rule in full, with its source
+
+
+_SRE_DOC = """sre-throttle: client-side adaptive throttling, as Google runs it in front of its backends.
+
+Each client counts, over the last `window` (120) s: requests, the attempts its application
+layer made (failed attempts, opens, and the attempts it skipped itself: as the client starts
+rejecting locally, requests keep exceeding accepts), and accepts, the attempts the backend
+accepted (opens). Before each attempt it skips it locally with probability
+max(0, (requests - K*accepts) / (requests + 1)), K = `k` (2; the book prefers 2x, lower K is
+more aggressive). Here the window is 12 buckets (it slides in window/12 steps); a skip is a
+local failure handed to the wrapped preset; at most `max_skips` per decision. An accept-then-
+1013 counts as an accept: the throttle sees admissions, not application-level rejections.
+Source: Beyer, Jones, Petoff, Murphy (eds.), Site Reliability Engineering (O'Reilly, 2016),
+ch. 21 "Handling Overload", "Client-Side Throttling", Eq. 21-1 (sre.google/sre-book/
+handling-overload). The book's text was not among the stored sources this was checked
+against; the formula, the 2-minute window and K = 2 were checked against quotations of it.
+"""
+
+_GRPC_DOC = """grpc-throttle: gRPC retry throttling, per client (gRPC keeps one count per server name).
+
+token_count starts at maxTokens (`max_tokens`, 10; an integer in (0, 1000]); every failed RPC
+takes 1 (not below 0), every successful one adds tokenRatio (`token_ratio`, 0.1; not above
+maxTokens). Failures are only those with a retryable status or pushback: here refused,
+timeout, reset, HTTP 429 and 5xx, and a close with 1013 (not tls, dns, protocol, other HTTP).
+While token_count <= maxTokens/2 retries are not attempted: "retry attempts are canceled
+and the failure returned to the client application": the policy gives up. The first attempt
+of a call is always sent: after a close the next attempt is a new call. The count is taken
+after the failure is charged (grpc-go: tokens--, then tokens <= thresh). Source:
+grpc/proposal A6-client-retries.md (commit 1fd061a), "Throttling Retry Attempts and Hedged
+RPCs" and "Validation of retryThrottling"; grpc-go clientconn.go retryThrottler.throttle
+and successfulRPC.
+"""
 
 
 THROTTLES: dict[str, Throttle] = {
@@ -68,6 +101,7 @@ THROTTLES: dict[str, Throttle] = {
             ),
             "skip locally with p = max(0, (requests - K*accepts)/(requests + 1)) over the last 2 min",
             "Google SRE book, Handling Overload",
+            _SRE_DOC,
         ),
         Throttle(
             "grpc-throttle",
@@ -77,6 +111,7 @@ THROTTLES: dict[str, Throttle] = {
             ),
             "tokens from 10: failure -1, open +0.1; no retry (give up) while tokens <= 5",
             "gRPC proposal A6 retry throttling",
+            _GRPC_DOC,
         ),
     )
 }
