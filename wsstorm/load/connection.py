@@ -267,16 +267,27 @@ def _resource(url: str) -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
-def handshake_request(url: str, host: str, port: int, key: str, cookie: str = "") -> bytes:
-    """The client's opening handshake, as websocket-client sends it (no Origin header)."""
+def handshake_request(url: str, host: str, port: int, key: str, cookie: str = "", *, query: str = "",
+                      protocols: tuple[str, ...] = (), extra: bytes = b"") -> bytes:
+    """The client's opening handshake, as websocket-client sends it (no Origin header unless given).
+
+    ``query``: more ``k=v&...`` (encoded) after the URL's own; ``protocols``: the subprotocols
+    offered; ``extra``: more header lines, each ending in CRLF (already checked and rendered).
+    """
     hostport = f"[{host}]" if ":" in host else host
     if port not in (80, 443):
         hostport = f"{hostport}:{port}"
-    lines = [f"GET {_resource(url)} HTTP/1.1", "Upgrade: websocket", f"Host: {hostport}",
+    resource = _resource(url)
+    if query:
+        resource += ("&" if "?" in resource else "?") + query
+    lines = [f"GET {resource} HTTP/1.1", "Upgrade: websocket", f"Host: {hostport}",
              f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", "Connection: Upgrade"]
+    if protocols:
+        lines.append(f"Sec-WebSocket-Protocol: {', '.join(protocols)}")
     if cookie:
         lines.append(f"Cookie: {cookie}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    head = ("\r\n".join(lines) + "\r\n").encode("utf-8")
+    return head + extra + b"\r\n"
 
 
 def parse_response_head(head: bytes) -> tuple[int, str | None, dict[str, str]]:
@@ -351,8 +362,17 @@ class WSConnection:
     """
 
     def __init__(self, url: str, connect_timeout: float = 10.0, source_address: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None, server_name: str = "") -> None:
+                 ssl_context: ssl.SSLContext | None = None, server_name: str = "", *, query: str = "",
+                 protocols: tuple[str, ...] = (), extra: bytes = b"") -> None:
         self.url = url
+        self.query = query  # may carry a secret: never put into an exception's text
+        self.protocols = protocols
+        self.extra = extra  # rendered header lines (secrets too): same rule
+        self.subprotocol: str | None = None  # the one the server chose
+        self.request_sent = False  # the server may be answering: a stop must wait for the answer
+        self._key = ""
+        self._url_now = url
+        self.t0 = 0.0
         self.connect_timeout = connect_timeout
         self.source_address = source_address
         self.ssl_context = ssl_context
@@ -367,7 +387,7 @@ class WSConnection:
 
     def open(self) -> float:
         """Connect and handshake; returns connect time in ms. Raises on failure (see classify_exception)."""
-        t0 = time.perf_counter()
+        t0 = self.t0 = time.perf_counter()
         url = self.url
         try:
             for _ in range(4):  # websocket-client follows up to 3 redirects
@@ -378,12 +398,47 @@ class WSConnection:
                 url = location
             else:
                 raise WebSocketException(f"too many redirects (last to {url!r})")
+        except gevent.GreenletExit:
+            # The run is stopping. A request on the wire may be admitted by the server: keep the
+            # socket, so the caller can read the answer (finish_interrupted) and count it exactly.
+            if not self.request_sent:
+                self.abort()
+            raise
         except BaseException:
             self.abort()
             raise
+        return self._opened(t0)
+
+    def _opened(self, t0: float) -> float:
         self._open = True
         self._cont = continuous_frame(False, True)
         return (time.perf_counter() - t0) * 1000.0
+
+    def finish_interrupted(self, timeout: float) -> float | None:
+        """After open() was interrupted (the run stopped): wait up to ``timeout`` s for the server's
+        answer to the request already sent. Returns connect ms if it opened, None if there was no
+        request on the wire or no answer in time (the socket is then closed); raises, as open()
+        would, for a refusal (HTTP status, bad header), so it is recorded like any other."""
+        if not self.request_sent or self._sock is None or self._open:
+            self.abort()
+            return None
+        timer = gevent.Timeout(max(0.0, timeout))
+        timer.start()
+        try:
+            if self._finish_handshake(self._url_now, self._key) is not None:
+                self.abort()  # a redirect: not followed while stopping
+                return None
+        except gevent.Timeout as t:
+            if t is not timer:
+                raise
+            self.abort()
+            return None
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            timer.close()
+        return self._opened(self.t0)
 
     def _connect(self, url: str) -> str | None:
         """TCP (+TLS) connect and handshake to ``url``; returns a redirect's Location, else None.
@@ -405,6 +460,7 @@ class WSConnection:
 
     def _handshake(self, url: str, op_timeout: float | None) -> str | None:
         host, port, secure, addr = resolve(url)
+        self.request_sent = False
         family = socket.AF_INET6 if len(addr) == 4 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock = sock
@@ -421,8 +477,20 @@ class WSConnection:
             sock = ctx.wrap_socket(sock, server_hostname=self.server_name or host)
             self._sock = sock
         key = base64.b64encode(os.urandom(16)).decode()
+        request = handshake_request(url, host, port, key, CookieJar.get(host), query=self.query,
+                                    protocols=self.protocols, extra=self.extra)
         try:
-            sock.sendall(handshake_request(url, host, port, key, CookieJar.get(host)))
+            sock.sendall(request)
+        except TimeoutError as exc:
+            raise WebSocketTimeoutException(str(exc) or "timed out") from exc
+        self.request_sent, self._key, self._url_now = True, key, url
+        return self._finish_handshake(url, key)
+
+    def _finish_handshake(self, url: str, key: str) -> str | None:
+        """Read and check the server's answer to our request; a redirect's Location, else None."""
+        sock = self._sock
+        assert sock is not None
+        try:
             head = self._read_head()
         except TimeoutError as exc:
             raise WebSocketTimeoutException(str(exc) or "timed out") from exc
@@ -441,6 +509,11 @@ class WSConnection:
                 status, message, headers, body)
         if not accept_ok(headers, key):
             raise WebSocketException("Invalid WebSocket Header")
+        if self.protocols:
+            chosen = headers.get("sec-websocket-protocol")
+            if chosen is not None and chosen.strip() not in self.protocols:
+                raise WebSocketException(f"server chose a subprotocol we did not offer: {chosen[:60]!r}")
+            self.subprotocol = chosen.strip() if chosen is not None else None
         CookieJar.add(headers.get("set-cookie"))
         sock.settimeout(None)
         return None

@@ -26,6 +26,7 @@ from wsstorm.policies import Outcome, hint_from_reason
 
 FAILURE_CODES = frozenset({1002, 1006, 1007, 1011, 1013})  # closes that are failures by nature
 CLIENT_STOP_WAIT = 0.3  # seconds a stopping user waits for the server's Close reply
+STOP_HANDSHAKE_WAIT = 2.0  # seconds a stopping user waits for the answer to a handshake it sent
 INF = float("inf")
 
 
@@ -105,6 +106,7 @@ class WebSocketUser(User):
         self.policy_text = str(self.cfg.policy)
         self.conn_no = 1
         self.live: _Conn | None = None
+        self.opening: WSConnection | None = None  # the attempt in flight, until it opened or failed
         self.stopped = False
         self.source: str | None = None
         self.url = ""  # set in on_start, once the host is known
@@ -175,31 +177,44 @@ class WebSocketUser(User):
 
     def _try_once(self) -> AttemptResult:
         """One attempt: a classified failure, or an open connection held until it ends."""
-        c = WSConnection(self.url, self.cfg.connect_timeout, self.source, SESSION.tls, self.cfg.tls.server_name)
+        c = self._connection()
         t0 = time.perf_counter()
+        self.opening = c  # a stop landing in the handshake is resolved by on_stop
         try:
             connect_ms = c.open()
         except gevent.GreenletExit:
-            c.abort()
             raise
         except Exception as exc:  # every failure before open is classified, none escapes
-            f = classify_exception(exc)
-            ms = (time.perf_counter() - t0) * 1000.0
-            self._rec("fail", kind=f.kind, status=f.status, retry_after=f.retry_after, detail=f.detail)
-            name = f"fail http {f.status}" if f.kind == "http_status" else f"fail {f.kind}"
-            self._report(name, ms, WSFailure(name))
-            after = f"http_{f.status}" if f.kind == "http_status" else f.kind
-            return AttemptResult(after, False, Outcome(fail=f.kind, status=f.status, retry_after=f.retry_after))
-        now = time.monotonic()
-        t_open = time.time()
-        live = _Conn(c, now, now)
-        # recorded before any yield: a stop landing there closes a connection whose open is on record
-        self._rec("open", t=t_open, connect_ms=round(connect_ms, 3))
-        self.live = live
+            self.opening = None
+            return self._failed(exc, t0)
+        self.opening = None
+        live = self._opened(c, connect_ms)
         _yield()
         self._report("connect", connect_ms)
         self.policy.opened()
         return self._hold(live)
+
+    def _connection(self) -> WSConnection:
+        return WSConnection(self.url, self.cfg.connect_timeout, self.source, SESSION.tls, self.cfg.tls.server_name)
+
+    def _failed(self, exc: BaseException, t0: float) -> AttemptResult:
+        """Record an attempt that failed before open (classified) and say what the policy is told."""
+        f = classify_exception(exc)
+        ms = (time.perf_counter() - t0) * 1000.0
+        self._rec("fail", kind=f.kind, status=f.status, retry_after=f.retry_after, detail=f.detail)
+        name = f"fail http {f.status}" if f.kind == "http_status" else f"fail {f.kind}"
+        self._report(name, ms, WSFailure(name))
+        after = f"http_{f.status}" if f.kind == "http_status" else f.kind
+        return AttemptResult(after, False, Outcome(fail=f.kind, status=f.status, retry_after=f.retry_after))
+
+    def _opened(self, c: WSConnection, connect_ms: float) -> _Conn:
+        """Record the open of ``c`` and make it the live connection (before any yield: a stop
+        landing after this closes a connection whose open is on record)."""
+        now = time.monotonic()
+        live = _Conn(c, now, now)
+        self._rec("open", t=time.time(), connect_ms=round(connect_ms, 3))
+        self.live = live
+        return live
 
     def _on_message(self, live: _Conn, data: bytes) -> None:
         head = data[:24].split(b" ", 1)[0]
@@ -226,6 +241,11 @@ class WebSocketUser(User):
             info: CloseInfo = inc.close
             if live.result is None:
                 live.c.send_close(answer_code(info))
+                live.result = _close_fields(info, by="server")
+            elif live.result.get("by") == "client" and info.code not in (live.result["code"], 1005):
+                # Not a reply (those echo our code, or are empty): the server's own Close crossed
+                # ours (it had closed, e.g. with 1013, before it read our stop). Record what the
+                # server did, so its count of closes sent matches ours.
                 live.result = _close_fields(info, by="server")
             else:  # the reply to our own Close
                 live.result["clean"] = True
@@ -281,7 +301,11 @@ class WebSocketUser(User):
                 wake = min(next_ping, next_msg, deadline, give_up)
                 inc = c.read(None if wake == INF else max(0.001, wake - now))
                 if inc is not None and inc.kind == "close":
-                    _yield()
+                    try:
+                        _yield()
+                    except gevent.GreenletExit:  # the server's Close is read: record it, not ours
+                        self._on_frame(live, inc)
+                        raise
                 if inc is not None and self._on_frame(live, inc):
                     break
         except gevent.GreenletExit:
@@ -330,8 +354,12 @@ class WebSocketUser(User):
         return AttemptResult(code, True, Outcome(code=code, retry_after=hint, uptime_s=uptime))
 
     def on_stop(self) -> None:
-        # The user greenlet may have been killed anywhere: a connection not yet recorded as
-        # closed is closed (by us, with 1000) and recorded here, exactly once.
+        # The user greenlet may have been killed anywhere: an attempt in flight gets its outcome,
+        # and a connection not yet recorded as closed is closed (by us, with 1000) and recorded
+        # here, exactly once, so the client's counts match the server's.
+        opening, self.opening = self.opening, None
+        if opening is not None:
+            self._finish_in_flight(opening)
         live, self.live = self.live, None
         if live is not None:
             if live.result is None:
@@ -342,6 +370,23 @@ class WebSocketUser(User):
             self._record_close(live)
         self._rec("stop")
 
+
+    def _finish_in_flight(self, c: WSConnection) -> None:
+        """The run stopped during ``c``'s attempt: wait (bounded) for the server's answer to a
+        request already sent; record ``open`` (closed next by on_stop), its refusal, or ``fail
+        kind=stopped``."""
+        t0 = c.t0
+        left = min(STOP_HANDSHAKE_WAIT, c.connect_timeout - (time.perf_counter() - t0))
+        try:
+            connect_ms = c.finish_interrupted(left)
+        except Exception as exc:
+            self._failed(exc, t0)
+            return
+        if connect_ms is None:
+            self._rec("fail", kind="stopped", status=None, retry_after=None,
+                      detail="the run stopped during the attempt" + (" (no answer yet)" if c.request_sent else ""))
+            return
+        self._opened(c, connect_ms)
 
     def _await_close_reply(self, live: _Conn) -> None:
         """Read (at most CLIENT_STOP_WAIT s) until the server answers our Close or TCP ends."""
