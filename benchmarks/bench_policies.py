@@ -63,7 +63,11 @@ def array_us(text: str) -> float:
         h = np.nan if o.retry_after is None else o.retry_after
         t0 = time.perf_counter()
         _, state = decide(
-            spec, state, np.array([outcome_code(o)], dtype=np.int64), np.array([o.uptime_s]), np.array([h]),
+            spec,
+            state,
+            np.array([outcome_code(o)], dtype=np.int64),
+            np.array([o.uptime_s]),
+            np.array([h]),
             rng.random((1, spec.ndraws)),  # NDRAWS, plus a throttle's draws
         )
         if i % 4 == 3:
@@ -103,8 +107,10 @@ def main() -> int:
         nds.append(nd)
         arrs.append(arr)
         print(f"{name:38s} {nd:13.2f} {op:9.2f} {arr:16.1f} {v:15,.0f} {v / (1e6 / nd):10.1f}")
-    print(f"median over presets: next_delay {statistics.median(nds):.2f} us/call, "
-          f"1-elem decide {statistics.median(arrs):.1f} us/call ({statistics.median(arrs) / statistics.median(nds):.0f}x)")
+    print(
+        f"median over presets: next_delay {statistics.median(nds):.2f} us/call, "
+        f"1-elem decide {statistics.median(arrs):.1f} us/call ({statistics.median(arrs) / statistics.median(nds):.0f}x)"
+    )
     return 0
 
 

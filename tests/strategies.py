@@ -18,13 +18,9 @@ def specs(draw) -> PolicySpec:
     text = preset.name + _params(draw, preset.params)
     wrapper = draw(st.sampled_from(["", "", "budget", "sre-throttle", "grpc-throttle"]))
     if wrapper == "budget":
-        text += "+budget:tokens=%r,cost=%r,refund=%r,refill=%r,wait=%d" % (
-            draw(st.floats(0.5, 20)),
-            draw(st.floats(0, 3)),
-            draw(st.floats(0, 2)),
-            draw(st.one_of(st.just(0.0), st.floats(0, 2))),
-            draw(st.integers(0, 1)),
-        )
+        tokens, cost, refund = draw(st.floats(0.5, 20)), draw(st.floats(0, 3)), draw(st.floats(0, 2))
+        refill, wait = draw(st.one_of(st.just(0.0), st.floats(0, 2))), draw(st.integers(0, 1))
+        text += f"+budget:tokens={tokens!r},cost={cost!r},refund={refund!r},refill={refill!r},wait={wait:d}"
     elif wrapper:
         text += "+" + wrapper + _params(draw, THROTTLES[wrapper].params)
     try:

@@ -9,12 +9,14 @@ import time
 
 import pytest
 
-from wsstorm.policies.catalog import distribution
 from wsstorm.policies import CATALOG, parse_code, parse_policy
+from wsstorm.policies.catalog import distribution
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wsstorm", "policies", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "wsstorm", "policies", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_list_is_an_aligned_table_of_every_preset():

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from wsstorm.errors import UsageError
 from tests.strategies import specs
+from wsstorm.errors import UsageError
 from wsstorm.policies import (
     CATALOG,
     FAIL_CODES,
@@ -178,7 +178,11 @@ def test_exponential_and_grpc_first_retry():
 def _socketio_delay(r: float, k: int, spec: PolicySpec | None = None) -> float:
     spec = spec or parse_policy("socketio")
     u = np.array([[r, 0.5]])
-    return float(spec.preset.delay(spec.params, np.array([k]), np.array([np.nan]), np.array([-1]), np.array([np.nan]), np.zeros(1), u)[0])
+    return float(
+        spec.preset.delay(
+            spec.params, np.array([k]), np.array([np.nan]), np.array([-1]), np.array([np.nan]), np.zeros(1), u
+        )[0]
+    )
 
 
 def test_socketio_backo2_golden():
@@ -345,7 +349,7 @@ def test_decide_is_pure():
     u = np.full((3, NDRAWS), 0.5)
     args = (np.array([-1, 1006, 1013]), np.zeros(3), np.full(3, np.nan), u)
     d1, s1 = decide(spec, s, *args)
-    d2, s2 = decide(spec, s, *args)
+    d2, _s2 = decide(spec, s, *args)
     np.testing.assert_array_equal(d1, d2)
     assert s.n.tolist() == [0, 0, 0] and s1.n.tolist() == [1, 1, 1]
 
@@ -374,7 +378,9 @@ events = st.lists(
     max_size=30,
 )
 
-PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+PROPS = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
+)
 
 
 @PROPS
@@ -472,7 +478,9 @@ def _first_retry_bounds(spec: PolicySpec, code: int, hint: float) -> tuple[float
 
 
 @PROPS
-@given(spec=specs(), pre=st.integers(1, 8), code=st.sampled_from([-1, -2, -503, 1006, 1013]), seed=st.integers(0, 2**20))
+@given(
+    spec=specs(), pre=st.integers(1, 8), code=st.sampled_from([-1, -2, -503, 1006, 1013]), seed=st.integers(0, 2**20)
+)
 def test_after_the_reset_rule_the_next_delay_is_a_first_retry(spec, pre, code, seed):
     assume(spec.budget is None and spec.throttle is None)  # a wrapper may lengthen or refuse the first retry
     reset_after = spec.preset.reset_uptime(spec.params)
@@ -542,8 +550,24 @@ def test_ably_resets_on_open():
 def test_pusher_close_code_classes_and_strategy_timeouts():
     c = parse_policy("pusher").client()
     assert delays(c, REFUSED, 5) == [15.0, 30.0, 60.0, 60.0, 60.0]
-    expected = {4000: 0.0, 4200: 0.0, 4299: 0.0, 4001: None, 4099: None, 4300: None, 4999: None,
-                4100: 1.0, 4199: 1.0, 1000: 1.0, 1001: 1.0, 1002: 1.0, 1006: 1.0, 1012: 1.0, 1013: 1.0, 3000: 1.0}
+    expected = {
+        4000: 0.0,
+        4200: 0.0,
+        4299: 0.0,
+        4001: None,
+        4099: None,
+        4300: None,
+        4999: None,
+        4100: 1.0,
+        4199: 1.0,
+        1000: 1.0,
+        1001: 1.0,
+        1002: 1.0,
+        1006: 1.0,
+        1012: 1.0,
+        1013: 1.0,
+        3000: 1.0,
+    }
     for code, want in expected.items():
         c = parse_policy("pusher").client()
         c.opened()

@@ -55,14 +55,16 @@ def outcomes(draw) -> Outcome:
         code = draw(st.one_of(st.sampled_from(CLOSE_CODES), st.integers(1000, 4999)))
         return Outcome(code=code, uptime_s=up, retry_after=draw(HINTS))
     if kind == "fail":
-        return Outcome(fail=draw(st.sampled_from(sorted(FAIL_CODES) + ["martian"])), uptime_s=up)
+        return Outcome(fail=draw(st.sampled_from([*sorted(FAIL_CODES), "martian"])), uptime_s=up)
     return Outcome(fail="http_status", status=draw(st.sampled_from(HTTP)), retry_after=draw(HINTS), uptime_s=up)
 
 
 # a step: an opened() call, or a decision after an outcome
 steps = st.lists(st.one_of(st.just("open"), outcomes()), min_size=1, max_size=40)
 
-PROPS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+PROPS = settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
+)
 
 
 def _same(a: float, b: float) -> bool:
@@ -152,8 +154,13 @@ def test_every_preset_has_a_scalar_twin():
 
 def test_long_runs_past_the_power_table():
     """1,100 retries without a reset: exponents past the scalar's power table still match numpy."""
-    for text in ["exponential:factor=1.3,cap=inf", "reconnecting-websocket:min_uptime=inf,factor=1.01,cap=1e9",
-                 "grpc:factor=1.001,cap=1e6", "websockets-py:factor=1.0001,cap=1e5", "socketio:factor=1.5,cap=200"]:
+    for text in [
+        "exponential:factor=1.3,cap=inf",
+        "reconnecting-websocket:min_uptime=inf,factor=1.01,cap=1e9",
+        "grpc:factor=1.001,cap=1e6",
+        "websockets-py:factor=1.0001,cap=1e5",
+        "socketio:factor=1.5,cap=200",
+    ]:
         spec = parse_policy(text)
         client, replay = spec.client(5, 6), client_uniforms(5, 6)
         state = initial_state(spec, np.array([6], dtype=np.int64))
@@ -196,11 +203,15 @@ def test_same_seed_same_delays_different_seed_different_delays():
 
 def test_next_delay_is_cheap():
     """The harness must not measure itself: a decision costs microseconds (was ~50-250 us on numpy)."""
-    outs = [Outcome(fail="refused"), Outcome(code=1013, uptime_s=0.1), Outcome(fail="http_status", status=503, retry_after=2.0)]
+    outs = [
+        Outcome(fail="refused"),
+        Outcome(code=1013, uptime_s=0.1),
+        Outcome(fail="http_status", status=503, retry_after=2.0),
+    ]
     per_call = []
     for text in ["code-aware", "full-jitter+budget:refill=0.1,wait=1", "socketio"]:
         c = parse_policy(text).client(1, 2)
-        for i in range(300):
+        for _ in range(300):
             t0 = time.perf_counter()
             for j in range(10):
                 c.next_delay(outs[j % 3])
