@@ -180,11 +180,19 @@ def verdict_text(rows: list[dict], ranked: list[tuple[dict, str]]) -> list[str]:
         protective,
         key=lambda r: R.num(r.get("recovery_T95_s")) if not math.isnan(R.num(r.get("recovery_T95_s"))) else math.inf,
     )
-    out.append(
-        f"The fastest protective policy, {fastest['policy']}, cost clients a recovery T95 of "
-        f"{fmt(fastest.get('recovery_T95_s'), ' s')}, downtime p99 {fmt(fastest.get('downtime_p99_s'), ' s')} "
-        f"and {fmt(fastest.get('wasted_per_recovered'))} wasted attempts per recovery."
-    )
+    if math.isnan(R.num(fastest.get("recovery_T95_s"))):  # no disruption: no recovery to time
+        fastest = protective[0]
+        out.append(
+            f"The most protective policy, {fastest['policy']}, cost clients a downtime p99 of "
+            f"{fmt(fastest.get('downtime_p99_s'), ' s')} and {fmt(fastest.get('wasted_per_recovered'))} wasted "
+            "attempts per recovery (no disruption, so no recovery time)."
+        )
+    else:
+        out.append(
+            f"The fastest protective policy, {fastest['policy']}, cost clients a recovery T95 of "
+            f"{fmt(fastest.get('recovery_T95_s'), ' s')}, downtime p99 {fmt(fastest.get('downtime_p99_s'), ' s')} "
+            f"and {fmt(fastest.get('wasted_per_recovered'))} wasted attempts per recovery."
+        )
     quicker = [r for r in order if R.num(r.get("recovery_T95_s")) < R.num(fastest.get("recovery_T95_s"))]
     if quicker:
         q = min(quicker, key=lambda r: R.num(r.get("recovery_T95_s")))

@@ -407,27 +407,59 @@ def series_from_events(
     return out
 
 
+MAX_SPREAD_S = 10  # a tick late by more than this is attributed to its own second only
+
+
+def _spread_ticks(sv: pd.DataFrame, counts: list[str]) -> pd.DataFrame:
+    """One row per (tick, second it covers): a tick counts what happened since its process's previous
+    tick, so a tick that came late (a busy server) covers the seconds it skipped, its counts split
+    evenly over them; gauges (connections, capacity, state) are repeated."""
+    sv = sv.sort_values(["proc", "t"], kind="stable")
+    s = sv["s"].to_numpy()
+    prev = sv.groupby("proc", sort=False)["s"].shift(1).to_numpy(dtype=float)
+    first = np.where(np.isnan(prev), s, np.minimum(np.nan_to_num(prev, nan=0).astype(np.int64) + 1, s))
+    first = np.maximum(first, s - MAX_SPREAD_S + 1)
+    n = (s - first + 1).astype(np.int64)
+    rows = sv.loc[sv.index.repeat(n)].reset_index(drop=True)
+    rows["s"] = np.concatenate([np.arange(a, b + 1) for a, b in zip(first, s, strict=False)]) if len(s) else s
+    share = np.repeat(1.0 / n, n)
+    for c in counts:
+        if c in rows:
+            rows[c] = rows[c] * share
+    return rows
+
+
 def add_server_columns(series: pd.DataFrame, server: pd.DataFrame, t0: float) -> pd.DataFrame:
-    """Add server_connections, capacity, handshake_rate, server_rejected (summed over processes)."""
+    """Add server_connections, capacity, handshake_rate, server_rejected, server_accepted, server_queue_depth,
+    server_not_serving and the cost-model columns: gauges per process per second (its last tick), summed
+    over processes; counts summed over ticks, a late tick's counts spread over the seconds it covers."""
     sv = server.copy()
     sv["s"] = np.floor(sv["t"] - t0).astype(np.int64)
     sv = sv[(sv["s"] >= 0) & (sv["s"] < len(series))]
     sv["not_serving"] = (sv["state"] != "serving").astype(int)
+    counts = ["rejected", "accepted", *COST_FIELDS]
+    sv = _spread_ticks(sv, counts)
+    per_proc = sv.groupby(["s", "proc"]).agg(
+        connections=("connections", "last"),
+        capacity=("capacity", "max"),
+        handshake_rate=("handshake_rate", "max"),
+    )
+    gauges = per_proc.groupby(level="s").sum(min_count=1)
     g = sv.groupby("s").agg(
-        server_connections=("connections", "sum"),
-        capacity=("capacity", "sum"),
-        handshake_rate=("handshake_rate", "sum"),
         server_rejected=("rejected", "sum"),
         server_accepted=("accepted", "sum"),
         server_queue_depth=("queue_depth", "max"),
         server_not_serving=("not_serving", "max"),
     )
+    g.insert(0, "server_connections", gauges["connections"])
+    g.insert(1, "capacity", gauges["capacity"])
+    g.insert(2, "handshake_rate", gauges["handshake_rate"])
     out = series.join(g, how="left")
     for field_, col in COST_FIELDS.items():
         if field_ in sv and sv[field_].notna().any():
             # min_count=1: a second in which no tick carried the field stays NaN, not 0
             out[col] = sv.groupby("s")[field_].sum(min_count=1).reindex(out.index)
-            # a second with no tick at all: nothing was counted (a missing tick is not missing data)
+            # a second no tick covers at all: nothing was counted (a missing tick is not missing data)
             out[col] = out[col].where(out[col].notna() | out.index.isin(sv["s"]), 0.0)
     return out
 

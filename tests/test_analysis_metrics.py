@@ -197,3 +197,18 @@ def test_a_budget_from_the_cost_model_when_the_token_bucket_is_off(tmp_path):
     m = M.compute(run)
     assert run.budget == 100.0 and m["run"]["budget_source"] == "cost model (estimate)"
     assert m["run"]["herd_factor"] == pytest.approx(5.0)
+
+
+def test_a_late_tick_covers_the_seconds_it_skipped_and_two_ticks_in_a_second_do_not_double_the_budget(tmp_path):
+    r = restart_storm(n=50, end=20)
+    r.ticks = []
+    for s in range(20):
+        if s in (12, 13):
+            continue  # a busy server ticked late: the tick at 14 counts seconds 12-14
+        r.tick(s + (0.05 if s != 14 else 0.9), connections=50, rejected_1013=30 if s == 14 else 0)
+    r.tick(14.95, connections=50, rejected_1013=3)  # and a second tick in the same second
+    run = load_run(r.write(tmp_path / "r"))
+    s = run.series
+    assert s.loc[12:14, "server_rejected"].tolist() == [10.0, 10.0, 13.0]
+    assert s["handshake_rate"].max() == 100 and run.budget == 100  # not 200
+    assert M.compute(run)["run"]["overload_s"] == 3

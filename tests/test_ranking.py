@@ -189,3 +189,39 @@ def test_repeats_whose_intervals_overlap_are_not_distinguishable():
     assert pairs == [("a", "b")]
     assert R.overlap((1.0, 0.5), (2.0, 0.5)) and not R.overlap((1.0, 0.4), (2.0, 0.5))
     assert not R.overlap((1.0, math.nan), (1.0, 0.5))
+
+
+# A demo run of this version on this machine (restart and overload, 200 users): measured numbers.
+MEASURED = {
+    "restart": [
+        ("immediate", 9.55, 2.0, 4.50),
+        ("full-jitter", 1.24, 2.0, 9.48),
+        ("code-aware", 0.53, 2.0, 6.14),
+        ("socketio", 1.23, 2.0, 7.69),
+    ],
+    "overload": [
+        ("immediate", 5.58, 12.0, math.nan),
+        ("full-jitter", 1.94, 13.0, math.nan),
+        ("code-aware", 1.53, 11.0, math.nan),
+        ("socketio", 1.61, 13.0, math.nan),
+    ],
+}
+
+
+def test_measured_demo_numbers_never_rank_immediate_above_the_protective_presets():
+    for scenario, table in MEASURED.items():
+        rows = _with_scores(
+            [
+                {
+                    "policy": p,
+                    "scenario": scenario,
+                    "runs": 1,
+                    "herd_factor": h,
+                    "overload_s": ov,
+                    "recovery_T95_s": t95,
+                }
+                for p, h, ov, t95 in table
+            ]
+        )
+        ranked = [r["policy"] for r, _ in rank(rows)]
+        assert ranked[0] == "code-aware" and ranked[-1] == "immediate", (scenario, ranked)
