@@ -2,14 +2,14 @@
 
 This package owns the policy catalog and everything a policy decides: outcomes and their int
 encoding (outcomes), the parameter model (params), the preset rules (rules, backoff, libraries,
-presets), wrappers such as the retry budget (wrappers), spec parsing (spec), the pure vector core
-(core) and its scalar twin (scalar), and the stateful client/fleet wrappers (client); catalog.py
-is the `wsstorm policies` command. It may import numpy, the standard library and wsstorm.errors
-only: no network, process or Locust/gevent I/O (the one file it reads is a TOML policy file in
-load_policy_file). Every `from wsstorm.policies import X` of the public API below keeps working.
+presets), the wrappers: the retry budget (wrappers) and the client-side throttles (throttles),
+spec parsing (spec), the pure vector core (core) and its scalar twin (scalar), and the stateful
+client/fleet wrappers (client); catalog.py is the `wsstorm policies` command. It may import
+numpy, the standard library and wsstorm.errors only: no network, process or Locust/gevent I/O
+(the one file it reads is a TOML policy file in load_policy_file). Every
+`from wsstorm.policies import X` of the public API below keeps working.
 tests/test_policies_scalar.py holds the scalar and vector twins equal, step by step, for every preset.
 """
-
 from __future__ import annotations
 
 from wsstorm.policies.client import ClientPolicy, VectorPolicy, client_uniforms
@@ -31,6 +31,7 @@ from wsstorm.policies.presets import CATALOG
 from wsstorm.policies.rules import Preset
 from wsstorm.policies.scalar import ScalarState, decide_scalar, initial_scalar_state, on_open_scalar
 from wsstorm.policies.spec import PolicySpec, load_policy_file, parse_policy
+from wsstorm.policies.throttles import THROTTLES, ThrottleSpec
 from wsstorm.policies.wrappers import BUDGET_PARAMS, BudgetSpec
 
 # the old name, kept while tests/test_policies.py imports it (analysis/charts.py has an unrelated code_label)
@@ -43,6 +44,7 @@ __all__ = [
     "HTTP_UNKNOWN",
     "MAX_DELAY",
     "NDRAWS",
+    "THROTTLES",
     "BudgetSpec",
     "ClientPolicy",
     "Outcome",
@@ -52,6 +54,7 @@ __all__ = [
     "PolicyState",
     "Preset",
     "ScalarState",
+    "ThrottleSpec",
     "VectorPolicy",
     "after_code_label",
     "client_uniforms",
