@@ -10,6 +10,7 @@ numpy, the standard library and wsstorm.errors only: no network, process or Locu
 `from wsstorm.policies import X` of the public API below keeps working.
 tests/test_policies_scalar.py holds the scalar and vector twins equal, step by step, for every preset.
 """
+
 from __future__ import annotations
 
 from wsstorm.policies.client import ClientPolicy, VectorPolicy, client_uniforms
