@@ -18,6 +18,8 @@ from wsstorm.errors import UsageError
 from wsstorm.run import scenario as scenarios
 from wsstorm.run.plan import (  # noqa: F401
     DEFAULT_COMPARE,
+    DEMO_BUDGET_S,
+    DEMO_DEFAULT,
     DEMO_PLAN,
     DEMO_POLICIES,
     DEMO_SCENARIOS,
@@ -71,7 +73,7 @@ def demo_plans(args: argparse.Namespace) -> list[Plan]:
             raise UsageError("no scenarios given")
     else:  # the default list: a scenario not shipped (yet) is left out, not an error
         shipped = set(scenarios.shipped())
-        wanted = [name for name, _, _ in DEMO_PLAN if name in shipped]
+        wanted = [name for name in DEMO_DEFAULT if name in shipped]
     plans = []
     for name in wanted:
         policies, size = own.get(name, (DEMO_POLICIES, DEMO_SIZE))
