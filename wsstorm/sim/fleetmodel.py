@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from wsstorm.runfolder import schemas
-from wsstorm.sim.queues import Calendar
+from wsstorm.sim.queues import Calendar, Fifo
 from wsstorm.sim.serving import GONE, HANG, IDLE, OPEN, QUEUED, WAIT, ServerPipeline
 
 __all__ = ["GONE", "HANG", "IDLE", "OPEN", "QUEUED", "WAIT", "FaultAt", "FleetModel", "ModelConfig", "ModelResult"]
@@ -134,6 +134,9 @@ class FleetModel(ServerPipeline):
         self.fault_log: list[dict[str, Any]] = []
         self.totals = {k: 0 for k in ("attempts", "opens", "gaveup")}
         self._init_server()
+        self.patience = Fifo()  # attempts at the server, in arrival order, until their client's connect timeout
+        # the tick at which a client started at tick 0 gives up (as _schedule rounds it)
+        self.ct_ticks = max(1, int(math.ceil(cfg.connect_timeout / cfg.dt - 1e-6)))
 
     # -- helpers --------------------------------------------------------------------
     def _sec(self, tick: int) -> int:
@@ -364,6 +367,7 @@ class FleetModel(ServerPipeline):
             # capacity and the handshake budget are shared by all worker processes (and outlive a restart)
             if self.rate_total > 0:
                 self.tokens = min(self.burst, self.tokens + self.rate_total * self.dt)
+            self._give_up(tick, t)
             due = self.cal.pop(tick, self.serial)
             if due is not None:
                 self._due(due, tick, t, frac)
@@ -387,6 +391,23 @@ class FleetModel(ServerPipeline):
         return ModelResult(series=series, connected_tick=self.connected_tick, dt=self.dt,
                            downtimes=downtimes, recovered=recovered, faults=self.fault_log,
                            totals=dict(self.totals))
+
+    def _give_up(self, tick: int, t: float) -> None:
+        """Clients whose attempt is still unanswered connect_timeout after it began stop waiting.
+
+        A FIFO rather than calendar entries: every attempt waits the same time, so arrival order is
+        timeout order, and an attempt answered in time costs nothing here.
+        """
+        late = self.patience.expire(tick - self.ct_ticks + 1)
+        if late is None:
+            return
+        idx, seq = late
+        ph = self.phase[idx]
+        hung = idx[(self.att_seq[idx] == seq) & ((ph == QUEUED) | (ph == HANG))]
+        if hung.size:
+            self._cancel(hung)  # a pending calendar entry of a hung attempt is this very timeout
+            self._count_attempts("attempts_timeout", hung)
+            self._react(hung, "timeout", t, tick)
 
     def _due(self, due: np.ndarray, tick: int, t: float, frac: float) -> None:
         kinds = self.ev[due]
@@ -421,6 +442,7 @@ class FleetModel(ServerPipeline):
             self._react(att, "refused", t, tick)
         else:
             self.phase[att] = QUEUED
-            self.pre_q.push(tick, att, self.att_seq[att].copy())
+            seq = self.att_seq[att].copy()
+            self.pre_q.push(tick, att, seq)
             # the client gives up after connect_timeout; the server does not know and keeps the attempt
-            self._schedule(att, t + self.cfg.connect_timeout, EV_TIMEOUT, tick)
+            self.patience.push(tick, att, seq)

@@ -18,12 +18,17 @@ class Calendar:
     """Per-tick buckets of (client, serial); an entry is live only if the client's serial still matches.
 
     Each schedule gives the client a new serial, so a client rescheduled within the same tick
-    (a rejection whose retry lands where its old timeout was) is never handled twice.
+    (a rejection whose retry lands where its old timeout was) is never handled twice. Entries are
+    filed by coarse bucket (``coarse`` ticks) and sorted into ticks only when their bucket comes
+    up: a batch of reconnect delays spread over thousands of ticks costs one sort, not a slice per tick.
     """
 
-    def __init__(self, n_ticks: int) -> None:
+    def __init__(self, n_ticks: int, coarse: int = 100) -> None:
         self.n = n_ticks
-        self.buckets: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self.coarse = max(1, coarse)
+        self.fine: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self.rough: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self.open_bucket = -1  # the coarse bucket already sorted into ticks
 
     def add(self, idx: np.ndarray, ticks: np.ndarray, serial: np.ndarray) -> None:
         """File each client idx[i] at ticks[i] under serial[i] (ticks past the end are dropped)."""
@@ -32,8 +37,36 @@ class Calendar:
             idx, ticks, serial = idx[keep], ticks[keep], serial[keep]
         if idx.size == 0:
             return
-        if idx.size == 1 or ticks.min() == ticks.max():
-            self.buckets.setdefault(int(ticks[0]), []).append((idx, serial))
+        lo, hi = int(ticks.min()), int(ticks.max())
+        if lo == hi:
+            self._file(lo, idx, serial)
+            return
+        c_lo, c_hi = lo // self.coarse, hi // self.coarse
+        if c_lo == c_hi and c_lo != self.open_bucket:
+            self.rough.setdefault(c_lo, []).append((idx, ticks, serial))
+            return
+        cb = ticks // self.coarse
+        order = np.argsort(cb, kind="stable")
+        idx, ticks, serial, cb = idx[order], ticks[order], serial[order], cb[order]
+        cuts = np.flatnonzero(np.diff(cb)) + 1
+        starts = np.concatenate(([0], cuts))
+        ends = np.concatenate((cuts, [idx.size]))
+        for c, a, b in zip(cb[starts].tolist(), starts.tolist(), ends.tolist()):
+            if c == self.open_bucket:
+                self._split(idx[a:b], ticks[a:b], serial[a:b])
+            else:
+                self.rough.setdefault(c, []).append((idx[a:b], ticks[a:b], serial[a:b]))
+
+    def _file(self, tick: int, idx: np.ndarray, serial: np.ndarray) -> None:
+        c = tick // self.coarse
+        if c == self.open_bucket:
+            self.fine.setdefault(tick, []).append((idx, serial))
+        else:
+            self.rough.setdefault(c, []).append((idx, np.full(idx.size, tick, dtype=np.int64), serial))
+
+    def _split(self, idx: np.ndarray, ticks: np.ndarray, serial: np.ndarray) -> None:
+        """Sort entries of the open bucket into their ticks."""
+        if idx.size == 0:
             return
         order = np.argsort(ticks, kind="stable")
         idx, ticks, serial = idx[order], ticks[order], serial[order]
@@ -41,18 +74,27 @@ class Calendar:
         starts = np.concatenate(([0], cuts))
         ends = np.concatenate((cuts, [idx.size]))
         for tk, a, b in zip(ticks[starts].tolist(), starts.tolist(), ends.tolist()):
-            self.buckets.setdefault(tk, []).append((idx[a:b], serial[a:b]))
+            self.fine.setdefault(tk, []).append((idx[a:b], serial[a:b]))
 
     def pop(self, tick: int, current: np.ndarray) -> np.ndarray | None:
         """The clients due at ``tick`` whose serial is still ``current[client]``."""
-        parts = self.buckets.pop(tick, None)
-        if not parts:
+        c = tick // self.coarse
+        if c != self.open_bucket:
+            self.open_bucket = c
+            parts = self.rough.pop(c, None)
+            if parts:
+                if len(parts) == 1:
+                    self._split(*parts[0])
+                else:
+                    self._split(*(np.concatenate([p[k] for p in parts]) for k in range(3)))
+        fine = self.fine.pop(tick, None)
+        if not fine:
             return None
-        if len(parts) == 1:
-            idx, ser = parts[0]
+        if len(fine) == 1:
+            idx, ser = fine[0]
         else:
-            idx = np.concatenate([p[0] for p in parts])
-            ser = np.concatenate([p[1] for p in parts])
+            idx = np.concatenate([p[0] for p in fine])
+            ser = np.concatenate([p[1] for p in fine])
         live = current[idx] == ser
         return idx if live.all() else idx[live]
 
