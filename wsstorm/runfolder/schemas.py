@@ -71,10 +71,11 @@ class CloseEvent(EventBase, total=False):
     protocol_error: str
 
 
-class WaitEvent(EventBase):
+class WaitEvent(EventBase, total=False):
     delay: float
     policy: str
     after_code: str | int  # close code, or the fail kind (refused, http_503, timeout ...)
+    skipped: int  # attempts a client-side throttle skipped locally within this delay (sre-throttle)
 
 
 class GiveupEvent(EventBase, total=False):
