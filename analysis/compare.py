@@ -381,7 +381,7 @@ def render_html(
             f"<p class='small'>{esc(a['policy'])} and {esc(b['policy'])} are not distinguishable in "
             f"{k} runs: their 95% intervals overlap on what ordered them.</p>"
         )
-    parts.append(f"<h2>Table</h2><table><tr>{head}</tr>{''.join(body)}</table>")
+    parts.append(f"<h2>Table</h2><div class='wide'><table><tr>{head}</tr>{''.join(body)}</table></div>")
     if repeated:
         parts.append(
             "<p class='small'>Repeated runs (same policy and scenario): mean ± half-width of the 95% "

@@ -153,17 +153,26 @@ def goodput_level(series: pd.DataFrame, s_d: int) -> float:
     return float(g.max()) if len(g) and g.max() > 0 else math.nan
 
 
+def _held_opens(series: pd.DataFrame) -> pd.Series | None:
+    """The clients' own count of admissions that became held connections (attempts_open), if known."""
+    return series["attempts_open"] if has_column(series, "attempts_open") else None
+
+
 def goodput_lost(series: pd.DataFrame, s_from: int, s_to: int | None, level: float) -> tuple[float, float]:
     """(admissions lost, fraction lost) in [s_from, s_to): each second the server could have turned
-    min(level, attempts) into held connections; what it did not is lost.  Demand-aware, so a policy
-    that spreads its clients out is not charged for the attempts it did not make.  NaN if unknown."""
+    min(level, attempts) into held connections (the demand); what it did not deliver is lost.  Demand-
+    aware, so a policy that spreads its clients out is not charged for the attempts it did not make.
+    Delivered = the server's goodput, but never more than the clients saw open and held (a session set
+    up for a client that had already left is no goodput).  Totals over the window, so an admission and
+    its open falling in neighbouring seconds do not count as a loss.  NaN if unknown."""
     if not has_column(series, "server_goodput") or not (level > 0):
         return math.nan, math.nan
-    g = _window(series, "server_goodput", s_from, s_to).fillna(0).to_numpy(dtype=float)
     a = _window(series, "attempts", s_from, s_to).fillna(0).to_numpy(dtype=float)
-    demand = np.minimum(level, a)
-    lost = float(np.maximum(demand - g, 0).sum())
-    total = float(demand.sum())
+    delivered = float(_window(series, "server_goodput", s_from, s_to).fillna(0).sum())
+    if _held_opens(series) is not None:
+        delivered = min(delivered, float(_window(series, "attempts_open", s_from, s_to).fillna(0).sum()))
+    total = float(np.minimum(level, a).sum())
+    lost = max(total - delivered, 0.0)
     return lost, (lost / total if total > 0 else 0.0)
 
 
@@ -185,6 +194,8 @@ def metastable(
     """Metastable failure after the disruption at t_d: its trigger ended at trigger_end, yet for
     window_s seconds after it the goodput (5 s rolling mean) stayed below METASTABLE_FRACTION of its
     pre-fault level while fewer than RECOVERED_FRACTION of the clients connected before were back.
+    Goodput here is the server's count, but never more than the clients saw open and held (rolling
+    means of both): a session finished for a client that already left is no goodput.
     None when it cannot be judged (no goodput counts, or no goodput before the fault)."""
     s_d = math.floor(t_d)
     level = goodput_level(series, s_d)
@@ -196,9 +207,15 @@ def metastable(
     s_end = math.ceil(trigger_end)
     g = series["server_goodput"].fillna(0).astype(float)
     smooth = g.rolling(SMOOTH_S, min_periods=1).mean()
+    opens = _held_opens(series)
+    if opens is not None:  # what the clients saw held bounds what the server may call goodput
+        o = opens.fillna(0).astype(float)
+        smooth = np.minimum(smooth, o.rolling(SMOOTH_S, min_periods=1).mean())
     win = (series.index >= s_end) & (series.index < s_end + window_s)
     n = int(win.sum())
-    after_g = g[win]
+    after = float(g[win].mean()) if n else math.nan
+    if opens is not None and n:
+        after = min(after, float(opens[win].fillna(0).mean()))
     conn_after = float(c[win].max()) if n else 0.0
     down = bool(n and (smooth[win] < METASTABLE_FRACTION * level).all())
     out_clients = connected_before > 0 and conn_after < RECOVERED_FRACTION * connected_before
@@ -206,7 +223,7 @@ def metastable(
         flag=bool(n >= window_s and down and out_clients),
         trigger_end_s=float(trigger_end),
         goodput_before=level,
-        goodput_after=float(after_g.mean()) if n else math.nan,
+        goodput_after=after,
         window_s=n,
         connected_before=connected_before,
         connected_after_max=conn_after,

@@ -41,7 +41,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .warn{background:#fff4e5;border:1px solid #f0c36d;padding:.6em 1em;border-radius:6px}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em;white-space:pre-wrap}
-.small{font-size:.85em;color:#555} details{margin:.6em 0}
+.small{font-size:.85em;color:#555} details{margin:.6em 0} .wide{overflow-x:auto;font-size:.9em}
 """
 
 

@@ -212,3 +212,18 @@ def test_a_late_tick_covers_the_seconds_it_skipped_and_two_ticks_in_a_second_do_
     assert s.loc[12:14, "server_rejected"].tolist() == [10.0, 10.0, 13.0]
     assert s["handshake_rate"].max() == 100 and run.budget == 100  # not 200
     assert M.compute(run)["run"]["overload_s"] == 3
+
+
+def test_goodput_no_client_saw_is_not_goodput(tmp_path):
+    # a busy server that finishes sessions for clients who already timed out may count them as goodput;
+    # the clients' own opens bound it, so the storm is still metastable and all of its goodput lost
+    from tests.synth import metastable_storm
+
+    r = metastable_storm(n=200, end=60.0)
+    for tick in r.ticks:
+        if tick["t"] - r.t0 >= 13:
+            tick["goodput"] = 60  # above 20% of the pre-fault 100/s, yet no client ever opened
+    run = load_run(r.write(tmp_path / "r"))
+    m = M.compute(run)
+    assert m["run"]["metastable"]["flag"] is True and m["run"]["metastable"]["goodput_after"] == 0.0
+    assert m["disruptions"][0]["goodput_lost_frac"] == 1.0
