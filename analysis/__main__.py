@@ -38,11 +38,18 @@ def summary_line(label: str, m: dict) -> str:
     return (
         f"{label[:38]:<38} {fmt(r.get('herd_factor'), 'x'):>10} {fmt(r.get('recovery_T95_s'), ' s'):>12} "
         f"{fmt(r.get('downtime_p99_s'), ' s'):>12} {fmt(r.get('wasted_per_recovered')):>8} "
-        f"{fmt(r.get('overload_s'), ' s'):>9}"
+        f"{fmt(r.get('overload_s'), ' s'):>9} {_metastable(r.get('metastable')):>10}"
     )
 
 
-HEADER = f"{'run / policy':<38} {'herd':>10} {'T95':>12} {'downtime p99':>12} {'wasted':>8} {'overload':>9}"
+def _metastable(ms: object) -> str:
+    return "-" if not isinstance(ms, dict) else ("YES" if ms.get("flag") else "no")
+
+
+HEADER = (
+    f"{'run / policy':<38} {'herd':>10} {'T95':>12} {'downtime p99':>12} {'wasted':>8} {'overload':>9} "
+    f"{'metastable':>10}"
+)
 
 
 def main(argv: list[str] | None = None) -> int:

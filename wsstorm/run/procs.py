@@ -266,16 +266,17 @@ def build_run_report(result: RunResult, stopper: Stopper) -> None:
     log = result.run_dir / REPORT_LOG
     (result.run_dir / names.RESULT_JSON).unlink(missing_ok=True)  # a stale one must not pass for this build
     code, tail = analysis_child([str(result.run_dir)], log, stopper)
-    result.report = result_report(result.run_dir, read_result(result.run_dir))
+    built = read_result(result.run_dir)
+    result.report = result_report(result.run_dir, built)
     if code != 0 or result.report is None:
         result.report_error = f"report failed (exit {code}): {tail}" if tail else f"report failed (exit {code})"
-    result.metrics = read_metrics(result.run_dir)
+    result.metrics = read_metrics(result.run_dir, built["metrics"] if built else names.METRICS_JSON)
 
 
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    """The run-level metrics analysis wrote (metrics.json), or {}."""
+def read_metrics(run_dir: Path, name: str = names.METRICS_JSON) -> dict[str, Any]:
+    """The run-level metrics analysis wrote (the metrics file its result.json names), or {}."""
     try:
-        data = json.loads((run_dir / names.METRICS_JSON).read_text(encoding="utf-8"))
+        data = json.loads((run_dir / name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     run = data.get("run", data) if isinstance(data, dict) else {}
