@@ -270,7 +270,7 @@ def build_run_report(result: RunResult, stopper: Stopper) -> None:
     result.report = result_report(result.run_dir, built)
     if code != 0 or result.report is None:
         result.report_error = f"report failed (exit {code}): {tail}" if tail else f"report failed (exit {code})"
-    result.metrics = read_metrics(result.run_dir, built["metrics"] if built else names.METRICS_JSON)
+    result.metrics = read_metrics(result.run_dir, (built or {}).get("metrics", names.METRICS_JSON))
 
 
 def read_metrics(run_dir: Path, name: str = names.METRICS_JSON) -> dict[str, Any]:
