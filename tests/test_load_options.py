@@ -130,3 +130,17 @@ def test_bad_cpus_exit_2_one_line(tmp_path, cpus):
     r = subprocess.run([*LOCUST, "--headless", "-u", "1", "-t", "1s", "--host", "ws://127.0.0.1:9/",
                         "--run-dir", str(tmp_path), "--cpus", cpus], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "--cpus" in r.stderr
+
+
+def test_scenario_client_handshake_keys_reach_the_options(tmp_path):
+    from wsstorm.load.options import scenario_into_options
+
+    pem = tmp_path / "ca.pem"
+    pem.write_text("x")
+    client = argparse.Namespace(message_rate=None, ping_interval=None, pong_timeout=None, connect_timeout=None,
+                                headers=["Authorization: Bearer {env:T}"], query=None, subprotocols=["chat"],
+                                ca_file=str(pem), insecure=False, server_name="example.org")
+    o = opts(header=None, query=None, subprotocol=["cli-wins"], ca_file="", server_name="")
+    scenario_into_options(o, argparse.Namespace(client=client))
+    assert o.header == ["Authorization: Bearer {env:T}"] and o.query is None and o.subprotocol == ["cli-wins"]
+    assert o.ca_file == str(pem) and o.server_name == "example.org"

@@ -15,7 +15,7 @@ Paths (query ``after=<s>`` delays the ending; default 0.2 s):
   /headers                   say the request's path and headers, then echo
   /hang                      read the request, never answer it
   /slow101?delay=<s>         answer the handshake after <s> seconds, then echo
-  /auth?token=<t>            401 unless ``Authorization: Bearer <t>``, then echo
+  /auth                      401 unless ``Authorization: Bearer $PEER_TOKEN``, then echo
 Any path: ``pick=<name>`` answers with that subprotocol (``Sec-WebSocket-Protocol``).
 
 ``--tls CERT KEY`` serves wss:// (``--client-ca CA``: require a client certificate from it).
@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import socket
 import ssl
 import struct
@@ -144,7 +145,7 @@ def handle(conn: socket.socket, tls: ssl.SSLContext | None = None) -> None:
             return
         if path == "/slow101":
             time.sleep(float(q.get("delay", "1")))
-        if path == "/auth" and headers.get("authorization") != f"Bearer {q.get('token', '')}":
+        if path == "/auth" and headers.get("authorization") != f"Bearer {os.environ.get('PEER_TOKEN', '?')}":
             conn.sendall(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             say({"http": 401})
             return

@@ -17,10 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsstorm.errors import UsageError
+from wsstorm.load.template import Extras, compile_extras
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 # Options whose values are secrets: never in the manifest, command.txt, logs or the web UI.
 SECRET_OPTIONS = ("target_token",)
+# Options whose values may be secrets: the manifest keeps their names only (header name, query key).
+REDACTED_OPTIONS = {"header": ":", "query": "="}
+REDACTED = "<redacted>"
 
 
 @events.init_command_line_parser.add_listener
@@ -47,6 +51,15 @@ def add_options(parser: Any) -> None:
     g.add_argument("--client-cert", default="", help="client certificate (PEM) for mutual TLS")
     g.add_argument("--client-key", default="", help="its private key (PEM; the path is recorded, never the key)")
     g.add_argument("--server-name", default="", help="TLS server name (SNI, certificate check) instead of the URL's host")
+    # The handshake. Header and query values may be secrets: kept out of the web UI (its page would
+    # carry them) and redacted in the manifest; give tokens as {env:NAME} or {file:PATH}.
+    g.add_argument("--header", action="append", default=None, include_in_web_ui=False,
+                   help="extra handshake header 'Name: value' (repeatable); templated: "
+                        "{user} {n} {conn} {run} {env:NAME} {file:PATH}")
+    g.add_argument("--query", action="append", default=None, include_in_web_ui=False,
+                   help="extra query parameter 'k=v' (repeatable), templated like --header")
+    g.add_argument("--subprotocol", action="append", default=None,
+                   help="offer this subprotocol (repeatable); the server's choice is recorded on open")
     # The embedded target
     g.add_argument("--target-capacity", type=int, default=None, help="embedded target: max connections")
     g.add_argument("--target-handshake-rate", type=float, default=None, help="embedded target: handshakes/s")
@@ -84,29 +97,69 @@ class UserConfig:
     connect_timeout: float
     seed: int
     tls: TLSConfig = field(default_factory=TLSConfig)
+    extras: Extras = field(default_factory=Extras)
 
 
 def _pick(cli: Any, scenario_value: Any, default: Any) -> Any:
     return cli if cli is not None else (scenario_value if scenario_value is not None else default)
 
 
-def _file(opts: Any, name: str) -> str:
-    path = str(getattr(opts, name, "") or "")
+def _text(opts: Any, client: Any, name: str) -> str:
+    """A text option: the command line's if given, else the scenario [client]'s, else ''."""
+    return str(getattr(opts, name, "") or getattr(client, name, "") or "")
+
+
+def _file(opts: Any, client: Any, name: str) -> str:
+    path = _text(opts, client, name)
     if path and not os.path.isfile(path):
         raise UsageError(f"--{name.replace('_', '-')}: no such file: {path!r}")
     return path
 
 
-def resolve_tls(opts: Any) -> TLSConfig:
-    """The TLS options, checked (the files exist, a key goes with a certificate)."""
-    tls = TLSConfig(ca_file=_file(opts, "ca_file"), insecure=bool(getattr(opts, "insecure", False)),
-                    client_cert=_file(opts, "client_cert"), client_key=_file(opts, "client_key"),
-                    server_name=str(getattr(opts, "server_name", "") or ""))
+def resolve_tls(opts: Any, client: Any = None) -> TLSConfig:
+    """The TLS options (command line > scenario [client]), checked: the files exist, a key goes with a certificate."""
+    insecure = bool(getattr(opts, "insecure", False) or getattr(client, "insecure", False))
+    tls = TLSConfig(ca_file=_file(opts, client, "ca_file"), insecure=insecure,
+                    client_cert=_file(opts, client, "client_cert"), client_key=_file(opts, client, "client_key"),
+                    server_name=_text(opts, client, "server_name"))
     if tls.client_key and not tls.client_cert:
         raise UsageError("--client-key needs --client-cert")
     if tls.insecure and tls.ca_file:
         raise UsageError("--insecure and --ca-file contradict each other: choose one")
     return tls
+
+
+def _listed(opts: Any, client: Any, option: str, key: str) -> list[str]:
+    """A repeatable option's values: the command line's if given, else the scenario [client]'s."""
+    cli = getattr(opts, option, None)
+    if isinstance(cli, str):  # set from the web UI's text field: comma-separated
+        return [v.strip() for v in cli.split(",") if v.strip()]
+    if cli is not None:
+        return [str(v) for v in cli]
+    value = getattr(client, key, None)
+    if value is None:
+        return []
+    return [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+
+
+_SCENARIO_LISTS = {"header": "headers", "query": "query", "subprotocol": "subprotocols"}
+_SCENARIO_TEXTS = ("ca_file", "client_cert", "client_key", "server_name", "compression")
+
+
+def scenario_into_options(opts: Any, scenario: Any) -> None:
+    """Copy the scenario [client]'s handshake and TLS keys into the options the command line left unset,
+    so workers (which never read the scenario) get them with the master's options."""
+    client = getattr(scenario, "client", None)
+    if client is None:
+        return
+    for option, key in _SCENARIO_LISTS.items():
+        if getattr(opts, option, None) is None and getattr(client, key, None):
+            setattr(opts, option, _listed(opts, client, option, key))
+    for name in _SCENARIO_TEXTS:
+        if not getattr(opts, name, "") and getattr(client, name, None):
+            setattr(opts, name, str(getattr(client, name)))
+    if getattr(client, "insecure", False):
+        opts.insecure = True
 
 
 def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
@@ -127,7 +180,9 @@ def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
         connect_timeout=float(_pick(getattr(opts, "connect_timeout", None), getattr(client, "connect_timeout", None),
                                     DEFAULT_CONNECT_TIMEOUT)),
         seed=int(opts.seed) if opts.seed is not None else 0,
-        tls=resolve_tls(opts),
+        tls=resolve_tls(opts, client),
+        extras=compile_extras(_listed(opts, client, "header", "headers"), _listed(opts, client, "query", "query"),
+                              _listed(opts, client, "subprotocol", "subprotocols")),
     )
     for name in ("message_rate", "ping_interval", "pong_timeout"):
         v = getattr(cfg, name)
@@ -199,8 +254,12 @@ def derive_seed(*parts: Any) -> int:
 
 
 def redacted_options(opts: Any) -> dict[str, Any]:
-    """Every option for the manifest, secrets left out."""
+    """Every option for the manifest: secrets left out, header and query values redacted."""
     out = dict(vars(opts))
     for name in SECRET_OPTIONS:
         out.pop(name, None)
+    for name, sep in REDACTED_OPTIONS.items():
+        values = out.get(name)
+        if values:
+            out[name] = [f"{str(v).partition(sep)[0].strip()}{sep}{REDACTED}" for v in values]
     return out

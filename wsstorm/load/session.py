@@ -27,7 +27,15 @@ from typing import Any
 from wsstorm.errors import UsageError
 from wsstorm.load import sockets as sockets_mod
 from wsstorm.load.connection import tls_context
-from wsstorm.load.options import UserConfig, check_host, new_run_id, pin_cpus, redacted_options, resolve_config
+from wsstorm.load.options import (
+    UserConfig,
+    check_host,
+    new_run_id,
+    pin_cpus,
+    redacted_options,
+    resolve_config,
+    scenario_into_options,
+)
 from wsstorm.load.recorder import Recorder, ShardWriter
 from wsstorm.runfolder import jsonl, names
 from wsstorm.runfolder import manifest as manifest_mod
@@ -70,10 +78,17 @@ class Session:
     done: set[str] = field(default_factory=set)
     seq: int = 0
 
+    worker_index: int = 0  # a worker's index among the run's workers (Locust's), 0 otherwise
+    worker_count: int = 1
+
     def next_user(self) -> str:
         """A new user id, ``<worker>/<n>``, unique within the run."""
         self.users += 1
         return f"{self.worker}/{self.users}"
+
+    def user_number(self) -> int:
+        """The last user's number in the whole run, from 1 (workers interleave: w0 1, w1 2, ...)."""
+        return (self.users - 1) * self.worker_count + self.worker_index + 1
 
 
 SESSION = Session()
@@ -120,6 +135,7 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
         else:
             if opts.seed is None:
                 opts.seed = random.SystemRandom().randrange(2**31)
+            scenario_into_options(opts, s.scenario)
             s.cfg = resolve_config(opts, s.scenario)
     except UsageError as exc:
         _fail_usage(exc)
@@ -319,6 +335,9 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
         try:
             s.cfg = resolve_config(environment.parsed_options)
             s.tls = client_tls(s.cfg)
+            s.worker_index = int(getattr(environment.runner, "worker_index", 0) or 0)
+            s.worker_count = max(1, int(getattr(environment.parsed_options, "expect_workers", 1) or 1),
+                                 s.worker_index + 1)
         except UsageError as exc:
             # running on with the previous settings would make a run that is not what was asked
             log.error("wsstorm: %s", exc)

@@ -22,6 +22,7 @@ from wsstorm.load import sockets as sockets_mod
 from wsstorm.load.connection import CloseInfo, MessageTooBig, PeerEOF, WSConnection, answer_code, classify_exception
 from wsstorm.load.options import derive_seed
 from wsstorm.load.session import SESSION, ensure_recorder, log
+from wsstorm.load.template import Rendered, scrub
 from wsstorm.policies import Outcome, hint_from_reason
 
 FAILURE_CODES = frozenset({1002, 1006, 1007, 1011, 1013})  # closes that are failures by nature
@@ -100,6 +101,9 @@ class WebSocketUser(User):
         self.cfg = s.cfg
         self.index = s.users
         self.user_id = s.next_user()
+        self.number = s.user_number()  # n of {n} and {file:PATH} templates
+        self._extras: Rendered | None = None  # this user's rendered headers/query, unless per connection
+        self._secrets: tuple[str, ...] = ()  # the values of the attempt in flight, scrubbed from details
         self.rng = random.Random(derive_seed(self.cfg.seed, self.user_id))
         self.policy = self.cfg.policy.client(seed=derive_seed(self.cfg.seed, self.user_id, "policy"),
                                              process_seed=derive_seed(self.cfg.seed, s.worker))
@@ -195,13 +199,26 @@ class WebSocketUser(User):
         return self._hold(live)
 
     def _connection(self) -> WSConnection:
-        return WSConnection(self.url, self.cfg.connect_timeout, self.source, SESSION.tls, self.cfg.tls.server_name)
+        cfg = self.cfg
+        ex = cfg.extras
+        if ex.empty:
+            return WSConnection(self.url, cfg.connect_timeout, self.source, SESSION.tls, cfg.tls.server_name,
+                                protocols=ex.subprotocols)
+        r = self._extras
+        if r is None or ex.per_conn:
+            r = ex.render(self.user_id, self.number, self.conn_no, SESSION.run)
+            if not ex.per_conn:
+                self._extras = r
+        self._secrets = r.secrets
+        return WSConnection(self.url, cfg.connect_timeout, self.source, SESSION.tls, cfg.tls.server_name,
+                            query=r.query, protocols=ex.subprotocols, extra=r.headers)
 
     def _failed(self, exc: BaseException, t0: float) -> AttemptResult:
         """Record an attempt that failed before open (classified) and say what the policy is told."""
         f = classify_exception(exc)
         ms = (time.perf_counter() - t0) * 1000.0
-        self._rec("fail", kind=f.kind, status=f.status, retry_after=f.retry_after, detail=f.detail)
+        detail = scrub(f.detail, self._secrets) if self._secrets else f.detail  # a server may echo our token
+        self._rec("fail", kind=f.kind, status=f.status, retry_after=f.retry_after, detail=detail)
         name = f"fail http {f.status}" if f.kind == "http_status" else f"fail {f.kind}"
         self._report(name, ms, WSFailure(name))
         after = f"http_{f.status}" if f.kind == "http_status" else f.kind
@@ -212,7 +229,10 @@ class WebSocketUser(User):
         landing after this closes a connection whose open is on record)."""
         now = time.monotonic()
         live = _Conn(c, now, now)
-        self._rec("open", t=time.time(), connect_ms=round(connect_ms, 3))
+        if c.protocols:
+            self._rec("open", t=time.time(), connect_ms=round(connect_ms, 3), subprotocol=c.subprotocol)
+        else:
+            self._rec("open", t=time.time(), connect_ms=round(connect_ms, 3))
         self.live = live
         return live
 
