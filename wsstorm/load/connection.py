@@ -22,6 +22,7 @@ import os
 import socket
 import ssl
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -267,6 +268,52 @@ def _resource(url: str) -> str:
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
 
+_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+
+@dataclass(frozen=True)
+class Deflate:
+    """permessage-deflate as the server agreed to it (RFC 7692 7.1)."""
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    server_max_window_bits: int = 15
+    client_max_window_bits: int = 15
+
+
+def parse_deflate(header: str | None) -> Deflate | None:
+    """The server's Sec-WebSocket-Extensions answer to our offer -> Deflate, or None if it declined.
+
+    Raises WebSocketException for an extension we did not offer or a parameter RFC 7692 forbids.
+    """
+    if header is None or not header.strip():
+        return None
+    offers = [x.strip() for x in header.split(",") if x.strip()]
+    if len(offers) != 1:
+        raise WebSocketException(f"server agreed to extensions we did not offer: {header[:80]!r}")
+    name, *params = [p.strip() for p in offers[0].split(";")]
+    if name.lower() != "permessage-deflate":
+        raise WebSocketException(f"server agreed to an extension we did not offer: {name[:40]!r}")
+    out: dict[str, Any] = {}
+    for p in params:
+        key, sep, value = (x.strip().strip('"') for x in p.partition("="))
+        key = key.lower()
+        if key in out:
+            raise WebSocketException(f"permessage-deflate: {key} given twice")
+        if key in ("server_no_context_takeover", "client_no_context_takeover") and not sep:
+            out[key] = True
+        elif key in ("server_max_window_bits", "client_max_window_bits") and sep and value.isdigit() \
+                and 8 <= int(value) <= 15:
+            out[key] = int(value)
+        else:
+            raise WebSocketException(f"permessage-deflate: bad parameter {p[:40]!r}")
+    # zlib cannot make raw deflate with an 8-bit window: 9 is the same on the wire (RFC 7692 7.1.2.2)
+    for key in ("server_max_window_bits", "client_max_window_bits"):
+        if out.get(key) == 8:
+            out[key] = 9
+    return Deflate(**out)
+
+
 def handshake_request(url: str, host: str, port: int, key: str, cookie: str = "", *, query: str = "",
                       protocols: tuple[str, ...] = (), extra: bytes = b"") -> bytes:
     """The client's opening handshake, as websocket-client sends it (no Origin header unless given).
@@ -363,8 +410,13 @@ class WSConnection:
 
     def __init__(self, url: str, connect_timeout: float = 10.0, source_address: str | None = None,
                  ssl_context: ssl.SSLContext | None = None, server_name: str = "", *, query: str = "",
-                 protocols: tuple[str, ...] = (), extra: bytes = b"") -> None:
+                 protocols: tuple[str, ...] = (), extra: bytes = b"", compression: bool = False) -> None:
         self.url = url
+        self.compression = compression  # offer permessage-deflate
+        self.deflate: Deflate | None = None  # what the server agreed to, once open
+        self._compressor: Any = None  # zlib objects, made on first use
+        self._decompressor: Any = None
+        self._msg_compressed = False
         self.query = query  # may carry a secret: never put into an exception's text
         self.protocols = protocols
         self.extra = extra  # rendered header lines (secrets too): same rule
@@ -478,7 +530,7 @@ class WSConnection:
             self._sock = sock
         key = base64.b64encode(os.urandom(16)).decode()
         request = handshake_request(url, host, port, key, CookieJar.get(host), query=self.query,
-                                    protocols=self.protocols, extra=self.extra)
+                                    protocols=self.protocols, extra=self.extra + _OFFER if self.compression else self.extra)
         try:
             sock.sendall(request)
         except TimeoutError as exc:
@@ -514,6 +566,8 @@ class WSConnection:
             if chosen is not None and chosen.strip() not in self.protocols:
                 raise WebSocketException(f"server chose a subprotocol we did not offer: {chosen[:60]!r}")
             self.subprotocol = chosen.strip() if chosen is not None else None
+        if self.compression:
+            self.deflate = parse_deflate(headers.get("sec-websocket-extensions"))
         CookieJar.add(headers.get("set-cookie"))
         sock.settimeout(None)
         return None
@@ -592,7 +646,11 @@ class WSConnection:
         if has_mask:
             payload = ABNF.mask(mask, payload)
         opcode = b1 & 0x0F
-        frame = ABNF(b1 >> 7, b1 >> 6 & 1, b1 >> 5 & 1, b1 >> 4 & 1, opcode, has_mask, payload)
+        rsv1 = b1 >> 6 & 1
+        if rsv1 and self.deflate is not None and opcode in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY):
+            rsv1 = 0  # RFC 7692: RSV1 on a message's first frame = the message is compressed
+            self._msg_compressed = True
+        frame = ABNF(b1 >> 7, rsv1, b1 >> 5 & 1, b1 >> 4 & 1, opcode, has_mask, payload)
         if opcode != ABNF.OPCODE_CLOSE:  # Close frames are parsed by parse_close_payload
             frame.validate(True)
         return frame
@@ -627,7 +685,11 @@ class WSConnection:
                 if cont.is_fire(frame):
                     _op, whole = cont.extract(frame)
                     data = whole.data
-                    return Incoming("message", data if isinstance(data, bytes) else str(data).encode())
+                    data = data if isinstance(data, bytes) else str(data).encode()
+                    if self._msg_compressed:
+                        self._msg_compressed = False
+                        data = self._inflate(data)
+                    return Incoming("message", data)
             elif op == ABNF.OPCODE_CLOSE:
                 return Incoming("close", close=parse_close_payload(bytes(frame.data)))
             elif op == ABNF.OPCODE_PING:
@@ -655,8 +717,37 @@ class WSConnection:
                     sock.settimeout(self._timeout)
 
     def send_text(self, text: str) -> None:
-        """Send a text message."""
-        self.send_frame(ABNF.create_frame(text, ABNF.OPCODE_TEXT))
+        """Send a text message (compressed when permessage-deflate was agreed)."""
+        if self.deflate is None:
+            self.send_frame(ABNF.create_frame(text, ABNF.OPCODE_TEXT))
+            return
+        frame = ABNF.create_frame(self._deflate(text.encode("utf-8")), ABNF.OPCODE_TEXT)
+        frame.rsv1 = 1
+        self.send_frame(frame)
+
+    def _deflate(self, data: bytes) -> bytes:
+        d = self.deflate
+        assert d is not None
+        c = self._compressor
+        if c is None or d.client_no_context_takeover:
+            c = self._compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED,
+                                                    -d.client_max_window_bits, 5)
+        out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+        return out[:-4] if out.endswith(b"\x00\x00\xff\xff") else out
+
+    def _inflate(self, data: bytes) -> bytes:
+        d = self.deflate
+        assert d is not None
+        z = self._decompressor
+        if z is None or d.server_no_context_takeover:
+            z = self._decompressor = zlib.decompressobj(-d.server_max_window_bits)
+        try:
+            out = z.decompress(data + b"\x00\x00\xff\xff", MAX_MESSAGE + 1)
+        except zlib.error as exc:
+            raise WebSocketProtocolException(f"bad compressed message: {exc}") from None
+        if len(out) > MAX_MESSAGE or z.unconsumed_tail:  # a small frame can inflate to gigabytes
+            raise MessageTooBig(f"compressed message inflates past the {MAX_MESSAGE}-byte limit")
+        return out
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping."""

@@ -60,6 +60,7 @@ def add_options(parser: Any) -> None:
                    help="extra query parameter 'k=v' (repeatable), templated like --header")
     g.add_argument("--subprotocol", action="append", default=None,
                    help="offer this subprotocol (repeatable); the server's choice is recorded on open")
+    g.add_argument("--compression", default="", help="'deflate': offer permessage-deflate (RFC 7692); agreed or not is on open")
     # The embedded target
     g.add_argument("--target-capacity", type=int, default=None, help="embedded target: max connections")
     g.add_argument("--target-handshake-rate", type=float, default=None, help="embedded target: handshakes/s")
@@ -98,6 +99,7 @@ class UserConfig:
     seed: int
     tls: TLSConfig = field(default_factory=TLSConfig)
     extras: Extras = field(default_factory=Extras)
+    compression: bool = False  # offer permessage-deflate
 
 
 def _pick(cli: Any, scenario_value: Any, default: Any) -> Any:
@@ -171,6 +173,9 @@ def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
     else:
         spec = policies.parse_policy(opts.policy or "full-jitter")
     client = getattr(scenario, "client", None)
+    compression = _text(opts, client, "compression").strip().lower()
+    if compression not in ("", "none", "deflate"):
+        raise UsageError(f"--compression must be 'deflate' or 'none', got {compression[:40]!r}")
     cfg = UserConfig(
         policy=spec,
         message_rate=float(_pick(opts.message_rate, getattr(client, "message_rate", None), 0.1)),
@@ -183,6 +188,7 @@ def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
         tls=resolve_tls(opts, client),
         extras=compile_extras(_listed(opts, client, "header", "headers"), _listed(opts, client, "query", "query"),
                               _listed(opts, client, "subprotocol", "subprotocols")),
+        compression=compression == "deflate",
     )
     for name in ("message_rate", "ping_interval", "pong_timeout"):
         v = getattr(cfg, name)

@@ -203,7 +203,7 @@ class WebSocketUser(User):
         ex = cfg.extras
         if ex.empty:
             return WSConnection(self.url, cfg.connect_timeout, self.source, SESSION.tls, cfg.tls.server_name,
-                                protocols=ex.subprotocols)
+                                protocols=ex.subprotocols, compression=cfg.compression)
         r = self._extras
         if r is None or ex.per_conn:
             r = ex.render(self.user_id, self.number, self.conn_no, SESSION.run)
@@ -211,7 +211,7 @@ class WebSocketUser(User):
                 self._extras = r
         self._secrets = r.secrets
         return WSConnection(self.url, cfg.connect_timeout, self.source, SESSION.tls, cfg.tls.server_name,
-                            query=r.query, protocols=ex.subprotocols, extra=r.headers)
+                            query=r.query, protocols=ex.subprotocols, extra=r.headers, compression=cfg.compression)
 
     def _failed(self, exc: BaseException, t0: float) -> AttemptResult:
         """Record an attempt that failed before open (classified) and say what the policy is told."""
@@ -229,8 +229,13 @@ class WebSocketUser(User):
         landing after this closes a connection whose open is on record)."""
         now = time.monotonic()
         live = _Conn(c, now, now)
-        if c.protocols:
-            self._rec("open", t=time.time(), connect_ms=round(connect_ms, 3), subprotocol=c.subprotocol)
+        if c.protocols or c.compression:  # only then: the common open stays as small as it was
+            extra: dict[str, Any] = {}
+            if c.protocols:
+                extra["subprotocol"] = c.subprotocol
+            if c.compression:
+                extra["compression"] = c.deflate is not None
+            self._rec("open", t=time.time(), connect_ms=round(connect_ms, 3), **extra)
         else:
             self._rec("open", t=time.time(), connect_ms=round(connect_ms, 3))
         self.live = live
