@@ -56,12 +56,20 @@ def test_every_attempt_pays_the_pre_admission_work_and_a_rejection_wastes_it():
     assert s["attempts"][:2].sum() == 300 and s["server_accepted"][0] + s["server_rejected"][0] == 200
 
 
-def test_tls_adds_its_handshake_cpu_to_every_attempt():
-    sc = scenario(users=2000)
-    _, plain = run(sc, "fixed:delay=100", ServerCosts(attempt_cost_ms=2.0), service_ms=0.0)
-    _, tls = run(sc, "fixed:delay=100", ServerCosts(tls=True, attempt_cost_ms=2.0), service_ms=0.0)
-    assert plain.series["server_accepted"][0] == pytest.approx(1000 / 2.0, abs=2)
-    assert tls.series["server_accepted"][0] == pytest.approx(1000 / (2.0 + TLS_HANDSHAKE_MS), abs=2)
+def test_tls_adds_its_handshake_cpu_to_every_attempt_and_runs_first():
+    """1,000 connections at once, 2 ms of attempt work each: all in after 2 s; with TLS after 3.2 s, and, as in
+    an event loop, every TLS handshake that is ready runs before the upgrade requests that follow them."""
+    sc = scenario(users=1000)
+    done = {}
+    for tls in (False, True):
+        _, res = run(sc, "fixed:delay=100", ServerCosts(tls=tls, attempt_cost_ms=2.0))
+        done[tls] = res
+    def all_in(res):
+        return int(np.flatnonzero(res.connected_tick == 1000)[0]) * res.dt
+    assert all_in(done[False]) == pytest.approx(2.0, abs=0.02)
+    assert all_in(done[True]) == pytest.approx(2.0 + 1000 * TLS_HANDSHAKE_MS / 1000, abs=0.02)
+    k = int(round(TLS_HANDSHAKE_MS / done[True].dt))  # 1.2 s: every TLS handshake done, no upgrade yet
+    assert done[True].connected_tick[k - 1] < 0.01 * 1000 and done[False].connected_tick[k - 1] > 0.5 * 1000
 
 
 def test_the_store_bounds_admissions_by_its_concurrency():
@@ -140,24 +148,26 @@ METASTABLE = """
 at = 15
 action = "restart"
 mode = "all"
-down = 1
+down = 2
 """
 
 
 @pytest.mark.parametrize("policy, collapses", [("immediate", True), ("full-jitter:cap=30", False)])
 def test_work_that_outlives_client_timeouts_collapses_goodput_for_immediate_only(policy, collapses):
-    """1,000 clients; every attempt costs 1.5 + 1.2 (TLS) + 4 ms before admission and 1 ms after: one core
-    finishes ~130 handshakes per second, so the restart's herd takes ~8 s, longer than the clients' 3 s
-    connect timeout. Immediate retries keep the queue full of attempts whose clients have already left."""
-    sc = scenario(users=1000, duration=90, spawn_rate=100, overload="close", faults=METASTABLE)
-    costs = ServerCosts(tls=True, attempt_cost_ms=4.0, session_cost_ms=1.0, connect_timeout=3.0, handshake_timeout=10)
-    _, res = run(sc, policy, costs, service_ms=1.5)
+    """The shipped metastable scenario's server (TLS 1.2 ms, 3 ms of attempt work, a store of 2 x 4 ms, 2 ms of
+    session work on one core) and clients that give up after 2 s: after the restart, the herd's work takes
+    longer than that, so the server ends up working for clients that already left while the ones waiting
+    wait behind it. Immediate retries keep it there for good; a capped full jitter lets it drain."""
+    sc = scenario(users=400, duration=60, spawn_rate=40, overload="close", faults=METASTABLE)
+    costs = ServerCosts(tls=True, attempt_cost_ms=3.0, session_cost_ms=2.0, store_concurrency=2, store_ms=4.0,
+                        connect_timeout=2.0, handshake_timeout=30)
+    _, res = run(sc, policy, costs, service_ms=0.5)
     s = res.series
     level = s["server_goodput"][:15].max()
-    after = s["server_goodput"][16 + 30:].mean()  # 30 s after the trigger ended
-    assert s["connected"][14] == 1000 and level > 90
+    after = s["server_goodput"][17 + 5:].mean()  # from 5 s after the trigger ended
+    assert s["connected"][14] == 400 and level >= 40
     if collapses:
-        assert after < 0.2 * level and s["connected"][-1] < 0.5 * 1000
-        assert s["server_abandoned"][16:].sum() > 1000 and s["server_wasted_ms"][30:].min() > 900
+        assert after < 0.2 * level and s["connected"][-1] < 0.5 * 400
+        assert s["server_abandoned"][17:].sum() > 1000 and s["server_wasted_ms"][25:].mean() > 500
     else:
-        assert s["connected"][-1] >= 0.95 * 1000 and s["server_wasted_ms"][-20:].max() == 0
+        assert s["connected"][-1] == 400 and s["server_wasted_ms"][-20:].max() == 0

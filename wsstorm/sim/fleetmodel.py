@@ -443,6 +443,6 @@ class FleetModel(ServerPipeline):
         else:
             self.phase[att] = QUEUED
             seq = self.att_seq[att].copy()
-            self.pre_q.push(tick, att, seq)
+            self._arrive(tick, att, seq)
             # the client gives up after connect_timeout; the server does not know and keeps the attempt
             self.patience.push(tick, att, seq)

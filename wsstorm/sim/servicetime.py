@@ -4,7 +4,9 @@ A short harness run (the probe) opens ``users`` connections faster than one serv
 accept them, with no handshake budget, then restarts the server while the clients reconnect with
 the policy under study; the open (before the restart) and 1012-close timestamps of its event log
 give the throughput of the whole pipeline (server, kernel, Locust client) on this machine right
-now. The fleet model takes these as inputs (``--handshake-service-ms``, ``--close-service-ms``).
+now. The fleet model takes these as inputs (``--handshake-service-ms``, ``--close-service-ms``). The
+probe's target has the scenario's cost model (TLS, attempt and session cost, the store), so what it
+measures is that whole pipeline.
 """
 
 from __future__ import annotations
@@ -22,12 +24,30 @@ from wsstorm.runfolder import jsonl, names
 TRIM = 0.1
 
 
+# The scenario's cost model, copied into the probe's [target] so the probe measures that pipeline.
+COST_KEYS = ("tls", "attempt_cost_ms", "session_cost_ms", "store_concurrency", "store_ms", "cpus")
+
+
+def _toml(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{v:g}"
+
+
 def probe_scenario(users: int = 600, handshake_cost_ms: float = 2.0, restart_at: float | None = None,
-                   message_rate: float = 0.0, ping_interval: float = 5.0, pong_timeout: float = 5.0) -> str:
+                   message_rate: float = 0.0, ping_interval: float = 5.0, pong_timeout: float = 5.0,
+                   costs: dict[str, Any] | None = None) -> str:
     """TOML of the probe: ``users`` clients spawned at once, no budget, one restart (all, 0.5 s down)
-    once they are all in (at 6 ms per handshake, slower than this machine has been seen to be)."""
+    once they are all in (at twice the expected cost per handshake, and at least 6 ms: slower than this
+    machine has been seen to be). ``costs``: the scenario's cost-model keys (COST_KEYS), measured too."""
+    costs = {k: v for k, v in (costs or {}).items() if k in COST_KEYS and v not in (None, "", 0, False)}
+    expect_ms = 1.5 + handshake_cost_ms + float(costs.get("attempt_cost_ms", 0)) + float(costs.get("session_cost_ms", 0))
+    expect_ms += 1.5 if costs.get("tls") else 0.0
     if restart_at is None:
-        restart_at = round(1.0 + users * 0.006, 1)
+        restart_at = round(1.0 + users * max(0.006, 2 * expect_ms / 1000.0), 1)
+    extra = "".join(f"{k} = {_toml(v)}\n" for k, v in costs.items())
     return f"""
 name = "service-probe"
 description = "measures handshake and close service times: {users} clients at once, no budget, one restart"
@@ -40,11 +60,12 @@ capacity = {users * 10}
 handshake_rate = 1000000
 handshake_cost_ms = {handshake_cost_ms:g}
 overload = "close"
-
+{extra}
 [client]
 message_rate = {message_rate:g}
 ping_interval = {ping_interval:g}
 pong_timeout = {pong_timeout:g}
+connect_timeout = {max(60.0, restart_at * 2):g}
 
 [[faults]]
 at = {restart_at:g}
@@ -105,14 +126,15 @@ def service_times(run_dir: str | Path) -> dict[str, Any]:
 
 
 def probe(out: str | Path, users: int = 600, handshake_cost_ms: float = 2.0, policy: str = "full-jitter",
-          client: dict[str, float] | None = None, timeout: float = 90.0) -> dict[str, Any]:
+          client: dict[str, float] | None = None, timeout: float = 90.0,
+          costs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the probe (``wsstorm run`` in a child process, clients reconnecting with ``policy``) into ``out``;
     return its service times. The clients' own work shares this machine with the server, as in a real run
     here, so give it the scenario's users and client settings (``client``: message_rate, ping_interval, pong_timeout)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scen = out / "service-probe.toml"
-    scen.write_text(probe_scenario(users, handshake_cost_ms, **(client or {})), encoding="utf-8")
+    scen.write_text(probe_scenario(users, handshake_cost_ms, costs=costs, **(client or {})), encoding="utf-8")
     p = subprocess.run([sys.executable, "-m", "wsstorm", "run", "--scenario", str(scen), "--policy", policy,
                         "--out", str(out / "runs"), "--no-report", "--plain", "--seed", "1"],
                        capture_output=True, text=True, timeout=timeout)
@@ -120,4 +142,4 @@ def probe(out: str | Path, users: int = 600, handshake_cost_ms: float = 2.0, pol
         raise UsageError(f"service probe failed (exit {p.returncode}): {p.stderr.strip().splitlines()[-1:]}")
     run_dir = next(d for d in sorted((out / "runs").iterdir()) if d.is_dir())
     return {**service_times(run_dir), "users": users, "handshake_cost_ms": handshake_cost_ms, "policy": policy,
-            "run": str(run_dir)}
+            "costs": dict(costs or {}), "run": str(run_dir)}

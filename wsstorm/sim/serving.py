@@ -34,11 +34,13 @@ class ServerPipeline:
 
     def _init_server(self) -> None:
         c = self.cfg
-        self.pre_q = Fifo()    # waiting for the server's CPU (pre-admission work)
+        self.tls_q = Fifo()    # TLS handshakes waiting for the server's CPU (stage 1, with TLS only)
+        self.pre_q = Fifo()    # upgrade requests waiting for the server's CPU (stage 2: library + attempt cost)
         self.store_q = Fifo()  # waiting for a free slot of the dependency store
-        self.post_q = Fifo()   # admitted, waiting for the server's CPU (session work)
+        self.post_q = Fifo()   # admitted, waiting for the server's CPU (stage 3: session work, with a store only)
         self.store_done: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-        self.pre_ms = c.reject_service_ms + c.tls_ms + c.attempt_cost_ms
+        self.tls_job = c.tls_ms
+        self.pre_ms = c.reject_service_ms + c.attempt_cost_ms
         self.post_ms = max(0.0, c.handshake_service_ms - c.reject_service_ms) + c.session_cost_ms
         self.store_on = c.store_concurrency > 0 and c.store_ms > 0
         self.store_ms = c.store_ms if self.store_on else 0.0
@@ -47,10 +49,14 @@ class ServerPipeline:
         self.shed_ticks = int(round(c.handshake_timeout / self.dt)) if c.handshake_timeout > 0 else 1 << 40
         self.tokens = c.burst if c.handshake_rate > 0 else math.inf
 
+    def _arrive(self, tick: int, idx: np.ndarray, seq: np.ndarray) -> None:
+        """New connections: their first job is the TLS handshake, or (plain ws) the upgrade request."""
+        (self.tls_q if self.tls_job > 0 else self.pre_q).push(tick, idx, seq)
+
     @property
     def in_flight(self) -> int:
         """Attempts the server holds (any stage)."""
-        return self.pre_q.size + self.store_q.size + self.post_q.size + sum(
+        return self.tls_q.size + self.pre_q.size + self.store_q.size + self.post_q.size + sum(
             p[1].size for parts in self.store_done.values() for p in parts)
 
     def _live(self, idx: np.ndarray, seq: np.ndarray) -> np.ndarray:
@@ -120,24 +126,27 @@ class ServerPipeline:
             self._react(live, outcome, t, tick)
 
     def _shed(self, tick: int, t: float) -> None:
-        """The server's handshake timeout: attempts not yet started after handshake_timeout are dropped."""
+        """The server's handshake timeout (websockets' open_timeout, which starts once TLS is done): upgrade
+        requests not yet started after handshake_timeout are dropped."""
         late = self.pre_q.expire(tick - self.shed_ticks)
         if late is not None:
             self.col["server_rejected"][self._sec(tick)] += late[0].size
-            self._cut(late[0], late[1], t, tick, 0.0)
+            self._cut(late[0], late[1], t, tick, self.tls_job)
 
     def _drop_all(self, t: float, tick: int) -> None:
         """A restart or crash kills every handshake in flight."""
-        self._cut(*self.pre_q.clear(), t, tick, 0.0)
-        self._cut(*self.store_q.clear(), t, tick, self.pre_ms)
+        self._cut(*self.tls_q.clear(), t, tick, 0.0)
+        self._cut(*self.pre_q.clear(), t, tick, self.tls_job)
+        before_store = self.tls_job + self.pre_ms
+        self._cut(*self.store_q.clear(), t, tick, before_store)
         for parts in self.store_done.values():
-            self._cut(*join(parts), t, tick, self.pre_ms + self.store_ms)
+            self._cut(*join(parts), t, tick, before_store + self.store_ms)
         self.store_done.clear()
-        self._cut(*self.post_q.clear(), t, tick, self.pre_ms + self.store_ms)
+        self._cut(*self.post_q.clear(), t, tick, before_store + self.store_ms)
 
     def _hang_all(self) -> np.ndarray:
         """A partition: the server never hears of the attempts it holds again; their clients hang."""
-        held = [self.pre_q.clear()[0], self.store_q.clear()[0], self.post_q.clear()[0]]
+        held = [q.clear()[0] for q in (self.tls_q, self.pre_q, self.store_q, self.post_q)]
         held += [join(parts)[0] for parts in self.store_done.values()]
         self.store_done.clear()
         return np.concatenate(held)
@@ -159,62 +168,99 @@ class ServerPipeline:
             return
         self._shed(tick, t)
         per_tick = c.cpu_ms_per_s * frac * self.dt
-        job = self.pre_ms + self.post_ms
+        job = self.tls_job + self.pre_ms + self.post_ms
         # unused time carries over one tick only (an idle server does not bank it), but always
         # enough for one handshake, or a service time longer than two ticks would never finish
         self.cpu = min(self.cpu + per_tick, max(2 * per_tick, job + per_tick))
         if self.store_on:
-            self._serve_staged(tick, t)
-        elif self.pre_q.size:
-            self._serve_whole(tick, t)
+            self._store_replies(tick, t)
+        self._serve_cpu(tick, t)
+        if self.store_on:
+            self._serve_store(tick)
 
     def _afford(self, cost: float, n: int) -> int:
         return n if cost <= 0 else min(n, int(self.cpu / cost + 1e-9))
 
-    def _serve_whole(self, tick: int, t: float) -> None:
-        """No store: a handshake runs start to finish without yielding, pre + session work back to back."""
-        admit = self._room()
-        n_ok = self._afford(self.pre_ms + self.post_ms, min(self.pre_q.size, admit))
+    def _serve_cpu(self, tick: int, t: float) -> None:
+        """One event loop: jobs of every stage in the order they became ready (a TLS handshake of a new
+        connection runs before the session work of a client whose store reply came back later)."""
+        queues = ((self.post_q, self._do_post), (self.pre_q, self._do_pre), (self.tls_q, self._do_tls))
+        while True:
+            best = None
+            for q, do in queues:  # at equal ready ticks the later stage goes first: it is the older attempt
+                if q.size and (best is None or q.chunks[0][0] < best[0].chunks[0][0]):
+                    best = (q, do)
+            if best is None:
+                return
+            q, do = best
+            head = q.chunks[0][1].size
+            if do(head, tick, t) < head:
+                return  # out of CPU: the rest wait
+
+    def _do_tls(self, n: int, tick: int, t: float) -> int:
+        """TLS handshakes; a client still there then sends its upgrade request (a new job), one gone does not."""
+        n = self._afford(self.tls_job, n)
+        idx, seq = self.tls_q.take(n)
+        self.cpu -= n * self.tls_job
+        live = self._live(idx, seq)
+        if not live.all():
+            self._waste(tick, (idx.size - int(np.count_nonzero(live))) * self.tls_job)
+            idx, seq = idx[live], seq[live]
+        self.pre_q.push(tick, idx, seq)
+        return n
+
+    def _do_pre(self, n: int, tick: int, t: float) -> int:
+        """Upgrade requests (library + attempt cost). Without a store the decision and the session work follow
+        at once (nothing yields in between); with one, the request waits for the store."""
+        spent = self.tls_job + self.pre_ms
+        if self.store_on:
+            n = self._afford(self.pre_ms, n)
+            self.store_q.push_parts(self.pre_q.take_parts(n))
+            self.cpu -= n * self.pre_ms
+            return n
+        admit = min(n, self._room())
+        n_ok = self._afford(self.pre_ms + self.post_ms, admit)
         idx, seq = self.pre_q.take(n_ok)
         self.cpu -= n_ok * (self.pre_ms + self.post_ms)
         self._take_token(n_ok)
-        self._admitted(idx, seq, t, tick, self.pre_ms + self.post_ms)
-        if n_ok < admit or self.pre_q.size == 0:
-            return  # out of CPU: the rest wait in the queue
-        n_no = self._afford(self.pre_ms, self.pre_q.size)
+        self._admitted(idx, seq, t, tick, spent + self.post_ms)
+        if n_ok < admit or n_ok == n:
+            return n_ok
+        n_no = self._afford(self.pre_ms, n - n_ok)  # no room or no token left: the rest are turned away
         idx, seq = self.pre_q.take(n_no)
         self.cpu -= n_no * self.pre_ms
-        self._rejected(idx, seq, t, tick, self.pre_ms)
+        self._rejected(idx, seq, t, tick, spent)
+        return n_ok + n_no
 
-    def _serve_staged(self, tick: int, t: float) -> None:
-        """With a store: pre work, an await on the store, the decision, then session work as a new job."""
-        # 1. store replies that came back: the admission decision
+    def _do_post(self, n: int, tick: int, t: float) -> int:
+        """Session work of admitted attempts (after their store reply)."""
+        n = self._afford(self.post_ms, n)
+        idx, seq = self.post_q.take(n)
+        self.cpu -= n * self.post_ms
+        self._admitted(idx, seq, t, tick, self.tls_job + self.pre_ms + self.store_ms + self.post_ms)
+        return n
+
+    def _store_replies(self, tick: int, t: float) -> None:
+        """Store replies that came back: the admission decision (a request past the server's timeout is shed)."""
         done = self.store_done.pop(tick, None)
-        if done:
-            late = [p for p in done if p[0] < tick - self.shed_ticks]
-            if late:
-                done = [p for p in done if p[0] >= tick - self.shed_ticks]
-                idx, seq = join(late)
-                self.col["server_rejected"][self._sec(tick)] += idx.size
-                self._cut(idx, seq, t, tick, self.pre_ms + self.store_ms)
-            idx, seq = join(done)
-            if idx.size:
-                n_ok = min(idx.size, self._room())
-                self._take_token(n_ok)
-                self.post_q.push(tick, idx[:n_ok], seq[:n_ok])
-                self._rejected(idx[n_ok:], seq[n_ok:], t, tick, self.pre_ms + self.store_ms)
-        # 2. session work of the admitted, first (their jobs are older than new arrivals)
-        if self.post_q.size:
-            n = self._afford(self.post_ms, self.post_q.size)
-            idx, seq = self.post_q.take(n)
-            self.cpu -= n * self.post_ms
-            self._admitted(idx, seq, t, tick, self.pre_ms + self.store_ms + self.post_ms)
-        # 3. pre-admission work of new attempts, which then call the store
-        if self.pre_q.size:
-            n = self._afford(self.pre_ms, self.pre_q.size)
-            self.store_q.push_parts(self.pre_q.take_parts(n))
-            self.cpu -= n * self.pre_ms
-        # 4. the store: store_concurrency slots of store_ms each, in arrival order
+        if not done:
+            return
+        spent = self.tls_job + self.pre_ms + self.store_ms
+        late = [p for p in done if p[0] < tick - self.shed_ticks]
+        if late:
+            done = [p for p in done if p[0] >= tick - self.shed_ticks]
+            idx, seq = join(late)
+            self.col["server_rejected"][self._sec(tick)] += idx.size
+            self._cut(idx, seq, t, tick, spent)
+        idx, seq = join(done)
+        if idx.size:
+            n_ok = min(idx.size, self._room())
+            self._take_token(n_ok)
+            self.post_q.push(tick, idx[:n_ok], seq[:n_ok])
+            self._rejected(idx[n_ok:], seq[n_ok:], t, tick, spent)
+
+    def _serve_store(self, tick: int) -> None:
+        """The store: store_concurrency slots of store_ms each, in arrival order."""
         per_tick = self.cfg.store_concurrency * self.dt * 1000.0
         self.store_budget = min(self.store_budget + per_tick, max(2 * per_tick, self.store_ms + per_tick))
         if self.store_q.size:
