@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -57,30 +58,33 @@ class Tally:
     def __init__(self, ledger: Any, proc: int) -> None:
         self.ledger, self.base = ledger, proc * len(LEDGER)
         self.counts = empty_counts()
+        self.lock = threading.Lock()  # the serving process counts on its loop and ticks from a thread
 
     def add(self, group: str, key: str | None = None, n: int = 1) -> None:
         """Count n: a scalar field (`accepted`) or one key of a group (`closes_sent`, `1013`)."""
-        if key is None:
-            self.counts[group] += n
-            name = group
-        else:
-            d = self.counts[group]
-            d[key] = d.get(key, 0) + n
-            name = f"{group}.{key}"
+        name = group if key is None else f"{group}.{key}"
         slot = _SLOT.get(name)
-        if slot is not None:
-            self.ledger[self.base + slot] += n
+        with self.lock:
+            if key is None:
+                self.counts[group] += n
+            else:
+                d = self.counts[group]
+                d[key] = d.get(key, 0) + n
+            if slot is not None:
+                self.ledger[self.base + slot] += n
 
     def add_ms(self, name: str, ms: float) -> None:
         """Add CPU milliseconds to `wasted_ms` or `work_ms` (kept as whole microseconds, so ticks and
         the crash remainder add up exactly)."""
         us = max(0, round(ms * _MS_SCALE))
-        self.counts[name] += us
-        self.ledger[self.base + _SLOT[name]] += us
+        with self.lock:
+            self.counts[name] += us
+            self.ledger[self.base + _SLOT[name]] += us
 
     def take(self) -> dict[str, Any]:
         """This tick's counts (CPU fields in ms); the next tick starts from zero."""
-        counts, self.counts = self.counts, empty_counts()
+        with self.lock:
+            counts, self.counts = self.counts, empty_counts()
         for name in MS_FIELDS:
             counts[name] = counts[name] / _MS_SCALE
         return counts

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
 import struct
 from typing import Any
@@ -17,3 +19,23 @@ def linger_rst(transport: asyncio.BaseTransport | Any) -> None:
         except OSError:
             pass
     transport.abort()
+
+
+def peer_closed(transport: asyncio.BaseTransport | Any) -> bool:
+    """True when the peer has already closed its side (a FIN waits unread in the socket): the server
+    would be answering a client that is gone. Peeks without consuming; False when it cannot tell."""
+    raw = transport.get_extra_info("socket") if transport is not None else None
+    if raw is None:
+        return False
+    try:
+        probe = socket.socket(fileno=os.dup(raw.fileno()))
+    except OSError:
+        return False
+    try:
+        return probe.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False  # nothing to read: the peer is still there
+    except OSError as exc:
+        return exc.errno in (errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN)
+    finally:
+        probe.close()

@@ -18,12 +18,13 @@ import random
 import signal
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
 from wsstorm.target.costs import ABANDONED, GOODPUT, KILLED, LOST, REJECTED, SHED, AttemptCost, account, cpu_work
 from wsstorm.target.metrics import Tally
-from wsstorm.target.netio import linger_rst
+from wsstorm.target.netio import linger_rst, peer_closed
 from wsstorm.target.settings import OVERLOAD_MODES
 from wsstorm.target.store import StoreClient, percentile
 from wsstorm.target.tls import TLS_BAD, TLS_SHED
@@ -75,6 +76,8 @@ class Worker:
         self.ssl_context: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = asyncio.Event()
+        self.ticker_stop = threading.Event()
+        self.send_lock = threading.Lock()
 
     # --- shared state -------------------------------------------------------------------
 
@@ -156,7 +159,8 @@ class Worker:
                 self.tally.add("rejected", "http_503")
                 return Response(503, "Service Unavailable", Headers([("Content-Length", "0")]), b"")
             self.tally.add("store_calls")
-            self.store_waits.append(waited_ms)
+            with self.tally.lock:
+                self.store_waits.append(waited_ms)
             if self.state != "serving":  # a restart began while it waited
                 self.tally.add("rejected", "http_503")
                 return Response(503, "Service Unavailable", Headers([("Content-Length", "0")]), b"")
@@ -176,6 +180,10 @@ class Worker:
         outcome = getattr(conn, "wss_outcome", REJECTED)
         if outcome == GOODPUT and response.status_code != 101:
             outcome = REJECTED
+        if outcome == GOODPUT and not conn.wss_gone and peer_closed(conn.transport):
+            # The client gave up while we worked; its FIN is still unread. The 101 goes out all the same
+            # (the server does not look), but it reaches nobody: that is abandoned work, not goodput.
+            conn.wss_gone = True
         self.finish(conn, outcome)
         return None
 
@@ -403,7 +411,8 @@ class Worker:
 
     def send(self, msg: dict) -> None:
         try:
-            self.pipe.send(msg)
+            with self.send_lock:  # the ticker thread and the loop both send
+                self.pipe.send(msg)
         except (OSError, ValueError):
             os._exit(0)
 
@@ -424,16 +433,21 @@ class Worker:
         self.tally.add_ms("work_ms", store_cpu_ms)
         self.tally.add_ms("wasted_ms", store_cpu_ms)
 
-    async def ticker(self) -> None:
+    def ticker(self) -> None:
+        """Once a second, send the tick. A thread, not a task: when a herd keeps the event loop busy
+        with handshake work for seconds, the ticks must still come once a second, or every
+        per-second figure would be smeared over the stall."""
         import psutil
 
         me = psutil.Process()
         me.cpu_percent(None)
         next_t = time.time()
-        while True:
+        while not self.ticker_stop.is_set():
             next_t += 1.0
-            await asyncio.sleep(max(0.0, next_t - time.time()))
-            waits, self.store_waits = self.store_waits, []
+            if self.ticker_stop.wait(max(0.0, next_t - time.time())):
+                return
+            with self.tally.lock:
+                waits, self.store_waits = self.store_waits, []
             tick = {
                 "v": 1, "type": "tick", "t": round(time.time(), 3), "proc": self.proc,
                 "state": self.state, "connections": len(self.open_conns),
@@ -464,10 +478,11 @@ class Worker:
             await self.store.connect()
         await self.start_listening()
         self.loop.add_reader(self.pipe.fileno(), self.on_command)
-        ticker = self.loop.create_task(self.ticker())
+        ticker = threading.Thread(target=self.ticker, name="wsstorm-ticker", daemon=True)
+        ticker.start()
         self.send({"type": "ready", "proc": self.proc, "pid": os.getpid()})
         await self.stopping.wait()
-        ticker.cancel()
+        self.ticker_stop.set()
         self.stop_listening()
         for ws in list(self.open_conns):
             self.loop.create_task(ws.close(1001, "server shutting down"))
