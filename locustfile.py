@@ -6,6 +6,6 @@ Options (``--policy``, ``--message-rate``, ``--ping-interval``, ``--pong-timeout
 
 import locust  # noqa: F401  (first: gevent's monkey patching before websocket/ssl/requests)
 
-from wsstorm.load.user import WebSocketUser  # noqa: F401,E402
+from wsstorm.load.user import WebSocketUser
 
 __all__ = ["WebSocketUser"]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import glob
-import json
 import os
 import statistics
 import subprocess
@@ -27,6 +25,8 @@ from pathlib import Path
 
 import psutil
 
+from wsstorm.runfolder import jsonl, names
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--only-summary"]
 TARGET_WORKERS = 2
@@ -35,9 +35,8 @@ RAMP_RATE = 400  # opens/s assumed when sizing phases (conservative on a shared 
 
 def events(run_dir: Path) -> list[dict]:
     out = []
-    for f in glob.glob(str(run_dir / "events-*.jsonl")):
-        with open(f, encoding="utf-8") as fh:
-            out += [json.loads(line) for line in fh]
+    for shard in names.event_shards(run_dir):
+        out += list(jsonl.records(shard))
     out.sort(key=lambda e: e["t"])
     return out
 
@@ -98,11 +97,37 @@ def cpu_per(s: Samples, t0: float, t1: float, n: int) -> float:
 def held(users: int, tmp: Path) -> dict[str, float]:
     run_dir = tmp / "held"
     duration = users / RAMP_RATE + 15
-    s = run([*LOCUST, "-u", str(users), "-r", "2500", "-t", f"{duration:.0f}s", "--run-dir", str(run_dir),
-             "--target-capacity", str(users * 2), "--target-handshake-rate", "100000",
-             "--target-handshake-cost-ms", "0", "--target-workers", str(TARGET_WORKERS),
-             "--policy", "fixed:delay=1", "--ping-interval", "30",
-             "--pong-timeout", "10", "--message-rate", "0", "--stop-timeout", "5"])
+    s = run(
+        [
+            *LOCUST,
+            "-u",
+            str(users),
+            "-r",
+            "2500",
+            "-t",
+            f"{duration:.0f}s",
+            "--run-dir",
+            str(run_dir),
+            "--target-capacity",
+            str(users * 2),
+            "--target-handshake-rate",
+            "100000",
+            "--target-handshake-cost-ms",
+            "0",
+            "--target-workers",
+            str(TARGET_WORKERS),
+            "--policy",
+            "fixed:delay=1",
+            "--ping-interval",
+            "30",
+            "--pong-timeout",
+            "10",
+            "--message-rate",
+            "0",
+            "--stop-timeout",
+            "5",
+        ]
+    )
     ev = events(run_dir)
     open_now = peak = 0
     for e in ev:
@@ -121,10 +146,13 @@ def held(users: int, tmp: Path) -> dict[str, float]:
     mem = (max(s.rss) - base) / peak if peak and s.rss else float("nan")
     ramp_rate = len(first) / (first[-1] - first[0]) if len(first) > 1 else float("nan")
     print(f"held connections (one process): peak {peak} of {users} users")
-    print(f"opens per second (one process, measured): max {per_s[-1] if per_s else 0}, "
-          f"mean over the ramp {ramp_rate:.0f}")
-    print(f"harness CPU per open: {cpu_open * 1e6:.0f} us -> per-process ceiling {1 / cpu_open:.0f} opens/s "
-          f"(Locust process CPU over the ramp / opens)")
+    print(
+        f"opens per second (one process, measured): max {per_s[-1] if per_s else 0}, mean over the ramp {ramp_rate:.0f}"
+    )
+    print(
+        f"harness CPU per open: {cpu_open * 1e6:.0f} us -> per-process ceiling {1 / cpu_open:.0f} opens/s "
+        f"(Locust process CPU over the ramp / opens)"
+    )
     print(f"memory per held connection: {mem / 1024:.1f} KiB (RSS {base / 2**20:.0f} -> {max(s.rss) / 2**20:.0f} MiB)")
     print(f"  failures {dict(fails)}, server/abnormal closes {dict(closes)}")
     return {"held": peak, "cpu_open": cpu_open, "opens_max": per_s[-1] if per_s else 0}
@@ -152,9 +180,31 @@ action = "restart"
 mode = "all"
 down = 0
 """)
-    s = run([*LOCUST, "-u", str(users), "-r", "2500", "-t", f"{duration:.0f}s", "--run-dir", str(run_dir),
-             "--scenario", str(sc), "--policy", "full-jitter:base=1,cap=2", "--ping-interval", "30",
-             "--pong-timeout", "10", "--message-rate", "0", "--stop-timeout", "5"])
+    s = run(
+        [
+            *LOCUST,
+            "-u",
+            str(users),
+            "-r",
+            "2500",
+            "-t",
+            f"{duration:.0f}s",
+            "--run-dir",
+            str(run_dir),
+            "--scenario",
+            str(sc),
+            "--policy",
+            "full-jitter:base=1,cap=2",
+            "--ping-interval",
+            "30",
+            "--pong-timeout",
+            "10",
+            "--message-rate",
+            "0",
+            "--stop-timeout",
+            "5",
+        ]
+    )
     ev = events(run_dir)
     re = [e for e in ev if e["event"] == "attempt" and e["conn"] >= 2]
     err = [(e["t"] - e["scheduled_t"]) * 1000 for e in re]
@@ -165,21 +215,32 @@ down = 0
     # when the harness processed each close, from when the fault fired (the target's own time to
     # send 5,000 Close frames included): attempts are scheduled from then, so this lag is not in
     # the scheduling error although clients would feel it
-    fired = [json.loads(line)["t"] for line in open(run_dir / "faults.jsonl", encoding="utf-8")
-             if '"restart"' in line] if (run_dir / "faults.jsonl").exists() else []
+    fired = [f["t"] for f in jsonl.records(run_dir / names.FAULTS) if f.get("fault") == "restart"]
     lag = [(e["t"] - fired[0]) * 1000 for e in server_closes] if fired else []
-    cpu_cycle = (cpu_per(s, server_closes[0]["t"] - 0.05, reopens[-1], len(reopens))
-                 if server_closes and reopens else float("nan"))
-    out = {"p50": pct(err, 50), "p99": pct(err, 99), "max": max(err, default=float("nan")),
-           "lag50": pct(lag, 50), "lag99": pct(lag, 99),
-           "peak": 2 * max(storm_opens.values(), default=0), "cpu_cycle": cpu_cycle,
-           "closed": closes.get(1012, 0), "reopened": len({e["user"] for e in ev if e["event"] == "open"
-                                                           and e["conn"] >= 2}), "attempts": len(re)}
-    print(f"storm {k + 1}: {out['closed']} closed with 1012 at once, {out['reopened']} reopened, "
-          f"{out['attempts']} reconnect attempts; opens/s peak {out['peak']} (busiest half second x2); "
-          f"harness CPU per reconnect {cpu_cycle * 1e6:.0f} us; "
-          f"scheduling error p50 {out['p50']:.1f} ms, p99 {out['p99']:.1f} ms, max {out['max']:.1f} ms; "
-          f"close recorded after the fault p50 {out['lag50']:.0f} ms, p99 {out['lag99']:.0f} ms")
+    cpu_cycle = (
+        cpu_per(s, server_closes[0]["t"] - 0.05, reopens[-1], len(reopens))
+        if server_closes and reopens
+        else float("nan")
+    )
+    out = {
+        "p50": pct(err, 50),
+        "p99": pct(err, 99),
+        "max": max(err, default=float("nan")),
+        "lag50": pct(lag, 50),
+        "lag99": pct(lag, 99),
+        "peak": 2 * max(storm_opens.values(), default=0),
+        "cpu_cycle": cpu_cycle,
+        "closed": closes.get(1012, 0),
+        "reopened": len({e["user"] for e in ev if e["event"] == "open" and e["conn"] >= 2}),
+        "attempts": len(re),
+    }
+    print(
+        f"storm {k + 1}: {out['closed']} closed with 1012 at once, {out['reopened']} reopened, "
+        f"{out['attempts']} reconnect attempts; opens/s peak {out['peak']} (busiest half second x2); "
+        f"harness CPU per reconnect {cpu_cycle * 1e6:.0f} us; "
+        f"scheduling error p50 {out['p50']:.1f} ms, p99 {out['p99']:.1f} ms, max {out['max']:.1f} ms; "
+        f"close recorded after the fault p50 {out['lag50']:.0f} ms, p99 {out['lag99']:.0f} ms"
+    )
     return out
 
 
@@ -189,19 +250,25 @@ def main() -> int:
     ap.add_argument("--storm-users", type=int, default=5000)
     ap.add_argument("--repeats", type=int, default=3, help="storms to run (medians printed)")
     a = ap.parse_args()
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
-          f"target workers {TARGET_WORKERS} share them")
+    print(
+        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
+        f"target workers {TARGET_WORKERS} share them"
+    )
     with tempfile.TemporaryDirectory(prefix="bench_user_") as d:
         tmp = Path(d)
         h = held(a.users, tmp)
         runs = [storm(a.storm_users, tmp, k) for k in range(max(1, a.repeats))]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    print(f"storm medians of {len(runs)}: scheduling error p50 {med['p50']:.1f} ms, p99 {med['p99']:.1f} ms; "
-          f"close lag p99 {med['lag99']:.0f} ms; "
-          f"opens/s peak {med['peak']:.0f}; harness CPU per reconnect {med['cpu_cycle'] * 1e6:.0f} us "
-          f"-> per-process ceiling {1 / med['cpu_cycle']:.0f} reconnects/s")
-    print(f"summary: held {h['held']} per process (goal 10000); opens/s measured max {h['opens_max']}, "
-          f"per-process ceiling {1 / h['cpu_open']:.0f} (goal 1000); storm p99 {med['p99']:.1f} ms (goal 50)")
+    print(
+        f"storm medians of {len(runs)}: scheduling error p50 {med['p50']:.1f} ms, p99 {med['p99']:.1f} ms; "
+        f"close lag p99 {med['lag99']:.0f} ms; "
+        f"opens/s peak {med['peak']:.0f}; harness CPU per reconnect {med['cpu_cycle'] * 1e6:.0f} us "
+        f"-> per-process ceiling {1 / med['cpu_cycle']:.0f} reconnects/s"
+    )
+    print(
+        f"summary: held {h['held']} per process (goal 10000); opens/s measured max {h['opens_max']}, "
+        f"per-process ceiling {1 / h['cpu_open']:.0f} (goal 1000); storm p99 {med['p99']:.1f} ms (goal 50)"
+    )
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

@@ -25,17 +25,49 @@ def test_master_and_two_workers(tmp_path: Path) -> None:
         run_dir = tmp_path / "run"
         worker_dirs = [tmp_path / "w1", tmp_path / "w2"]  # workers must not need the master's folder
         master = subprocess.Popen(
-            [*LOCUST, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(mport),
-             "--expect-workers", "2", "--headless", "-u", "6", "-r", "20", "-t", "3s",
-             "--host", f"ws://127.0.0.1:{port}/close/1012?after=0.3", "--run-dir", str(run_dir),
-             "--policy", "fixed:delay=0.4", "--ping-interval", "0", "--message-rate", "0", "--only-summary"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                *LOCUST,
+                "--master",
+                "--master-bind-host",
+                "127.0.0.1",
+                "--master-bind-port",
+                str(mport),
+                "--expect-workers",
+                "2",
+                "--headless",
+                "-u",
+                "6",
+                "-r",
+                "20",
+                "-t",
+                "3s",
+                "--host",
+                f"ws://127.0.0.1:{port}/close/1012?after=0.3",
+                "--run-dir",
+                str(run_dir),
+                "--policy",
+                "fixed:delay=0.4",
+                "--ping-interval",
+                "0",
+                "--message-rate",
+                "0",
+                "--only-summary",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         procs.append(master)
         for wd in worker_dirs:
             wd.mkdir()
-            procs.append(subprocess.Popen(
-                [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", str(mport)],
-                cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", str(mport)],
+                    cwd=wd,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         out, _ = master.communicate(timeout=90)
         for p in procs[1:]:
             p.wait(timeout=30)

@@ -20,25 +20,34 @@ from wsstorm.load.connection import MAX_MESSAGE, Deflate, MessageTooBig, WSConne
 WS_PEER = Path(__file__).parent / "peers" / "ws_server.py"
 
 
-@pytest.mark.parametrize("header,want", [
-    (None, None), ("", None),
-    ("permessage-deflate", Deflate()),
-    ("permessage-deflate; server_max_window_bits=12; client_max_window_bits=12", Deflate(False, False, 12, 12)),
-    ("permessage-deflate; server_no_context_takeover; client_no_context_takeover",
-     Deflate(True, True, 15, 15)),
-    ("permessage-deflate; client_max_window_bits=\"10\"", Deflate(False, False, 15, 10)),
-    ("permessage-deflate; server_max_window_bits=8", Deflate(False, False, 9, 15)),
-])
+@pytest.mark.parametrize(
+    "header,want",
+    [
+        (None, None),
+        ("", None),
+        ("permessage-deflate", Deflate()),
+        ("permessage-deflate; server_max_window_bits=12; client_max_window_bits=12", Deflate(False, False, 12, 12)),
+        ("permessage-deflate; server_no_context_takeover; client_no_context_takeover", Deflate(True, True, 15, 15)),
+        ("permessage-deflate; client_max_window_bits=\"10\"", Deflate(False, False, 15, 10)),
+        ("permessage-deflate; server_max_window_bits=8", Deflate(False, False, 9, 15)),
+    ],
+)
 def test_negotiation_answer(header, want):
     assert parse_deflate(header) == want
 
 
-@pytest.mark.parametrize("header", ["x-webkit-deflate-frame", "permessage-deflate, permessage-deflate",
-                                    "permessage-deflate; server_max_window_bits=16",
-                                    "permessage-deflate; server_max_window_bits",
-                                    "permessage-deflate; client_no_context_takeover=1",
-                                    "permessage-deflate; foo", "permessage-deflate; server_no_context_takeover; "
-                                    "server_no_context_takeover"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "x-webkit-deflate-frame",
+        "permessage-deflate, permessage-deflate",
+        "permessage-deflate; server_max_window_bits=16",
+        "permessage-deflate; server_max_window_bits",
+        "permessage-deflate; client_no_context_takeover=1",
+        "permessage-deflate; foo",
+        "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+    ],
+)
 def test_bad_answers_fail_the_handshake(header):
     with pytest.raises(WebSocketException):
         parse_deflate(header)
@@ -79,14 +88,27 @@ def runs(tmp_path_factory):
             peers.append(p)
             ports[key] = json.loads(p.stdout.readline())["port"]
             said[key] = []
-            threading.Thread(target=lambda p=p, k=key: said[k].extend(json.loads(x) for x in p.stdout),
-                             daemon=True).start()
+            threading.Thread(
+                target=lambda p=p, k=key: said[k].extend(json.loads(x) for x in p.stdout), daemon=True
+            ).start()
         msg = ("--message-rate", "5", "--message-size", "3000")
-        cases = {"agreed": ("on", ("--compression", "deflate", *msg)), "declined": ("off", ("--compression", "deflate", *msg)),
-                 "not_offered": ("on", msg)}
-        procs = {k: (base / k, subprocess.Popen(locust_cmd(f"ws://127.0.0.1:{ports[srv]}/", base / k, extra=extra),
-                                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-                 for k, (srv, extra) in cases.items()}
+        cases = {
+            "agreed": ("on", ("--compression", "deflate", *msg)),
+            "declined": ("off", ("--compression", "deflate", *msg)),
+            "not_offered": ("on", msg),
+        }
+        procs = {
+            k: (
+                base / k,
+                subprocess.Popen(
+                    locust_cmd(f"ws://127.0.0.1:{ports[srv]}/", base / k, extra=extra),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                ),
+            )
+            for k, (srv, extra) in cases.items()
+        }
         out = {}
         for k, (run_dir, p) in procs.items():
             text, _ = p.communicate(timeout=90)
@@ -107,7 +129,7 @@ def test_compression_against_websockets(runs, key, agreed):
     assert opened.get("compression") is agreed
     echoes = [e for e in events if e["event"] == "echo"]
     assert len(echoes) >= 3, text[-2000:]
-    close = [e for e in events if e["event"] == "close"][0]
+    close = next(e for e in events if e["event"] == "close")
     assert (close["code"], close["by"], close["clean"]) == (1000, "client", True)
 
 

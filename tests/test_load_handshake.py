@@ -26,8 +26,9 @@ def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("hs")
     tokens = base / "tokens.txt"
     tokens.write_text("\n".join(FILE_SECRETS) + "\n")
-    peer = subprocess.Popen([sys.executable, str(PEER)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PEER_TOKEN": SECRET})
+    peer = subprocess.Popen(
+        [sys.executable, str(PEER)], stdout=subprocess.PIPE, text=True, env={**os.environ, "PEER_TOKEN": SECRET}
+    )
     said: list[dict] = []
     try:
         port = json.loads(peer.stdout.readline())["port"]
@@ -35,11 +36,26 @@ def runs(tmp_path_factory):
         env = {**os.environ, "WSS_TEST_TOKEN": SECRET}
         url = f"ws://127.0.0.1:{port}"
         cases = {
-            "headers": (f"{url}/headers?pick=v2", 2, (
-                "--header", "Authorization: Bearer {file:" + str(tokens) + "}",
-                "--header", "X-Who: {user} n={n} conn={conn} run={run}",
-                "--query", "token={env:WSS_TEST_TOKEN}", "--query", "n={n}",
-                "--subprotocol", "chat", "--subprotocol", "v2", "--message-rate", "4")),
+            "headers": (
+                f"{url}/headers?pick=v2",
+                2,
+                (
+                    "--header",
+                    "Authorization: Bearer {file:" + str(tokens) + "}",
+                    "--header",
+                    "X-Who: {user} n={n} conn={conn} run={run}",
+                    "--query",
+                    "token={env:WSS_TEST_TOKEN}",
+                    "--query",
+                    "n={n}",
+                    "--subprotocol",
+                    "chat",
+                    "--subprotocol",
+                    "v2",
+                    "--message-rate",
+                    "4",
+                ),
+            ),
             "auth_ok": (f"{url}/auth", 1, ("--header", "Authorization: Bearer {env:WSS_TEST_TOKEN}")),
             "auth_missing": (f"{url}/auth", 1, ()),
             "proto_bad": (f"{url}/echo?pick=other", 1, ("--subprotocol", "chat")),
@@ -49,8 +65,10 @@ def runs(tmp_path_factory):
             run_dir = base / key
             argv = locust_cmd(host, run_dir, users=users, extra=extra)
             argv += ["--csv", str(run_dir / "locust"), "--html", str(run_dir / "locust.html")]
-            procs[key] = (run_dir, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                    text=True, env=env))
+            procs[key] = (
+                run_dir,
+                subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env),
+            )
         out = {}
         for key, (run_dir, proc) in procs.items():
             text, _ = proc.communicate(timeout=90)
@@ -119,10 +137,31 @@ def test_no_secret_in_any_file_of_the_run_folder_or_the_output(runs):
 
 
 def test_bad_header_is_one_line_exit_2_without_its_value(tmp_path):
-    for extra in (("--header", f"Authorization Bearer {SECRET}"), ("--header", f"X: {SECRET} {{bogus}}"),
-                  ("--header", "X: {env:WSS_TEST_UNSET_VAR}"), ("--header", f"Host: {SECRET}"),
-                  ("--query", f"k={SECRET}{{nope}}"), ("--subprotocol", "a b")):
-        r = subprocess.run([*LOCUST, "--headless", "-u", "1", "-t", "1s", "--host", "ws://127.0.0.1:9/",
-                            "--run-dir", str(tmp_path / "r"), *extra], capture_output=True, text=True, timeout=60)
+    for extra in (
+        ("--header", f"Authorization Bearer {SECRET}"),
+        ("--header", f"X: {SECRET} {{bogus}}"),
+        ("--header", "X: {env:WSS_TEST_UNSET_VAR}"),
+        ("--header", f"Host: {SECRET}"),
+        ("--query", f"k={SECRET}{{nope}}"),
+        ("--subprotocol", "a b"),
+    ):
+        r = subprocess.run(
+            [
+                *LOCUST,
+                "--headless",
+                "-u",
+                "1",
+                "-t",
+                "1s",
+                "--host",
+                "ws://127.0.0.1:9/",
+                "--run-dir",
+                str(tmp_path / "r"),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 2, (extra, r.stderr[-1000:])
         assert "Traceback" not in r.stderr and SECRET not in r.stderr + r.stdout

@@ -20,14 +20,32 @@ from wsstorm.load.session import target_info, target_options
 
 
 def opts(**kw):
-    base = dict(policy="full-jitter", policy_file="", message_rate=None, message_size=64, ping_interval=None,
-                pong_timeout=None, connect_timeout=None, seed=3)
+    base = dict(
+        policy="full-jitter",
+        policy_file="",
+        message_rate=None,
+        message_size=64,
+        ping_interval=None,
+        pong_timeout=None,
+        connect_timeout=None,
+        seed=3,
+    )
     base.update(kw)
     return argparse.Namespace(**base)
 
 
-@pytest.mark.parametrize("text,want", [("0", (0,)), ("1", (1,)), ("0-1", (0, 1)), ("0,1", (0, 1)),
-                                       ("1,0", (0, 1)), (" 0 - 1 ", (0, 1)), ("0,0-1", (0, 1))])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("0", (0,)),
+        ("1", (1,)),
+        ("0-1", (0, 1)),
+        ("0,1", (0, 1)),
+        ("1,0", (0, 1)),
+        (" 0 - 1 ", (0, 1)),
+        ("0,0-1", (0, 1)),
+    ],
+)
 def test_cpus_lists(text, want):
     assert parse_cpus(text, available=2) == want
 
@@ -58,8 +76,9 @@ def test_pin_cpus_pins_and_reports():
 
 
 def test_connect_timeout_cli_then_scenario_then_default():
-    sc = argparse.Namespace(client=argparse.Namespace(message_rate=None, ping_interval=None, pong_timeout=None,
-                                                      connect_timeout=2.5))
+    sc = argparse.Namespace(
+        client=argparse.Namespace(message_rate=None, ping_interval=None, pong_timeout=None, connect_timeout=2.5)
+    )
     assert resolve_config(opts()).connect_timeout == 10.0
     assert resolve_config(opts(), sc).connect_timeout == 2.5
     assert resolve_config(opts(connect_timeout=4.0), sc).connect_timeout == 4.0
@@ -73,25 +92,45 @@ def test_tls_option_checks(tmp_path):
     pem.write_text("x")
     cfg = resolve_config(opts(ca_file=str(pem), server_name="example.org"))
     assert cfg.tls.ca_file == str(pem) and cfg.tls.server_name == "example.org" and not cfg.tls.insecure
-    for kw in (dict(ca_file=str(tmp_path / "none.pem")), dict(client_key=str(pem)),
-               dict(insecure=True, ca_file=str(pem)), dict(client_cert=str(tmp_path / "none.pem"))):
+    for kw in (
+        dict(ca_file=str(tmp_path / "none.pem")),
+        dict(client_key=str(pem)),
+        dict(insecure=True, ca_file=str(pem)),
+        dict(client_cert=str(tmp_path / "none.pem")),
+    ):
         with pytest.raises(UsageError):
             resolve_config(opts(**kw))
 
 
 def target_opts(**kw):
-    base = dict(target_capacity=None, target_handshake_rate=None, target_handshake_cost_ms=None, target_overload="",
-                target_port=None, target_workers=None, target_proxy=False, target_tls=False)
+    base = dict(
+        target_capacity=None,
+        target_handshake_rate=None,
+        target_handshake_cost_ms=None,
+        target_overload="",
+        target_port=None,
+        target_workers=None,
+        target_proxy=False,
+        target_tls=False,
+    )
     base.update(kw)
     return argparse.Namespace(**base)
 
 
 def test_target_options_cli_wins_and_no_secret_in_info():
-    t = argparse.Namespace(capacity=6, handshake_rate=500.0, handshake_cost_ms=0.0, overload="close", workers=1,
-                           proxy=True)
+    t = argparse.Namespace(
+        capacity=6, handshake_rate=500.0, handshake_cost_ms=0.0, overload="close", workers=1, proxy=True
+    )
     out = target_options(target_opts(target_capacity=9, target_tls=True), argparse.Namespace(target=t))
-    assert out == {"capacity": 9, "handshake_rate": 500.0, "handshake_cost_ms": 0.0, "overload": "close",
-                   "workers": 1, "proxy_port": 0, "tls": True}
+    assert out == {
+        "capacity": 9,
+        "handshake_rate": 500.0,
+        "handshake_cost_ms": 0.0,
+        "overload": "close",
+        "workers": 1,
+        "proxy_port": 0,
+        "tls": True,
+    }
     assert target_options(target_opts(), None) == {}
     info = target_info({**out, "auth_token": "s3cret"})
     assert info["proxy"] is True and "proxy_port" not in info and "auth_token" not in info
@@ -102,8 +141,15 @@ def test_manifest_options_leave_the_admin_token_out():
     assert "t0ken" not in json.dumps(out) and out["policy"] == "x"
 
 
-@pytest.mark.parametrize("code,reason", [(20, "unknown CA"), (18, "unknown CA (self-signed certificate)"),
-                                         (10, "certificate expired"), (62, "hostname mismatch")])
+@pytest.mark.parametrize(
+    "code,reason",
+    [
+        (20, "unknown CA"),
+        (18, "unknown CA (self-signed certificate)"),
+        (10, "certificate expired"),
+        (62, "hostname mismatch"),
+    ],
+)
 def test_tls_reasons_by_verify_code(code, reason):
     import ssl
 
@@ -116,9 +162,28 @@ def test_tls_reasons_by_verify_code(code, reason):
 def test_cpus_pins_locust_and_is_in_the_manifest(tmp_path):
     cpu = min(os.sched_getaffinity(0))
     run_dir = tmp_path / "run"
-    r = subprocess.run([*LOCUST, "--headless", "-u", "1", "-t", "1s", "--host", "ws://127.0.0.1:9/",
-                        "--run-dir", str(run_dir), "--cpus", str(cpu), "--only-summary", "--policy", "fixed:delay=5"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            *LOCUST,
+            "--headless",
+            "-u",
+            "1",
+            "-t",
+            "1s",
+            "--host",
+            "ws://127.0.0.1:9/",
+            "--run-dir",
+            str(run_dir),
+            "--cpus",
+            str(cpu),
+            "--only-summary",
+            "--policy",
+            "fixed:delay=5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode in (0, 1), r.stderr[-2000:]  # 1: Locust counts the refused connects as failures
     m = json.loads((run_dir / "manifest.json").read_text())
     assert m["options"]["cpus"] == str(cpu) and m["options"]["cpus_pinned"] == {"local": [cpu]}
@@ -127,8 +192,25 @@ def test_cpus_pins_locust_and_is_in_the_manifest(tmp_path):
 @pytest.mark.e2e
 @pytest.mark.parametrize("cpus", ["99", "0-x"])
 def test_bad_cpus_exit_2_one_line(tmp_path, cpus):
-    r = subprocess.run([*LOCUST, "--headless", "-u", "1", "-t", "1s", "--host", "ws://127.0.0.1:9/",
-                        "--run-dir", str(tmp_path), "--cpus", cpus], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            *LOCUST,
+            "--headless",
+            "-u",
+            "1",
+            "-t",
+            "1s",
+            "--host",
+            "ws://127.0.0.1:9/",
+            "--run-dir",
+            str(tmp_path),
+            "--cpus",
+            cpus,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "--cpus" in r.stderr
 
 
@@ -137,9 +219,18 @@ def test_scenario_client_handshake_keys_reach_the_options(tmp_path):
 
     pem = tmp_path / "ca.pem"
     pem.write_text("x")
-    client = argparse.Namespace(message_rate=None, ping_interval=None, pong_timeout=None, connect_timeout=None,
-                                headers=["Authorization: Bearer {env:T}"], query=None, subprotocols=["chat"],
-                                ca_file=str(pem), insecure=False, server_name="example.org")
+    client = argparse.Namespace(
+        message_rate=None,
+        ping_interval=None,
+        pong_timeout=None,
+        connect_timeout=None,
+        headers=["Authorization: Bearer {env:T}"],
+        query=None,
+        subprotocols=["chat"],
+        ca_file=str(pem),
+        insecure=False,
+        server_name="example.org",
+    )
     o = opts(header=None, query=None, subprotocol=["cli-wins"], ca_file="", server_name="")
     scenario_into_options(o, argparse.Namespace(client=client))
     assert o.header == ["Authorization: Bearer {env:T}"] and o.query is None and o.subprotocol == ["cli-wins"]

@@ -46,9 +46,15 @@ def peer_runs(tmp_path_factory):
         reader.start()
         base = tmp_path_factory.mktemp("stop")
         cases = {"hang": "/hang", "slow": "/slow101?delay=1.6"}
-        procs = {k: subprocess.Popen(locust_cmd(f"ws://127.0.0.1:{port}{path}", base / k, seconds=1),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for k, path in cases.items()}
+        procs = {
+            k: subprocess.Popen(
+                locust_cmd(f"ws://127.0.0.1:{port}{path}", base / k, seconds=1),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for k, path in cases.items()
+        }
         out = {}
         for k, p in procs.items():
             text, _ = p.communicate(timeout=90)
@@ -94,10 +100,32 @@ def test_embedded_target_counts_match_at_the_stop(tmp_path: Path) -> None:
     sc = tmp_path / "edges.toml"
     sc.write_text(SCENARIO)
     run_dir = tmp_path / "run"
-    r = subprocess.run([*LOCUST, "--headless", "-u", "25", "-r", "100", "-t", "3s", "--run-dir", str(run_dir),
-                        "--scenario", str(sc), "--policy", "fixed:delay=0.05", "--only-summary",
-                        "--message-rate", "0", "--ping-interval", "0"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            *LOCUST,
+            "--headless",
+            "-u",
+            "25",
+            "-r",
+            "100",
+            "-t",
+            "3s",
+            "--run-dir",
+            str(run_dir),
+            "--scenario",
+            str(sc),
+            "--policy",
+            "fixed:delay=0.05",
+            "--only-summary",
+            "--message-rate",
+            "0",
+            "--ping-interval",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     events = read_events(run_dir)
     assert events, r.stdout[-2000:] + r.stderr[-3000:]
     every_attempt_has_one_outcome(events)

@@ -15,8 +15,9 @@ from wsstorm.load.template import compile_extras, compile_template, scrub
 def test_fields_render_per_user_and_connection(tmp_path):
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("tok-a\n\ntok-b\r\ntok-c\n")
-    t = compile_template("Bearer {file:" + str(tokens) + "} {user} {n}/{conn} {run} {env:X} {{x}}", "h",
-                         env={"X": "ex"})
+    t = compile_template(
+        "Bearer {file:" + str(tokens) + "} {user} {n}/{conn} {run} {env:X} {{x}}", "h", env={"X": "ex"}
+    )
     assert t.render("local/2", 2, 5, "r1") == "Bearer tok-b local/2 2/5 r1 ex {x}"
     assert t.render("local/4", 4, 1, "r1").startswith("Bearer tok-a ")  # wraps round: 3 lines
     assert t.per_conn and not t.static
@@ -24,8 +25,9 @@ def test_fields_render_per_user_and_connection(tmp_path):
     assert not compile_template("{user}", "h").per_conn
 
 
-@pytest.mark.parametrize("text", ["{nope}", "{", "a}b", "{env:}", "{env:UNSET_FOR_TEST}", "{file:/no/such}",
-                                  "{user:x}", "{file:}"])
+@pytest.mark.parametrize(
+    "text", ["{nope}", "{", "a}b", "{env:}", "{env:UNSET_FOR_TEST}", "{file:/no/such}", "{user:x}", "{file:}"]
+)
 def test_bad_templates_are_usage_errors(text):
     with pytest.raises(UsageError):
         compile_template(text, "--header #1 (X)", env={})
@@ -37,8 +39,12 @@ def test_text_without_braces_renders_as_itself(text):
 
 
 def test_extras_render_headers_and_query():
-    ex = compile_extras(["Authorization: Bearer {env:T}", "X-Conn: {conn}"], ["token={env:T}", "a b=c&d"],
-                        ["chat", "v2"], env={"T": "s3cret/1"})
+    ex = compile_extras(
+        ["Authorization: Bearer {env:T}", "X-Conn: {conn}"],
+        ["token={env:T}", "a b=c&d"],
+        ["chat", "v2"],
+        env={"T": "s3cret/1"},
+    )
     r = ex.render("local/1", 1, 3, "run")
     assert r.headers == b"Authorization: Bearer s3cret/1\r\nX-Conn: 3\r\n"
     assert r.query == "token=s3cret%2F1&a%20b=c%26d"
@@ -54,10 +60,20 @@ def test_a_value_cannot_split_the_request(tmp_path):
     assert ex.render("u", 1, 1, "r").headers == b"X: aInjected: 1\r\n"
 
 
-@pytest.mark.parametrize("headers,query,protos", [
-    (["NoColon"], [], []), (["Bad Name: x"], [], []), (["Host: x"], [], []),
-    (["Sec-WebSocket-Protocol: x"], [], []), ([], ["novalue"], []), ([], ["=v"], []),
-    ([], [], ["bad proto"]), ([], [], ["a", "a"]), (["X: {bogus}"], [], [])])
+@pytest.mark.parametrize(
+    "headers,query,protos",
+    [
+        (["NoColon"], [], []),
+        (["Bad Name: x"], [], []),
+        (["Host: x"], [], []),
+        (["Sec-WebSocket-Protocol: x"], [], []),
+        ([], ["novalue"], []),
+        ([], ["=v"], []),
+        ([], [], ["bad proto"]),
+        ([], [], ["a", "a"]),
+        (["X: {bogus}"], [], []),
+    ],
+)
 def test_bad_extras_are_usage_errors(headers, query, protos):
     with pytest.raises(UsageError):
         compile_extras(headers, query, protos, env={})

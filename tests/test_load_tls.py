@@ -48,16 +48,22 @@ def runs(tmp_path_factory):
             "name": (f"wss://127.0.0.1:{port}/echo", (*ca, "--server-name", "other.example")),
             "sni_ok": (f"wss://127.0.0.1:{port}/echo", (*ca, "--server-name", "localhost")),
             "insecure": (f"wss://127.0.0.1:{port}/echo", ("--insecure",)),
-            "mtls": (f"wss://127.0.0.1:{mport}/echo",
-                     (*ca, "--client-cert", str(good.client_cert), "--client-key", str(good.client_key))),
+            "mtls": (
+                f"wss://127.0.0.1:{mport}/echo",
+                (*ca, "--client-cert", str(good.client_cert), "--client-key", str(good.client_key)),
+            ),
             "mtls_missing": (f"wss://127.0.0.1:{mport}/echo", ca),
             "expired": (f"wss://127.0.0.1:{xport}/echo", ("--ca-file", str(old.ca))),
         }
         procs = {}
         for key, (host, extra) in cases.items():
             run_dir = base / key
-            procs[key] = (run_dir, subprocess.Popen(locust_cmd(host, run_dir, extra=extra),
-                                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            procs[key] = (
+                run_dir,
+                subprocess.Popen(
+                    locust_cmd(host, run_dir, extra=extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                ),
+            )
         out = {}
         for key, (run_dir, proc) in procs.items():
             text, _ = proc.communicate(timeout=90)
@@ -86,9 +92,15 @@ def test_echo_round_trips_over_tls(runs):
     assert len(echoes) >= 3 and all(0 < e["rtt_ms"] < 1000 and e["conn"] == 1 for e in echoes)
 
 
-@pytest.mark.parametrize("key,reason", [("no_ca", "unknown CA"), ("name", "hostname mismatch"),
-                                        ("expired", "certificate expired"),
-                                        ("mtls_missing", "peer requires a client certificate")])
+@pytest.mark.parametrize(
+    "key,reason",
+    [
+        ("no_ca", "unknown CA"),
+        ("name", "hostname mismatch"),
+        ("expired", "certificate expired"),
+        ("mtls_missing", "peer requires a client certificate"),
+    ],
+)
 def test_tls_failure_reason_in_detail(runs, key, reason):
     events, out, _, _ = runs[key]
     assert kinds(events) == ["attempt", "fail", "wait", "stop"], out[-2000:]
@@ -107,10 +119,30 @@ def test_insecure_is_in_the_manifest(runs):
 def test_bad_tls_files_are_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate\n")
-    for extra in (("--ca-file", str(tmp_path / "missing.pem")), ("--ca-file", str(bad)),
-                  ("--client-key", str(bad)), ("--insecure", "--ca-file", str(bad))):
-        r = subprocess.run([*LOCUST, "--headless", "-u", "1", "-t", "1s", "--host", "wss://127.0.0.1:9/",
-                            "--run-dir", str(tmp_path / "r"), *extra], capture_output=True, text=True, timeout=60)
+    for extra in (
+        ("--ca-file", str(tmp_path / "missing.pem")),
+        ("--ca-file", str(bad)),
+        ("--client-key", str(bad)),
+        ("--insecure", "--ca-file", str(bad)),
+    ):
+        r = subprocess.run(
+            [
+                *LOCUST,
+                "--headless",
+                "-u",
+                "1",
+                "-t",
+                "1s",
+                "--host",
+                "wss://127.0.0.1:9/",
+                "--run-dir",
+                str(tmp_path / "r"),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 2, (extra, r.stderr[-1000:])
         assert "Traceback" not in r.stderr
 
@@ -119,10 +151,35 @@ def test_embedded_tls_target_is_trusted_by_itself(tmp_path):
     """--target-tls: the target serves wss:// with a CA it writes into the run folder; the
     harness trusts it with no --ca-file, and every open is one the server accepted."""
     run_dir = tmp_path / "run"
-    r = subprocess.run([*LOCUST, "--headless", "-u", "4", "-r", "20", "-t", "3s", "--run-dir", str(run_dir),
-                        "--target-tls", "--target-handshake-cost-ms", "0", "--policy", "fixed:delay=1",
-                        "--message-rate", "2", "--ping-interval", "1", "--only-summary", "--stop-timeout", "2"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            *LOCUST,
+            "--headless",
+            "-u",
+            "4",
+            "-r",
+            "20",
+            "-t",
+            "3s",
+            "--run-dir",
+            str(run_dir),
+            "--target-tls",
+            "--target-handshake-cost-ms",
+            "0",
+            "--policy",
+            "fixed:delay=1",
+            "--message-rate",
+            "2",
+            "--ping-interval",
+            "1",
+            "--only-summary",
+            "--stop-timeout",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     events = read_events(run_dir)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     m = json.loads((run_dir / "manifest.json").read_text())

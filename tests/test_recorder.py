@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gevent
+
+import itertools
 import json
 import os
 import signal
@@ -10,8 +13,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-
-import gevent
 
 from wsstorm.load.recorder import Recorder, ShardWriter, encode_event
 from wsstorm.runfolder.names import shard_name
@@ -55,7 +56,7 @@ def test_flush_cadence_and_stop(tmp_path: Path) -> None:
         rec.record("local/1", 1, "attempt")
         gevent.sleep(0.02)
     assert len(stamps) >= 4
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert max(gaps) < 1.0
     rec.record("local/1", 1, "stop")
     n = len(stamps)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import gevent
+
+import json
 
 from wsstorm.load.recorder import Recorder
 

@@ -7,11 +7,9 @@ against the scripted peer (tests/peers/scripted_server.py) on loopback.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,10 +39,32 @@ def read_events(run_dir: Path) -> list[dict]:
 
 
 def locust_cmd(host: str, run_dir: Path, users: int = 1, seconds: float = 2, extra: tuple[str, ...] = ()) -> list[str]:
-    return [*LOCUST, "--headless", "-u", str(users), "-r", str(max(users, 1)), "-t", f"{seconds}s",
-            "--host", host, "--run-dir", str(run_dir), "--only-summary", "--seed", "7",
-            "--policy", "fixed:delay=30", "--message-rate", "0", "--ping-interval", "0",
-            "--stop-timeout", "2", *extra]
+    return [
+        *LOCUST,
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(max(users, 1)),
+        "-t",
+        f"{seconds}s",
+        "--host",
+        host,
+        "--run-dir",
+        str(run_dir),
+        "--only-summary",
+        "--seed",
+        "7",
+        "--policy",
+        "fixed:delay=30",
+        "--message-rate",
+        "0",
+        "--ping-interval",
+        "0",
+        "--stop-timeout",
+        "2",
+        *extra,
+    ]
 
 
 # path key -> (URL path, extra locust args)
@@ -75,8 +95,12 @@ def runs(tmp_path_factory):
         for key, (path, extra) in CASES.items():
             host = f"ws://127.0.0.1:{port}{path}" if path else f"ws://127.0.0.1:{free_port()}/"
             run_dir = base / key
-            procs[key] = (run_dir, subprocess.Popen(locust_cmd(host, run_dir, extra=extra),
-                                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            procs[key] = (
+                run_dir,
+                subprocess.Popen(
+                    locust_cmd(host, run_dir, extra=extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                ),
+            )
         results = {}
         for key, (run_dir, proc) in procs.items():
             out, _ = proc.communicate(timeout=90)
@@ -92,7 +116,7 @@ def seq(events: list[dict]) -> list[str]:
 
 
 def one_user(results, key):
-    events, out, rc, _ = results[key]
+    events, out, _rc, _ = results[key]
     assert events, out[-3000:]
     assert {e["user"] for e in events} == {"local/1"}
     for e in events:
@@ -190,9 +214,25 @@ def test_locust_names_are_low_cardinality(runs):
 
 
 def test_bad_policy_is_one_line_exit_2(tmp_path):
-    r = subprocess.run([*LOCUST, "--headless", "-u", "1", "-t", "1s", "--host", "ws://127.0.0.1:9/",
-                        "--run-dir", str(tmp_path), "--policy", "no-such-policy"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            *LOCUST,
+            "--headless",
+            "-u",
+            "1",
+            "-t",
+            "1s",
+            "--host",
+            "ws://127.0.0.1:9/",
+            "--run-dir",
+            str(tmp_path),
+            "--policy",
+            "no-such-policy",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     assert "no-such-policy" in r.stderr
@@ -235,9 +275,30 @@ def test_embedded_target_closes_match_the_server(tmp_path):
     sc = tmp_path / "e2e.toml"
     sc.write_text(SCENARIO)
     run_dir = tmp_path / "run"
-    r = subprocess.run([*LOCUST, "--headless", "-u", "8", "-r", "50", "-t", "6s", "--run-dir", str(run_dir),
-                        "--scenario", str(sc), "--policy", "fixed:delay=0.3", "--only-summary", "--stop-timeout", "2"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            *LOCUST,
+            "--headless",
+            "-u",
+            "8",
+            "-r",
+            "50",
+            "-t",
+            "6s",
+            "--run-dir",
+            str(run_dir),
+            "--scenario",
+            str(sc),
+            "--policy",
+            "fixed:delay=0.3",
+            "--only-summary",
+            "--stop-timeout",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     events = read_events(run_dir)
     assert events, r.stdout[-2000:] + r.stderr[-3000:]
     closes = [e for e in events if e["event"] == "close"]

@@ -13,8 +13,16 @@ from wsstorm.load.user import policy_decision
 
 
 def opts(**kw):
-    base = dict(policy="full-jitter", policy_file="", message_rate=None, message_size=64, ping_interval=None,
-                pong_timeout=None, connect_timeout=10.0, seed=3)
+    base = dict(
+        policy="full-jitter",
+        policy_file="",
+        message_rate=None,
+        message_size=64,
+        ping_interval=None,
+        pong_timeout=None,
+        connect_timeout=10.0,
+        seed=3,
+    )
     base.update(kw)
     return argparse.Namespace(**base)
 

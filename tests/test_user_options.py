@@ -11,8 +11,16 @@ from wsstorm.load.options import check_host, derive_seed, resolve_config
 
 
 def opts(**kw):
-    base = dict(policy="full-jitter", policy_file="", message_rate=None, message_size=64, ping_interval=None,
-                pong_timeout=None, connect_timeout=10.0, seed=3)
+    base = dict(
+        policy="full-jitter",
+        policy_file="",
+        message_rate=None,
+        message_size=64,
+        ping_interval=None,
+        pong_timeout=None,
+        connect_timeout=10.0,
+        seed=3,
+    )
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -25,9 +33,17 @@ def test_defaults_and_scenario_then_cli_precedence() -> None:
     assert (cfg.message_rate, cfg.ping_interval, cfg.pong_timeout) == (2.0, 9.0, 5.0)
 
 
-@pytest.mark.parametrize("kw", [dict(policy="nope"), dict(message_rate=-1.0), dict(message_size=3),
-                                dict(connect_timeout=0.0), dict(ping_interval=1.0, pong_timeout=0.0),
-                                dict(ping_interval=float("inf"))])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(policy="nope"),
+        dict(message_rate=-1.0),
+        dict(message_size=3),
+        dict(connect_timeout=0.0),
+        dict(ping_interval=1.0, pong_timeout=0.0),
+        dict(ping_interval=float("inf")),
+    ],
+)
 def test_bad_options_are_usage_errors(kw) -> None:
     with pytest.raises(UsageError):
         resolve_config(opts(**kw))

@@ -10,10 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from wsstorm.load.connection import (PeerEOF, WSConnection, answer_code, classify_exception, is_valid_wire_code,
-                              parse_close_payload, parse_retry_after)
+from wsstorm.load.connection import (
+    PeerEOF,
+    WSConnection,
+    answer_code,
+    classify_exception,
+    is_valid_wire_code,
+    parse_close_payload,
+    parse_retry_after,
+)
 
 PEER = Path(__file__).parent / "peers" / "scripted_server.py"
 
@@ -64,7 +72,7 @@ def test_retry_after() -> None:
 
 def test_classify_plain_errors() -> None:
     assert classify_exception(ConnectionRefusedError()).kind == "refused"
-    assert classify_exception(socket.timeout()).kind == "timeout"
+    assert classify_exception(TimeoutError()).kind == "timeout"
     assert classify_exception(socket.gaierror(-2, "Name or service not known")).kind == "dns"
     assert classify_exception(ConnectionResetError()).kind == "reset"
     assert classify_exception(ValueError("bad")).kind == "protocol"

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import gevent
+
 import socket
 import struct
 
-import gevent
 import pytest
 from websocket._exceptions import WebSocketException
 
-from wsstorm.load.connection import (MAX_MESSAGE, MessageTooBig, WSConnection, _GUID, body_length,
-                              classify_exception)
+from wsstorm.load.connection import _GUID, MAX_MESSAGE, MessageTooBig, WSConnection, body_length, classify_exception
 
 
 def _conn_with(buf: bytes) -> WSConnection:
@@ -55,7 +55,7 @@ def _serve_once(listener: socket.socket, reply) -> None:
     req = b""
     while b"\r\n\r\n" not in req:
         req += conn.recv(4096)
-    key = [ln.split(b":", 1)[1].strip() for ln in req.split(b"\r\n") if ln.lower().startswith(b"sec-websocket-key")][0]
+    key = next(ln.split(b":", 1)[1].strip() for ln in req.split(b"\r\n") if ln.lower().startswith(b"sec-websocket-key"))
     conn.sendall(reply(key))
     gevent.sleep(5)  # hold the connection open: the client must not wait for more
     conn.close()
@@ -74,8 +74,10 @@ def test_huge_frame_on_a_real_socket_raises_message_too_big() -> None:
 
     def reply(key: bytes) -> bytes:
         acc = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-        head = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+        head = (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + acc + b"\r\n\r\n"
+        )
         return head + struct.pack("!BBQ", 0x82, 127, 2**62) + b"y" * 200_000
 
     ls, url = _listener()

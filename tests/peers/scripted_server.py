@@ -24,6 +24,7 @@ Any path: ``pick=<name>`` answers with that subprotocol (``Sec-WebSocket-Protoco
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -100,8 +101,12 @@ def accept_handshake(conn: socket.socket, headers: dict[str, str], subprotocol: 
     key = headers.get("sec-websocket-key", "").encode()
     accept = base64.b64encode(hashlib.sha1(key + GUID).digest()).decode()
     extra = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
-    conn.sendall(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  f"Sec-WebSocket-Accept: {accept}\r\n{extra}\r\n").encode())
+    conn.sendall(
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
+        ).encode()
+    )
     say({"accepted": True})
 
 
@@ -194,10 +199,8 @@ def handle(conn: socket.socket, tls: ssl.SSLContext | None = None) -> None:
     except (EOFError, OSError, ValueError, IndexError):
         pass  # ssl.SSLError is an OSError
     finally:
-        try:
+        with contextlib.suppress(OSError):
             conn.close()
-        except OSError:
-            pass
 
 
 def main() -> None:

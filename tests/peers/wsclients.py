@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 
@@ -26,10 +27,9 @@ def close_of(ws: websocket.WebSocket, timeout: float = 5.0) -> tuple[int | None,
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             data = frame.data
             code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else 1005
-            try:  # answer the Close as RFC 6455 says, so the server's count is final at once
+            # answer the Close as RFC 6455 says, so the server's count is final at once
+            with contextlib.suppress(Exception):
                 ws.send_close(code if code != 1005 else 1000)
-            except Exception:
-                pass
             ws.shutdown()
             return code, data[2:].decode("utf-8", "replace")
 

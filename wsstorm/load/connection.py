@@ -14,6 +14,7 @@ import gevent.lock
 import gevent.monkey
 
 import base64
+import contextlib
 import email.utils
 import errno
 import hashlib
@@ -142,8 +143,10 @@ def classify_exception(exc: BaseException) -> Failure:
         return Failure("timeout", detail=detail)
     if isinstance(exc, ConnectionRefusedError):
         return Failure("refused", detail=detail)
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, PeerEOF,
-                        WebSocketConnectionClosedException)):
+    if isinstance(
+        exc,
+        (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, PeerEOF, WebSocketConnectionClosedException),
+    ):
         return Failure("reset", detail=detail)
     if isinstance(exc, OSError):
         code = exc.errno
@@ -172,8 +175,7 @@ class Incoming:
     close: CloseInfo | None = None
 
 
-
-def resolve(url: str) -> tuple[str, int, bool, tuple]:
+def resolve(url: str) -> tuple[str, int, bool, tuple[Any, ...]]:
     """URL -> (host, port, secure, sockaddr); raises ValueError for a bad URL or port, gaierror if unresolvable."""
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
@@ -184,7 +186,7 @@ def resolve(url: str) -> tuple[str, int, bool, tuple]:
     return host, port, secure, _sockaddr(host, port)
 
 
-def _sockaddr(host: str, port: int) -> tuple:
+def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
     # An IP literal needs no resolver: under gevent getaddrinfo goes through a thread pool,
     # which cost more CPU than the rest of an open. Names are resolved on every attempt.
     try:
@@ -211,9 +213,16 @@ _TLS_CONTEXTS: dict[Any, ssl.SSLContext] = {}
 
 # OpenSSL verify codes (X509_V_ERR_*) -> the reason a reader wants in a fail event's detail.
 _VERIFY_REASONS = {
-    2: "unknown CA", 18: "unknown CA (self-signed certificate)", 19: "unknown CA (self-signed CA in chain)",
-    20: "unknown CA", 21: "unknown CA", 9: "certificate not yet valid", 10: "certificate expired",
-    62: "hostname mismatch", 64: "IP address mismatch", 23: "certificate revoked",
+    2: "unknown CA",
+    18: "unknown CA (self-signed certificate)",
+    19: "unknown CA (self-signed CA in chain)",
+    20: "unknown CA",
+    21: "unknown CA",
+    9: "certificate not yet valid",
+    10: "certificate expired",
+    62: "hostname mismatch",
+    64: "IP address mismatch",
+    23: "certificate revoked",
 }
 
 
@@ -225,9 +234,13 @@ def tls_reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return "certificate rejected"
     text = str(exc).lower()
-    for needle, reason in (("wrong version number", "not TLS (plain server?)"), ("alert unknown ca", "peer rejected our certificate (unknown CA)"),
-                           ("certificate required", "peer requires a client certificate"),
-                           ("alert bad certificate", "peer rejected our certificate"), ("handshake failure", "handshake failure")):
+    for needle, reason in (
+        ("wrong version number", "not TLS (plain server?)"),
+        ("alert unknown ca", "peer rejected our certificate (unknown CA)"),
+        ("certificate required", "peer requires a client certificate"),
+        ("alert bad certificate", "peer rejected our certificate"),
+        ("handshake failure", "handshake failure"),
+    ):
         if needle in text:
             return reason
     return "TLS error"
@@ -240,7 +253,9 @@ def _default_tls() -> ssl.SSLContext:
     return _DEFAULT_TLS
 
 
-def tls_context(ca_file: str = "", insecure: bool = False, client_cert: str = "", client_key: str = "") -> ssl.SSLContext:
+def tls_context(
+    ca_file: str = "", insecure: bool = False, client_cert: str = "", client_key: str = ""
+) -> ssl.SSLContext:
     """The process's ssl context for these settings, built once (loading a CA store costs milliseconds).
 
     ``ca_file``: trust this CA (instead of the system store); ``insecure``: no certificate or host
@@ -302,8 +317,12 @@ def parse_deflate(header: str | None) -> Deflate | None:
             raise WebSocketException(f"permessage-deflate: {key} given twice")
         if key in ("server_no_context_takeover", "client_no_context_takeover") and not sep:
             out[key] = True
-        elif key in ("server_max_window_bits", "client_max_window_bits") and sep and value.isdigit() \
-                and 8 <= int(value) <= 15:
+        elif (
+            key in ("server_max_window_bits", "client_max_window_bits")
+            and sep
+            and value.isdigit()
+            and 8 <= int(value) <= 15
+        ):
             out[key] = int(value)
         else:
             raise WebSocketException(f"permessage-deflate: bad parameter {p[:40]!r}")
@@ -314,8 +333,17 @@ def parse_deflate(header: str | None) -> Deflate | None:
     return Deflate(**out)
 
 
-def handshake_request(url: str, host: str, port: int, key: str, cookie: str = "", *, query: str = "",
-                      protocols: tuple[str, ...] = (), extra: bytes = b"") -> bytes:
+def handshake_request(
+    url: str,
+    host: str,
+    port: int,
+    key: str,
+    cookie: str = "",
+    *,
+    query: str = "",
+    protocols: tuple[str, ...] = (),
+    extra: bytes = b"",
+) -> bytes:
     """The client's opening handshake, as websocket-client sends it (no Origin header unless given).
 
     ``query``: more ``k=v&...`` (encoded) after the URL's own; ``protocols``: the subprotocols
@@ -327,8 +355,14 @@ def handshake_request(url: str, host: str, port: int, key: str, cookie: str = ""
     resource = _resource(url)
     if query:
         resource += ("&" if "?" in resource else "?") + query
-    lines = [f"GET {resource} HTTP/1.1", "Upgrade: websocket", f"Host: {hostport}",
-             f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", "Connection: Upgrade"]
+    lines = [
+        f"GET {resource} HTTP/1.1",
+        "Upgrade: websocket",
+        f"Host: {hostport}",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        "Connection: Upgrade",
+    ]
     if protocols:
         lines.append(f"Sec-WebSocket-Protocol: {', '.join(protocols)}")
     if cookie:
@@ -349,7 +383,7 @@ def parse_response_head(head: bytes) -> tuple[int, str | None, dict[str, str]]:
         try:
             line = raw.decode("utf-8").strip()
         except UnicodeDecodeError as e:
-            raise WebSocketException(f"Invalid header line, not valid UTF-8 at byte {e.start}: {raw!r}")
+            raise WebSocketException(f"Invalid header line, not valid UTF-8 at byte {e.start}: {raw!r}") from None
         if not line:
             break
         if status is None:
@@ -357,7 +391,7 @@ def parse_response_head(head: bytes) -> tuple[int, str | None, dict[str, str]]:
             try:
                 status = int(info[1])
             except (IndexError, ValueError):
-                raise WebSocketException(f"Invalid status line: {line!r}")
+                raise WebSocketException(f"Invalid status line: {line!r}") from None
             if len(info) > 2:
                 message = info[2]
         else:
@@ -400,6 +434,12 @@ def accept_ok(headers: dict[str, str], key: str) -> bool:
     return hmac.compare_digest(hashed, got.lower().encode("utf-8"))
 
 
+def _data(frame: ABNF) -> bytes:
+    """A frame's payload as bytes (ours are always bytes: this is for the type checker)."""
+    d = frame.data
+    return d if isinstance(d, bytes) else str(d).encode()
+
+
 class WSConnection:
     """One client WebSocket connection: open, read frames, send, close, abort.
 
@@ -408,9 +448,19 @@ class WSConnection:
     ABNF, read from our own buffer with one recv per burst.
     """
 
-    def __init__(self, url: str, connect_timeout: float = 10.0, source_address: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None, server_name: str = "", *, query: str = "",
-                 protocols: tuple[str, ...] = (), extra: bytes = b"", compression: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        connect_timeout: float = 10.0,
+        source_address: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_name: str = "",
+        *,
+        query: str = "",
+        protocols: tuple[str, ...] = (),
+        extra: bytes = b"",
+        compression: bool = False,
+    ) -> None:
         self.url = url
         self.compression = compression  # offer permessage-deflate
         self.deflate: Deflate | None = None  # what the server agreed to, once open
@@ -529,8 +579,16 @@ class WSConnection:
             sock = ctx.wrap_socket(sock, server_hostname=self.server_name or host)
             self._sock = sock
         key = base64.b64encode(os.urandom(16)).decode()
-        request = handshake_request(url, host, port, key, CookieJar.get(host), query=self.query,
-                                    protocols=self.protocols, extra=self.extra + _OFFER if self.compression else self.extra)
+        request = handshake_request(
+            url,
+            host,
+            port,
+            key,
+            CookieJar.get(host),
+            query=self.query,
+            protocols=self.protocols,
+            extra=self.extra + _OFFER if self.compression else self.extra,
+        )
         try:
             sock.sendall(request)
         except TimeoutError as exc:
@@ -558,7 +616,11 @@ class WSConnection:
             raise WebSocketBadStatusException(
                 f"Handshake status {status} {message} -+-+- {headers} -+-+- "
                 f"{body.decode('utf-8', errors='replace') if body else None}",
-                status, message, headers, body)
+                status,
+                message,
+                headers,
+                body,
+            )
         if not accept_ok(headers, key):
             raise WebSocketException("Invalid WebSocket Header")
         if self.protocols:
@@ -587,13 +649,13 @@ class WSConnection:
         while True:
             end = self._buf.find(b"\r\n\r\n")
             if end >= 0:
-                head = bytes(self._buf[:end + 2])
-                del self._buf[:end + 4]
+                head = bytes(self._buf[: end + 2])
+                del self._buf[: end + 4]
                 return head
             nl = self._buf.find(b"\n\n")  # a bare-LF server (read_headers accepts it too)
             if nl >= 0:
-                head = bytes(self._buf[:nl + 1])
-                del self._buf[:nl + 2]
+                head = bytes(self._buf[: nl + 1])
+                del self._buf[: nl + 2]
                 return head
             if len(self._buf) > _MAX_HEAD:
                 raise WebSocketException("Invalid header: response head too large")
@@ -637,7 +699,7 @@ class WSConnection:
         if has_mask:
             if n < pos + 4:
                 return None
-            mask, pos = buf[pos:pos + 4], pos + 4
+            mask, pos = bytes(buf[pos : pos + 4]), pos + 4  # servers never mask: rare
         end = pos + length
         if n < end:
             return None
@@ -691,12 +753,12 @@ class WSConnection:
                         data = self._inflate(data)
                     return Incoming("message", data)
             elif op == ABNF.OPCODE_CLOSE:
-                return Incoming("close", close=parse_close_payload(bytes(frame.data)))
+                return Incoming("close", close=parse_close_payload(_data(frame)))
             elif op == ABNF.OPCODE_PING:
                 self.send_frame(ABNF.create_frame(frame.data, ABNF.OPCODE_PONG))
-                return Incoming("ping", bytes(frame.data))
+                return Incoming("ping", _data(frame))
             elif op == ABNF.OPCODE_PONG:
-                return Incoming("pong", bytes(frame.data))
+                return Incoming("pong", _data(frame))
 
     def send_frame(self, frame: ABNF) -> None:
         """Send one frame (masked by websocket-client's ABNF); never times out half-way."""
@@ -730,9 +792,10 @@ class WSConnection:
         assert d is not None
         c = self._compressor
         if c is None or d.client_no_context_takeover:
-            c = self._compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED,
-                                                    -d.client_max_window_bits, 5)
-        out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+            c = self._compressor = zlib.compressobj(
+                zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -d.client_max_window_bits, 5
+            )
+        out: bytes = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
         return out[:-4] if out.endswith(b"\x00\x00\xff\xff") else out
 
     def _inflate(self, data: bytes) -> bytes:
@@ -742,7 +805,7 @@ class WSConnection:
         if z is None or d.server_no_context_takeover:
             z = self._decompressor = zlib.decompressobj(-d.server_max_window_bits)
         try:
-            out = z.decompress(data + b"\x00\x00\xff\xff", MAX_MESSAGE + 1)
+            out: bytes = z.decompress(data + b"\x00\x00\xff\xff", MAX_MESSAGE + 1)
         except zlib.error as exc:
             raise WebSocketProtocolException(f"bad compressed message: {exc}") from None
         if len(out) > MAX_MESSAGE or z.unconsumed_tail:  # a small frame can inflate to gigabytes
@@ -759,16 +822,12 @@ class WSConnection:
             return
         self.close_sent = True
         payload = b"" if code is None else code.to_bytes(2, "big") + reason
-        try:
+        with contextlib.suppress(OSError, WebSocketException):
             self.send_frame(ABNF.create_frame(payload, ABNF.OPCODE_CLOSE))
-        except (OSError, WebSocketException):
-            pass
 
     def abort(self) -> None:
         """Close the TCP socket now (no Close frame)."""
         sock, self._sock = self._sock, None
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass

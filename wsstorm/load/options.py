@@ -36,41 +36,74 @@ def add_options(parser: Any) -> None:
     g.add_argument("--message-rate", type=float, default=None, help="messages per second per user (default 0.1)")
     g.add_argument("--message-size", type=int, default=64, help="bytes per message")
     g.add_argument("--ping-interval", type=float, default=None, help="seconds between pings (default 5; 0 = off)")
-    g.add_argument("--pong-timeout", type=float, default=None, help="seconds without pong before the peer is dead (default 5)")
-    g.add_argument("--connect-timeout", type=float, default=None,
-                   help=f"seconds for TCP + TLS + handshake (default: scenario [client], else {DEFAULT_CONNECT_TIMEOUT:g})")
+    g.add_argument(
+        "--pong-timeout", type=float, default=None, help="seconds without pong before the peer is dead (default 5)"
+    )
+    g.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=None,
+        help=f"seconds for TCP + TLS + handshake (default: scenario [client], else {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
     g.add_argument("--seed", type=int, default=None, help="random seed (default: chosen and recorded)")
     g.add_argument("--run-id", default="", help="run id (default: time-based)")
     g.add_argument("--run-dir", default="", help="run folder (default reports/<run-id>)")
     g.add_argument("--scenario", default="", help="scenario name or file: target shape, client defaults, faults")
     g.add_argument("--cpus", default="", help="pin this Locust process to these CPUs: 0 | 1 | 0-1 | 0,1")
     # TLS (wss://)
-    g.add_argument("--ca-file", default="", help="trust this CA (PEM) for wss:// (automatic for the embedded TLS target)")
-    g.add_argument("--insecure", action="store_true", default=False,
-                   help="wss:// without certificate checks (loud in the report)")
+    g.add_argument(
+        "--ca-file", default="", help="trust this CA (PEM) for wss:// (automatic for the embedded TLS target)"
+    )
+    g.add_argument(
+        "--insecure", action="store_true", default=False, help="wss:// without certificate checks (loud in the report)"
+    )
     g.add_argument("--client-cert", default="", help="client certificate (PEM) for mutual TLS")
     g.add_argument("--client-key", default="", help="its private key (PEM; the path is recorded, never the key)")
-    g.add_argument("--server-name", default="", help="TLS server name (SNI, certificate check) instead of the URL's host")
+    g.add_argument(
+        "--server-name", default="", help="TLS server name (SNI, certificate check) instead of the URL's host"
+    )
     # The handshake. Header and query values may be secrets: kept out of the web UI (its page would
     # carry them) and redacted in the manifest; give tokens as {env:NAME} or {file:PATH}.
-    g.add_argument("--header", action="append", default=None, include_in_web_ui=False,
-                   help="extra handshake header 'Name: value' (repeatable); templated: "
-                        "{user} {n} {conn} {run} {env:NAME} {file:PATH}")
-    g.add_argument("--query", action="append", default=None, include_in_web_ui=False,
-                   help="extra query parameter 'k=v' (repeatable), templated like --header")
-    g.add_argument("--subprotocol", action="append", default=None,
-                   help="offer this subprotocol (repeatable); the server's choice is recorded on open")
-    g.add_argument("--compression", default="", help="'deflate': offer permessage-deflate (RFC 7692); agreed or not is on open")
+    g.add_argument(
+        "--header",
+        action="append",
+        default=None,
+        include_in_web_ui=False,
+        help="extra handshake header 'Name: value' (repeatable); templated: "
+        "{user} {n} {conn} {run} {env:NAME} {file:PATH}",
+    )
+    g.add_argument(
+        "--query",
+        action="append",
+        default=None,
+        include_in_web_ui=False,
+        help="extra query parameter 'k=v' (repeatable), templated like --header",
+    )
+    g.add_argument(
+        "--subprotocol",
+        action="append",
+        default=None,
+        help="offer this subprotocol (repeatable); the server's choice is recorded on open",
+    )
+    g.add_argument(
+        "--compression", default="", help="'deflate': offer permessage-deflate (RFC 7692); agreed or not is on open"
+    )
     # The embedded target
     g.add_argument("--target-capacity", type=int, default=None, help="embedded target: max connections")
     g.add_argument("--target-handshake-rate", type=float, default=None, help="embedded target: handshakes/s")
     g.add_argument("--target-handshake-cost-ms", type=float, default=None, help="embedded target: CPU ms per handshake")
     g.add_argument("--target-overload", default="", help="embedded target: close | http | refuse")
-    g.add_argument("--target-port", type=int, default=None, help="embedded target: WebSocket port (default: a free one)")
+    g.add_argument(
+        "--target-port", type=int, default=None, help="embedded target: WebSocket port (default: a free one)"
+    )
     g.add_argument("--target-workers", type=int, default=None, help="embedded target: serving processes")
     g.add_argument("--target-proxy", action="store_true", default=False, help="embedded target: fault proxy in front")
-    g.add_argument("--target-tls", action="store_true", default=False,
-                   help="embedded target: serve wss:// with a CA it makes (trusted automatically)")
+    g.add_argument(
+        "--target-tls",
+        action="store_true",
+        default=False,
+        help="embedded target: serve wss:// with a CA it makes (trusted automatically)",
+    )
     g.add_argument("--target-admin", default="", help="admin URL of a target started elsewhere (for faults)")
     g.add_argument("--target-token", default="", is_secret=True, help="its admin token")
 
@@ -121,9 +154,13 @@ def _file(opts: Any, client: Any, name: str) -> str:
 def resolve_tls(opts: Any, client: Any = None) -> TLSConfig:
     """The TLS options (command line > scenario [client]), checked: the files exist, a key goes with a certificate."""
     insecure = bool(getattr(opts, "insecure", False) or getattr(client, "insecure", False))
-    tls = TLSConfig(ca_file=_file(opts, client, "ca_file"), insecure=insecure,
-                    client_cert=_file(opts, client, "client_cert"), client_key=_file(opts, client, "client_key"),
-                    server_name=_text(opts, client, "server_name"))
+    tls = TLSConfig(
+        ca_file=_file(opts, client, "ca_file"),
+        insecure=insecure,
+        client_cert=_file(opts, client, "client_cert"),
+        client_key=_file(opts, client, "client_key"),
+        server_name=_text(opts, client, "server_name"),
+    )
     if tls.client_key and not tls.client_cert:
         raise UsageError("--client-key needs --client-cert")
     if tls.insecure and tls.ca_file:
@@ -182,12 +219,20 @@ def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
         message_size=int(opts.message_size),
         ping_interval=float(_pick(opts.ping_interval, getattr(client, "ping_interval", None), 5.0)),
         pong_timeout=float(_pick(opts.pong_timeout, getattr(client, "pong_timeout", None), 5.0)),
-        connect_timeout=float(_pick(getattr(opts, "connect_timeout", None), getattr(client, "connect_timeout", None),
-                                    DEFAULT_CONNECT_TIMEOUT)),
+        connect_timeout=float(
+            _pick(
+                getattr(opts, "connect_timeout", None),
+                getattr(client, "connect_timeout", None),
+                DEFAULT_CONNECT_TIMEOUT,
+            )
+        ),
         seed=int(opts.seed) if opts.seed is not None else 0,
         tls=resolve_tls(opts, client),
-        extras=compile_extras(_listed(opts, client, "header", "headers"), _listed(opts, client, "query", "query"),
-                              _listed(opts, client, "subprotocol", "subprotocols")),
+        extras=compile_extras(
+            _listed(opts, client, "header", "headers"),
+            _listed(opts, client, "query", "query"),
+            _listed(opts, client, "subprotocol", "subprotocols"),
+        ),
         compression=compression == "deflate",
     )
     for name in ("message_rate", "ping_interval", "pong_timeout"):

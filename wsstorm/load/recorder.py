@@ -85,8 +85,14 @@ class ShardWriter:
 class Recorder:
     """Buffers events of one process and flushes them to a sink at least every second."""
 
-    def __init__(self, run: str, worker: str, sink: Callable[[bytes], None],
-                 flush_interval: float = FLUSH_INTERVAL, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        run: str,
+        worker: str,
+        sink: Callable[[bytes], None],
+        flush_interval: float = FLUSH_INTERVAL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.run = run
         self.worker = worker
         self.sink = sink
@@ -99,8 +105,15 @@ class Recorder:
 
     def record(self, user: str, conn: int, event: str, t: float | None = None, **fields: Any) -> dict[str, Any]:
         """Append one event; returns it (as written)."""
-        ev: dict[str, Any] = {"v": 1, "t": self.clock() if t is None else t, "run": self.run,
-                              "worker": self.worker, "user": user, "conn": conn, "event": event}
+        ev: dict[str, Any] = {
+            "v": 1,
+            "t": self.clock() if t is None else t,
+            "run": self.run,
+            "worker": self.worker,
+            "user": user,
+            "conn": conn,
+            "event": event,
+        }
         ev.update(fields)
         self._buf.append(encode_event_bytes(ev))
         self.count += 1

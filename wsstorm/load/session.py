@@ -13,6 +13,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 import atexit
+import contextlib
 import logging
 import os
 import random
@@ -148,8 +149,10 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
         s.role = "master" if isinstance(runner, MasterRunner) else "local"
         s.worker = "local"
         # resolved values go back into the options: workers receive them with the spawn message
-        opts.message_rate, opts.ping_interval = s.cfg.message_rate, s.cfg.ping_interval
-        opts.pong_timeout = s.cfg.pong_timeout
+        cfg = s.cfg
+        assert cfg is not None  # resolved above (or the process exited)
+        opts.message_rate, opts.ping_interval = cfg.message_rate, cfg.ping_interval
+        opts.pong_timeout = cfg.pong_timeout
         opts.run_id = opts.run_id or new_run_id()
         s.run = opts.run_id
         s.run_dir = Path(opts.run_dir or os.path.join("reports", s.run))
@@ -157,11 +160,11 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
         try:
             if not environment.host:
                 _start_embedded_target(environment, opts, s)
-                s.cfg = resolve_config(opts, s.scenario)  # the TLS target's CA is now in the options
-            s.tls = client_tls(s.cfg)
+                cfg = s.cfg = resolve_config(opts, s.scenario)  # the TLS target's CA is now in the options
+            s.tls = client_tls(cfg)
         except UsageError as exc:
             _fail_usage(exc)
-        opts.connect_timeout = s.cfg.connect_timeout
+        opts.connect_timeout = cfg.connect_timeout
         if isinstance(runner, MasterRunner):
             runner.register_message(MSG_EVENTS, _master_on_events)
             runner.register_message(MSG_HELLO, _master_on_hello)
@@ -186,10 +189,16 @@ def target_options(opts: Any, scenario: Any) -> dict[str, Any]:
         out = {k: getattr(t, k) for k in _LEGACY_TARGET_KEYS if getattr(t, k, None) is not None}
         if getattr(t, "proxy", False):
             out["proxy_port"] = 0
-    cli = {"capacity": opts.target_capacity, "handshake_rate": opts.target_handshake_rate,
-           "handshake_cost_ms": opts.target_handshake_cost_ms, "overload": opts.target_overload or None,
-           "port": opts.target_port, "workers": opts.target_workers,
-           "proxy_port": 0 if opts.target_proxy else None, "tls": True if getattr(opts, "target_tls", False) else None}
+    cli = {
+        "capacity": opts.target_capacity,
+        "handshake_rate": opts.target_handshake_rate,
+        "handshake_cost_ms": opts.target_handshake_cost_ms,
+        "overload": opts.target_overload or None,
+        "port": opts.target_port,
+        "workers": opts.target_workers,
+        "proxy_port": 0 if opts.target_proxy else None,
+        "tls": True if getattr(opts, "target_tls", False) else None,
+    }
     out.update({k: v for k, v in cli.items() if v is not None})
     return out
 
@@ -243,6 +252,7 @@ def await_last_tick(path: Path, since: float, limit: float = 2.5) -> None:
 
 
 # ---------------------------------------------------------------- recorder plumbing
+
 
 def ensure_recorder(environment: Any) -> Recorder:
     """This process's recorder, made on first use (a worker's ships its batches to the master)."""
@@ -298,7 +308,9 @@ def _master_on_hello(environment: Any, msg: Any, **_kw: Any) -> None:
 
 def _master_on_cpu(environment: Any, msg: Any, **_kw: Any) -> None:
     d = msg.data or {}
-    SESSION.cpu_warnings.append({"t": d.get("t"), "worker": names.safe_id(str(d.get("worker", ""))), "cpu": d.get("cpu")})
+    SESSION.cpu_warnings.append(
+        {"t": d.get("t"), "worker": names.safe_id(str(d.get("worker", ""))), "cpu": d.get("cpu")}
+    )
 
 
 def _master_on_done(environment: Any, msg: Any, **_kw: Any) -> None:
@@ -326,6 +338,7 @@ def _on_cpu_warning(environment: Any, cpu_usage: float, **_kw: Any) -> None:
 
 # ---------------------------------------------------------------- run start and stop
 
+
 @events.test_start.add_listener
 def _on_test_start(environment: Any, **_kw: Any) -> None:
     s = SESSION
@@ -336,8 +349,9 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
             s.cfg = resolve_config(environment.parsed_options)
             s.tls = client_tls(s.cfg)
             s.worker_index = int(getattr(environment.runner, "worker_index", 0) or 0)
-            s.worker_count = max(1, int(getattr(environment.parsed_options, "expect_workers", 1) or 1),
-                                 s.worker_index + 1)
+            s.worker_count = max(
+                1, int(getattr(environment.parsed_options, "expect_workers", 1) or 1), s.worker_index + 1
+            )
         except UsageError as exc:
             # running on with the previous settings would make a run that is not what was asked
             log.error("wsstorm: %s", exc)
@@ -430,17 +444,25 @@ def write_manifest(environment: Any, ended: float | None = None) -> None:
     scenario = None
     if s.scenario is not None:
         scenario = s.scenario.to_dict()
-        try:
+        with contextlib.suppress(OSError, TypeError):
             scenario["content"] = Path(s.scenario.source).read_text(encoding="utf-8")
-        except (OSError, TypeError):
-            pass
     cfg = s.cfg
     data = manifest_mod.build_manifest(
-        run=s.run, started=s.started or time.time(), ended=ended, host=environment.host,
-        embedded_target=s.target is not None, policy=str(cfg.policy) if cfg else "",
-        scenario=scenario, seed=cfg.seed if cfg else 0, users=getattr(opts, "num_users", None),
-        spawn_rate=getattr(opts, "spawn_rate", None), duration_s=getattr(opts, "run_time", None),
-        options=options, workers=workers, cpu_warnings=s.cpu_warnings, target=s.target_info,
+        run=s.run,
+        started=s.started or time.time(),
+        ended=ended,
+        host=environment.host,
+        embedded_target=s.target is not None,
+        policy=str(cfg.policy) if cfg else "",
+        scenario=scenario,
+        seed=cfg.seed if cfg else 0,
+        users=getattr(opts, "num_users", None),
+        spawn_rate=getattr(opts, "spawn_rate", None),
+        duration_s=getattr(opts, "run_time", None),
+        options=options,
+        workers=workers,
+        cpu_warnings=s.cpu_warnings,
+        target=s.target_info,
     )
     try:
         manifest_mod.write_manifest(s.run_dir, data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -20,9 +21,20 @@ from wsstorm.errors import UsageError
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 token: header names, subprotocols
 _FIELD = re.compile(r"\{\{|\}\}|\{([a-z]+)(?::([^{}]*))?\}|[{}]")
 # Headers the handshake itself sets: a user value would break it or lie about it.
-RESERVED_HEADERS = frozenset({"host", "upgrade", "connection", "sec-websocket-key", "sec-websocket-version",
-                              "sec-websocket-accept", "sec-websocket-protocol", "sec-websocket-extensions",
-                              "content-length", "transfer-encoding"})
+RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-accept",
+        "sec-websocket-protocol",
+        "sec-websocket-extensions",
+        "content-length",
+        "transfer-encoding",
+    }
+)
 _KINDS = ("user", "n", "conn", "run", "file", "env")
 
 
@@ -75,14 +87,14 @@ def _read_lines(path: str, what: str) -> tuple[str, ...]:
     return lines
 
 
-def compile_template(text: str, what: str, env: dict[str, str] | None = None) -> Template:
+def compile_template(text: str, what: str, env: Mapping[str, str] | None = None) -> Template:
     """Compile ``text``; ``what`` names the option in errors (never the value: it may be a secret)."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     parts: list[str | tuple[str, tuple[str, ...]]] = []
     pos = 0
     for m in _FIELD.finditer(text):
         if m.start() > pos:
-            parts.append(text[pos:m.start()])
+            parts.append(text[pos : m.start()])
         pos = m.end()
         tok = m.group(0)
         if tok in ("{{", "}}"):
@@ -96,9 +108,9 @@ def compile_template(text: str, what: str, env: dict[str, str] | None = None) ->
         if kind == "env":
             if not arg:
                 raise UsageError(f"{what}: {{env:NAME}} needs a variable name")
-            if arg not in env:
+            if arg not in environ:
                 raise UsageError(f"{what}: environment variable {arg} is not set")
-            parts.append(env[arg])
+            parts.append(environ[arg])
         elif kind == "file":
             if not arg:
                 raise UsageError(f"{what}: {{file:PATH}} needs a path")
@@ -163,12 +175,19 @@ class Extras:
             query.append(f"{quote(key, safe='')}={quote(value, safe='')}")
             secrets.append(value)
             secrets.append(quote(value, safe=""))
-        return Rendered("".join(lines).encode("utf-8"), "&".join(query),
-                        tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)))
+        return Rendered(
+            "".join(lines).encode("utf-8"),
+            "&".join(query),
+            tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)),
+        )
 
 
-def compile_extras(headers: tuple[str, ...] | list[str], query: tuple[str, ...] | list[str],
-                   subprotocols: tuple[str, ...] | list[str], env: dict[str, str] | None = None) -> Extras:
+def compile_extras(
+    headers: tuple[str, ...] | list[str],
+    query: tuple[str, ...] | list[str],
+    subprotocols: tuple[str, ...] | list[str],
+    env: Mapping[str, str] | None = None,
+) -> Extras:
     """Check and compile the options (``'Name: value'``, ``'k=v'``, subprotocol names)."""
     hs = []
     for i, h in enumerate(headers, 1):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gevent
 from locust import User, task
 
+import contextlib
 import random
 import time
 from collections.abc import Mapping
@@ -97,7 +98,9 @@ class WebSocketUser(User):
         super().__init__(environment)
         s = SESSION
         if s.cfg is None:  # Environment API without Locust's CLI: defaults only
-            raise UsageError("wsstorm.load.user needs Locust's command-line options (run with `locust -f locustfile.py`)")
+            raise UsageError(
+                "wsstorm.load.user needs Locust's command-line options (run with `locust -f locustfile.py`)"
+            )
         self.cfg = s.cfg
         self.index = s.users
         self.user_id = s.next_user()
@@ -105,8 +108,9 @@ class WebSocketUser(User):
         self._extras: Rendered | None = None  # this user's rendered headers/query, unless per connection
         self._secrets: tuple[str, ...] = ()  # the values of the attempt in flight, scrubbed from details
         self.rng = random.Random(derive_seed(self.cfg.seed, self.user_id))
-        self.policy = self.cfg.policy.client(seed=derive_seed(self.cfg.seed, self.user_id, "policy"),
-                                             process_seed=derive_seed(self.cfg.seed, s.worker))
+        self.policy = self.cfg.policy.client(
+            seed=derive_seed(self.cfg.seed, self.user_id, "policy"), process_seed=derive_seed(self.cfg.seed, s.worker)
+        )
         self.policy_text = str(self.cfg.policy)
         self.conn_no = 1
         self.live: _Conn | None = None
@@ -122,8 +126,9 @@ class WebSocketUser(User):
         rec.record(self.user_id, self.conn_no, event, **fields)
 
     def _report(self, name: str, ms: float, exc: Exception | None = None, length: int = 0) -> None:
-        self.environment.events.request.fire(request_type="WS", name=name, response_time=ms,
-                                             response_length=length, exception=exc, context={})
+        self.environment.events.request.fire(
+            request_type="WS", name=name, response_time=ms, response_length=length, exception=exc, context={}
+        )
 
     # -- the lifecycle
 
@@ -134,8 +139,9 @@ class WebSocketUser(User):
 
         hostname = urlsplit(host).hostname or ""
         if sockets_mod.is_loopback(hostname):
-            self.source = sockets_mod.source_address(self.index, sockets_mod.process_slot(),
-                                                     always=SESSION.role == "worker")
+            self.source = sockets_mod.source_address(
+                self.index, sockets_mod.process_slot(), always=SESSION.role == "worker"
+            )
 
     @task
     def lifecycle(self) -> None:
@@ -162,10 +168,8 @@ class WebSocketUser(User):
                     self._rec("wait", delay=next_delay, policy=self.policy_text, after_code=after)
             except Exception as exc:  # the event could not be recorded: give up rather than spin
                 next_delay = None
-                try:
+                with contextlib.suppress(Exception):
                     self._giveup(after, _policy_failed(exc))
-                except Exception:
-                    pass
             finally:  # the conn number moves on after a close whatever happened here
                 if result.closed:
                     self.conn_no += 1
@@ -202,16 +206,32 @@ class WebSocketUser(User):
         cfg = self.cfg
         ex = cfg.extras
         if ex.empty:
-            return WSConnection(self.url, cfg.connect_timeout, self.source, SESSION.tls, cfg.tls.server_name,
-                                protocols=ex.subprotocols, compression=cfg.compression)
+            return WSConnection(
+                self.url,
+                cfg.connect_timeout,
+                self.source,
+                SESSION.tls,
+                cfg.tls.server_name,
+                protocols=ex.subprotocols,
+                compression=cfg.compression,
+            )
         r = self._extras
         if r is None or ex.per_conn:
             r = ex.render(self.user_id, self.number, self.conn_no, SESSION.run)
             if not ex.per_conn:
                 self._extras = r
         self._secrets = r.secrets
-        return WSConnection(self.url, cfg.connect_timeout, self.source, SESSION.tls, cfg.tls.server_name,
-                            query=r.query, protocols=ex.subprotocols, extra=r.headers, compression=cfg.compression)
+        return WSConnection(
+            self.url,
+            cfg.connect_timeout,
+            self.source,
+            SESSION.tls,
+            cfg.tls.server_name,
+            query=r.query,
+            protocols=ex.subprotocols,
+            extra=r.headers,
+            compression=cfg.compression,
+        )
 
     def _failed(self, exc: BaseException, t0: float) -> AttemptResult:
         """Record an attempt that failed before open (classified) and say what the policy is told."""
@@ -300,8 +320,7 @@ class WebSocketUser(User):
                 try:
                     if now >= deadline and live.result is None:
                         silence = now - live.last_rx
-                        live.result = {"code": 1006, "reason": "", "by": "none", "clean": False,
-                                       "how": "ping_timeout"}
+                        live.result = {"code": 1006, "reason": "", "by": "none", "clean": False, "how": "ping_timeout"}
                         self._rec("dead", silence_s=round(silence, 3))
                         self._report("dead", silence * 1000.0, WSFailure("dead: no pong"))
                         break
@@ -337,18 +356,35 @@ class WebSocketUser(User):
             raise  # the run is stopping: on_stop closes this connection
         except PeerEOF as exc:
             if live.result is None:
-                live.result = {"code": 1006, "reason": "", "by": "none", "clean": False, "how": "eof",
-                               "detail": str(exc)[:200]}
+                live.result = {
+                    "code": 1006,
+                    "reason": "",
+                    "by": "none",
+                    "clean": False,
+                    "how": "eof",
+                    "detail": str(exc)[:200],
+                }
         except (OSError, ConnectionError) as exc:
             if live.result is None:
-                live.result = {"code": 1006, "reason": "", "by": "none", "clean": False, "how": "reset",
-                               "detail": f"{type(exc).__name__}: {exc}"[:200]}
+                live.result = {
+                    "code": 1006,
+                    "reason": "",
+                    "by": "none",
+                    "clean": False,
+                    "how": "reset",
+                    "detail": f"{type(exc).__name__}: {exc}"[:200],
+                }
         except Exception as exc:  # a broken frame: we fail the connection, 1009 if too big, else 1002
             if live.result is None:
                 code = 1009 if isinstance(exc, MessageTooBig) else 1002
                 c.send_close(code)
-                live.result = {"code": code, "reason": "", "by": "client", "clean": False,
-                               "protocol_error": f"{type(exc).__name__}: {exc}"[:200]}
+                live.result = {
+                    "code": code,
+                    "reason": "",
+                    "by": "client",
+                    "clean": False,
+                    "protocol_error": f"{type(exc).__name__}: {exc}"[:200],
+                }
         c.abort()
         return self._finish(live)
 
@@ -395,7 +431,6 @@ class WebSocketUser(User):
             self._record_close(live)
         self._rec("stop")
 
-
     def _finish_in_flight(self, c: WSConnection) -> None:
         """The run stopped during ``c``'s attempt: wait (bounded) for the server's answer to a
         request already sent; record ``open`` (closed next by on_stop), its refusal, or ``fail
@@ -408,8 +443,13 @@ class WebSocketUser(User):
             self._failed(exc, t0)
             return
         if connect_ms is None:
-            self._rec("fail", kind="stopped", status=None, retry_after=None,
-                      detail="the run stopped during the attempt" + (" (no answer yet)" if c.request_sent else ""))
+            self._rec(
+                "fail",
+                kind="stopped",
+                status=None,
+                retry_after=None,
+                detail="the run stopped during the attempt" + (" (no answer yet)" if c.request_sent else ""),
+            )
             return
         self._opened(c, connect_ms)
 

@@ -39,19 +39,50 @@ def machine() -> dict[str, Any]:
     return {"hostname": socket.gethostname(), "cpus": os.cpu_count(), "platform": sys.platform}
 
 
-def build_manifest(*, run: str, started: float, ended: float | None, host: str | None,
-                   embedded_target: bool, policy: str, scenario: dict[str, Any] | None, seed: int,
-                   users: int | None, spawn_rate: float | None, duration_s: float | None,
-                   options: dict[str, Any], workers: list[str], cpu_warnings: list[dict[str, Any]],
-                   target: dict[str, Any] | None, simulated: bool = False) -> dict[str, Any]:
+def build_manifest(
+    *,
+    run: str,
+    started: float,
+    ended: float | None,
+    host: str | None,
+    embedded_target: bool,
+    policy: str,
+    scenario: dict[str, Any] | None,
+    seed: int,
+    users: int | None,
+    spawn_rate: float | None,
+    duration_s: float | None,
+    options: dict[str, Any],
+    workers: list[str],
+    cpu_warnings: list[dict[str, Any]],
+    target: dict[str, Any] | None,
+    simulated: bool = False,
+) -> dict[str, Any]:
     """The manifest as a dict (contract fields, in contract order), fit for strict JSON."""
-    return _strict({
-        "v": 1, "run": run, "started": started, "ended": ended, "host": host,
-        "embedded_target": embedded_target, "policy": policy, "scenario": scenario, "seed": seed,
-        "users": users, "spawn_rate": spawn_rate, "duration_s": duration_s,
-        "options": options, "workers": sorted(workers), "cpu_warnings": list(cpu_warnings),
-        "versions": versions(), "machine": machine(), "target": target, "simulated": simulated,
-    })
+    out: dict[str, Any] = _strict(
+        {
+            "v": 1,
+            "run": run,
+            "started": started,
+            "ended": ended,
+            "host": host,
+            "embedded_target": embedded_target,
+            "policy": policy,
+            "scenario": scenario,
+            "seed": seed,
+            "users": users,
+            "spawn_rate": spawn_rate,
+            "duration_s": duration_s,
+            "options": options,
+            "workers": sorted(workers),
+            "cpu_warnings": list(cpu_warnings),
+            "versions": versions(),
+            "machine": machine(),
+            "target": target,
+            "simulated": simulated,
+        }
+    )
+    return out
 
 
 def _strict(value: Any) -> Any:
