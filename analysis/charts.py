@@ -280,6 +280,16 @@ def goodput_figure(run: Any) -> Figure | None:
     fig, ax = _fig("Server goodput and wasted work", "time since start (s)", "held admissions per second")
     ax.step(s.index, s["server_goodput"].fillna(0), where="post", color="#2ca02c", lw=1.8, label="goodput")
     ax.step(s.index, s["attempts"], where="post", color="#7f7f7f", lw=1, alpha=0.8, label="attempts (clients)")
+    if M.has_column(s, "attempts_open"):
+        ax.step(
+            s.index,
+            s["attempts_open"],
+            where="post",
+            color="#1f77b4",
+            lw=1,
+            ls="--",
+            label="opened and held (clients' view)",
+        )
     for i, (t_d, end) in enumerate(
         zip(run.disruptions["t"], run.disruptions.get("end", run.disruptions["t"]), strict=False)
     ):

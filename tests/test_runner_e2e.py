@@ -254,6 +254,9 @@ def test_compare_runs_each_policy_on_the_same_schedule_and_compares(tmp_path: Pa
     report = next(p for p in folder.glob("*.html"))
     assert f"comparison report: {report}" in proc.stdout
     assert "immediate" in proc.stdout and "full-jitter:base=0.2,cap=2" in proc.stdout  # summary rows
+    assert report.name == "compare.html"
+    for d in runs:  # each run's own report, linked from the comparison
+        assert (d / "report.html").is_file() and f"{d.name}/report.html" in report.read_text(encoding="utf-8")
 
 
 @pytest.mark.e2e
