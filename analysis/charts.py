@@ -328,21 +328,22 @@ def goodput_figure(run: Any) -> Figure | None:
 def latency_figure(run: Any) -> Figure | None:
     """Echo round trip p50/p99 per second of the clients that stayed connected (collateral latency)."""
     s = run.series
-    if not M.has_column(s, "rtt_p99_ms"):
+    p50, p99, _ = schemas.SERIES_LATENCY
+    if not M.has_column(s, p99):
         return None
     fig, ax = _fig(
         "Collateral latency: echo round trip of connected clients", "time since start (s)", "round trip (ms)"
     )
-    ax.plot(s.index, s["rtt_p50_ms"], color="#1f77b4", lw=1.4, marker=".", ms=3, label="p50 per second")
-    ax.plot(s.index, s["rtt_p99_ms"], color="#d62728", lw=1.4, marker=".", ms=3, label="p99 per second")
+    ax.plot(s.index, s[p50], color="#1f77b4", lw=1.4, marker=".", ms=3, label="p50 per second")
+    ax.plot(s.index, s[p99], color="#d62728", lw=1.4, marker=".", ms=3, label="p99 per second")
     for i, (t_d, end) in enumerate(
         zip(run.disruptions["t"], run.disruptions.get("end", run.disruptions["t"]), strict=False)
     ):
         if end > t_d:
             ax.axvspan(t_d, end, color="black", alpha=0.06, label="trigger" if i == 0 else None)
     _mark_disruptions(ax, run)
-    hi = float(np.nanmax(s["rtt_p99_ms"].to_numpy(dtype=float)))
-    lo = float(np.nanmin(s["rtt_p50_ms"].to_numpy(dtype=float)))
+    hi = float(np.nanmax(s[p99].to_numpy(dtype=float)))
+    lo = float(np.nanmin(s[p50].to_numpy(dtype=float)))
     if lo > 0 and hi / lo > 50:
         ax.set_yscale("log")
         plain_log_ticks(ax.yaxis)

@@ -42,6 +42,8 @@ COST_FIELDS = {
     "attempts": "server_attempts",
     "work_ms": "server_work_ms",
 }
+# Series columns the loader adds beyond runfolder.schemas' SERIES_* (to be listed there).
+EXTRA_SERIES = ("server_attempts", "server_work_ms")
 
 
 @dataclass
@@ -473,9 +475,10 @@ def add_latency_columns(series: pd.DataFrame, ev: pd.DataFrame, t0: float) -> pd
     keep = (s >= 0) & (s < len(series))
     g = pd.Series(echo["rtt_ms"].to_numpy(dtype=float)[keep], index=s[keep]).groupby(level=0)
     out = series.copy()
-    out["rtt_p50_ms"] = g.quantile(0.5).reindex(out.index)
-    out["rtt_p99_ms"] = g.quantile(0.99).reindex(out.index)
-    out["rtt_n"] = g.size().reindex(out.index).fillna(0).astype(int)
+    p50, p99, count = schemas.SERIES_LATENCY
+    out[p50] = g.quantile(0.5).reindex(out.index)
+    out[p99] = g.quantile(0.99).reindex(out.index)
+    out[count] = g.size().reindex(out.index).fillna(0).astype(int)
     return out
 
 
