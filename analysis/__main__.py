@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from wsstorm.errors import UsageError
 
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def summary_line(label: str, m: dict) -> str:
+def summary_line(label: str, m: dict[str, Any]) -> str:
     """One line of the printed summary table."""
     from .report import fmt
 

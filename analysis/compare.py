@@ -61,9 +61,9 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
     return float(v.mean()), half
 
 
-def group_runs(items: list[tuple[Run, dict]]) -> dict[tuple[str, str], list[tuple[Run, dict]]]:
+def group_runs(items: list[tuple[Run, dict[str, Any]]]) -> dict[tuple[str, str], list[tuple[Run, dict[str, Any]]]]:
     """Runs keyed by (policy, scenario name), in the order given."""
-    groups: dict[tuple[str, str], list[tuple[Run, dict]]] = {}
+    groups: dict[tuple[str, str], list[tuple[Run, dict[str, Any]]]] = {}
     for run, m in items:
         scen = run.manifest.get("scenario") or {}
         key = (
@@ -74,7 +74,7 @@ def group_runs(items: list[tuple[Run, dict]]) -> dict[tuple[str, str], list[tupl
     return groups
 
 
-def summarize(groups: dict[tuple[str, str], list[tuple[Run, dict]]]) -> list[dict]:
+def summarize(groups: dict[tuple[str, str], list[tuple[Run, dict[str, Any]]]]) -> list[dict[str, Any]]:
     """One row per group: mean and CI half-width of each column metric and of the protection score,
     and how many of its runs were metastable."""
     rows = []
@@ -96,7 +96,7 @@ def summarize(groups: dict[tuple[str, str], list[tuple[Run, dict]]]) -> list[dic
     return rows
 
 
-def _reason(r: dict) -> str:
+def _reason(r: dict[str, Any]) -> str:
     hf, ov = r.get("herd_factor", math.nan), r.get("overload_s", math.nan)
     if math.isnan(hf):
         prot = f"handshake budget unknown; {fmt(ov, ' s')} of overload"
@@ -116,12 +116,12 @@ def _reason(r: dict) -> str:
     return f"{prot}; {cost}."
 
 
-def rank(rows: list[dict]) -> list[tuple[dict, str]]:
+def rank(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
     """Rows best first (:func:`ranking.order`), each with its reason in words."""
     return [(rows[i], _reason(rows[i])) for i in R.order(rows)]
 
 
-def indistinct(ranked: list[tuple[dict, str]]) -> list[tuple[dict, dict]]:
+def indistinct(ranked: list[tuple[dict[str, Any], str]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Neighbours in the ranking whose intervals overlap on what ordered them (protection score when their
     bands differ, recovery T95 otherwise): repeated runs could not tell them apart."""
     out = []
@@ -139,24 +139,24 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return R.pareto_front(points)
 
 
-def _front(rows: list[dict]) -> set[int]:
+def _front(rows: list[dict[str, Any]]) -> set[int]:
     """The Pareto front of (protection band, recovery T95): within a band the policies count as equally
     protective, so only a faster recovery or a better band is a real trade-off."""
     pts = [
         (
             R.band(r["score"]) if not math.isnan(r["score"]) else math.inf,
-            r.get("recovery_T95_s") if not math.isnan(r.get("recovery_T95_s", math.nan)) else math.inf,
+            R.num(r.get("recovery_T95_s")) if not math.isnan(R.num(r.get("recovery_T95_s"))) else math.inf,
         )
         for r in rows
     ]
     return set(pareto_front(pts))
 
 
-def _names(rows: list[dict]) -> str:
+def _names(rows: list[dict[str, Any]]) -> str:
     return ", ".join(r["policy"] for r in rows)
 
 
-def verdict_text(rows: list[dict], ranked: list[tuple[dict, str]]) -> list[str]:
+def verdict_text(rows: list[dict[str, Any]], ranked: list[tuple[dict[str, Any], str]]) -> list[str]:
     """The comparison's verdict in sentences (unescaped): who kept the server within its budget, who broke
     it, what the fastest protective policy cost clients, and the trade-offs worth considering."""
     if not ranked:
@@ -211,13 +211,13 @@ def verdict_text(rows: list[dict], ranked: list[tuple[dict, str]]) -> list[str]:
     return out
 
 
-def pareto_chart(rows: list[dict], path: Path) -> Path:
+def pareto_chart(rows: list[dict[str, Any]], path: Path) -> Path:
     """Write :func:`pareto_figure` to ``path``."""
     pareto_figure(rows).savefig(path)
     return path
 
 
-def pareto_figure(rows: list[dict]) -> Figure:
+def pareto_figure(rows: list[dict[str, Any]]) -> Figure:
     """Recovery T95 against peak load relative to the handshake budget, labelled by policy."""
     fig = Figure(figsize=(9, 5.5), dpi=100, layout="constrained")
     ax = fig.add_subplot()
@@ -294,7 +294,7 @@ def overlay_figure(items: list[tuple[str, Run]], column: str, title: str, ylabel
     return fig
 
 
-def _cell(r: dict, key: str, unit: str, scale: float) -> str:
+def _cell(r: dict[str, Any], key: str, unit: str, scale: float) -> str:
     v, ci = R.num(r.get(key)), R.num(r.get(key + "_ci"))
     txt = fmt(v * scale if not math.isnan(v) else v, unit, 0 if unit == "%" else 2)
     if not math.isnan(ci):
@@ -302,7 +302,9 @@ def _cell(r: dict, key: str, unit: str, scale: float) -> str:
     return f"<td class='num'>{esc(txt)}</td>"
 
 
-def comparison_figures(rows: list[dict], labels: list[tuple[str, Run, dict]]) -> list[tuple[str, str, Figure]]:
+def comparison_figures(
+    rows: list[dict[str, Any]], labels: list[tuple[str, Run, dict[str, Any]]]
+) -> list[tuple[str, str, Figure]]:
     """Every chart of the comparison page as (file name, title, Figure), unsaved."""
     runs = [(lab, run) for lab, run, _ in labels]
     out = [
@@ -338,10 +340,10 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def render_html(
-    rows: list[dict],
-    ranked: list[tuple[dict, str]],
+    rows: list[dict[str, Any]],
+    ranked: list[tuple[dict[str, Any], str]],
     images: list[tuple[str, Path]],
-    labels: list[tuple[str, Run, dict]],
+    labels: list[tuple[str, Run, dict[str, Any]]],
     out: Path,
     run_reports: dict[str, str] | None = None,
 ) -> str:
@@ -412,7 +414,7 @@ def render_html(
 
 def write_comparison(
     folders: list[str | Path], out: str | Path | None = None, held_s: float = M.HELD_S, run_reports: bool = True
-) -> tuple[Path, list[tuple[str, dict]]]:
+) -> tuple[Path, list[tuple[str, dict[str, Any]]]]:
     """Load and compare run folders; writes compare.html, PNGs, compare.json and result.json into `out`,
     and (``run_reports``) each run's report.html, linked both ways."""
     if not folders:

@@ -51,7 +51,7 @@ class Run:
     """Everything analysis needs from one run folder."""
 
     path: Path
-    manifest: dict
+    manifest: dict[str, Any]
     events: pd.DataFrame | None  # None for simulated runs
     conns: pd.DataFrame | None  # one row per opened connection
     server: pd.DataFrame | None  # server ticks (one row per tick)
@@ -81,9 +81,9 @@ class Run:
             return "token bucket"
         return "cost model (estimate)" if cost_budget(self._target_settings()) else "unknown"
 
-    def _target_settings(self) -> dict:
+    def _target_settings(self) -> dict[str, Any]:
         scenario = self.manifest.get("scenario")
-        out: dict = {}
+        out: dict[str, Any] = {}
         for src in (
             (scenario.get("target") if isinstance(scenario, dict) else None) or {},
             self.manifest.get("target") or {},
@@ -109,7 +109,7 @@ def _count_cpus(text: Any) -> int | None:
     return n if n > 0 else None
 
 
-def cost_budget(target: dict) -> float | None:
+def cost_budget(target: dict[str, Any]) -> float | None:
     """Handshakes per second the target's cost model can finish when its token bucket is off: serving
     processes (at most its pinned CPUs) x 1000 / CPU-ms per admitted attempt (attempt + handshake +
     session cost), capped by the dependency store's concurrency x 1000 / store_ms.  An estimate: TLS
@@ -142,9 +142,9 @@ def _target_value(run: Run, key: str) -> float | None:
         run.manifest.get("target") or {},
         (scenario.get("target") if isinstance(scenario, dict) else None) or {},
     ):
-        v = src.get(key) if isinstance(src, dict) else None
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-            return float(v)
+        raw = src.get(key) if isinstance(src, dict) else None
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw > 0:
+            return float(raw)
     return None
 
 
@@ -158,25 +158,26 @@ def shard_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:
     return frames, warnings
 
 
-def _floats(col: list) -> np.ndarray:
+def _floats(col: list[Any]) -> np.ndarray:
     try:
         return np.array(col, dtype=float)  # None -> nan
     except (TypeError, ValueError):
-        return pd.to_numeric(pd.Series(col, dtype=object), errors="coerce").to_numpy(dtype=float)
+        out: np.ndarray = pd.to_numeric(pd.Series(col, dtype=object), errors="coerce").to_numpy(dtype=float)
+        return out
 
 
-def _cats(col: list) -> pd.Categorical:
+def _cats(col: list[Any]) -> pd.Categorical:
     try:
         return pd.Categorical(col)
     except TypeError:  # mixed types (after_code is an int or a fail kind): compare as text
         return pd.Categorical([None if x is None else str(x) for x in col])
 
 
-def _get(recs: Any, key: str) -> list:
+def _get(recs: Any, key: str) -> list[Any]:
     return list(map(dict.get, recs, repeat(key)))  # C-level loop: no bytecode per record
 
 
-def _events_frame(chunk: list[dict]) -> pd.DataFrame:
+def _events_frame(chunk: list[dict[str, Any]]) -> pd.DataFrame:
     # Extract only the fields analysis reads, per event type, with C-level map/itemgetter:
     # a Python-level loop over a million dicts would cost more than the JSON parsing.
     n = len(chunk)
@@ -224,7 +225,9 @@ def plausible_window(t: pd.Series, started: float | None, ended: float | None) -
     return lo, hi
 
 
-def load_events(folder: Path, manifest: dict, warnings: list[str], counts: dict[str, int]) -> pd.DataFrame | None:
+def load_events(
+    folder: Path, manifest: dict[str, Any], warnings: list[str], counts: dict[str, int]
+) -> pd.DataFrame | None:
     """Read every events-*.jsonl shard into one frame sorted by time."""
     shards = names.event_shards(folder)
     expected = manifest.get("workers") or []
@@ -277,7 +280,7 @@ def load_events(folder: Path, manifest: dict, warnings: list[str], counts: dict[
     return df
 
 
-def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None, list[dict]]:
+def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None, list[dict[str, Any]]]:
     """Server ticks as a frame, plus its fault lines."""
     p = folder / names.SERVER
     if not p.exists():
@@ -320,7 +323,7 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def load_faults(folder: Path, warnings: list[str]) -> list[dict]:
+def load_faults(folder: Path, warnings: list[str]) -> list[dict[str, Any]]:
     """faults.jsonl lines (failed firings are kept out)."""
     p = folder / names.FAULTS
     if not p.exists():
@@ -482,7 +485,7 @@ def add_latency_columns(series: pd.DataFrame, ev: pd.DataFrame, t0: float) -> pd
     return out
 
 
-def _undoes(fault: str, params: dict) -> str | None:
+def _undoes(fault: str, params: dict[str, Any]) -> str | None:
     """The fault a line ends (partition <- heal, latency <- latency ms=0), if it is such an undo."""
     if fault == "heal":
         return "partition"
@@ -491,7 +494,7 @@ def _undoes(fault: str, params: dict) -> str | None:
     return None
 
 
-def disruptions_of(faults: list[dict], server_faults: list[dict], t0: float) -> pd.DataFrame:
+def disruptions_of(faults: list[dict[str, Any]], server_faults: list[dict[str, Any]], t0: float) -> pd.DataFrame:
     """Disruption times and the end of each trigger (columns t, end, fault, source; seconds since t0):
     faults.jsonl, else the server's fault lines, else none.  The trigger ends after the restart's or
     crash's down time, at the heal of a partition, at the undo of a latency fault; others at once."""
@@ -499,17 +502,17 @@ def disruptions_of(faults: list[dict], server_faults: list[dict], t0: float) -> 
     if not rows:
         src, rows = names.SERVER, server_faults
     rows = sorted(rows, key=lambda r: float(r["t"]))
-    recs = []
+    recs: list[dict[str, Any]] = []
     for r in rows:
         fault = str(r.get("fault", "?"))
-        params = r.get("params") if isinstance(r.get("params"), dict) else r
+        params: dict[str, Any] = r["params"] if isinstance(r.get("params"), dict) else r
         if _undoes(fault, params) is not None:  # a heal ends a disruption; it is not one
             continue
         t = float(r["t"]) - t0
         down = _num(params.get("down", params.get("down_s"))) or 0.0
         recs.append({"t": t, "end": t + max(down, 0.0), "fault": fault, "source": src})
     for r in rows:  # an undo line ends the latest earlier fault it undoes
-        params = r.get("params") if isinstance(r.get("params"), dict) else r
+        params = r["params"] if isinstance(r.get("params"), dict) else r
         undone = _undoes(str(r.get("fault", "?")), params)
         if undone is None:
             continue
@@ -532,7 +535,7 @@ def load_run(folder: str | Path) -> Run:
         raise UsageError(f"{folder}: no such run folder")
     warnings: list[str] = []
     counts: dict[str, int] = {}
-    manifest: dict = {}
+    manifest: dict[str, Any] = {}
     mp = folder / names.MANIFEST
     if mp.exists():
         try:

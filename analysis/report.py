@@ -72,7 +72,7 @@ def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def suspect_warnings(run: Run, m: dict) -> list[str]:
+def suspect_warnings(run: Run, m: dict[str, Any]) -> list[str]:
     """Everything that makes the numbers suspect, in plain words (unescaped)."""
     out = []
     if run.simulated:
@@ -83,7 +83,8 @@ def suspect_warnings(run: Run, m: dict) -> list[str]:
     cpu = run.manifest.get("cpu_warnings") or []
     if isinstance(cpu, list) and cpu:
         peak = max(
-            (w.get("cpu", 0) for w in cpu if isinstance(w, dict) and isinstance(w.get("cpu"), (int, float))), default=0
+            (w.get("cpu", 0) for w in cpu if isinstance(w, dict) and isinstance(w.get("cpu"), (int, float))),
+            default=0,
         )
         workers = sorted({str(w.get("worker")) for w in cpu if isinstance(w, dict)})
         out.append(
@@ -100,7 +101,7 @@ def suspect_warnings(run: Run, m: dict) -> list[str]:
     return out
 
 
-def metastable_text(ms: dict | None) -> str:
+def metastable_text(ms: dict[str, Any] | None) -> str:
     """The metastable verdict in words ('' when it could not be judged)."""
     if not ms:
         return ""
@@ -124,7 +125,7 @@ def metastable_text(ms: dict | None) -> str:
     )
 
 
-def verdict(m: dict) -> tuple[str, bool]:
+def verdict(m: dict[str, Any]) -> tuple[str, bool]:
     """One paragraph: did the policy protect capacity (metastable failure first), and what did clients pay."""
     r = m["run"]
     hf, t95, dp99 = r.get("herd_factor", math.nan), r.get("recovery_T95_s", math.nan), r.get("downtime_p99_s", math.nan)
@@ -154,11 +155,11 @@ def verdict(m: dict) -> tuple[str, bool]:
     ), ok
 
 
-def _triple(r: dict, keys: tuple[str, ...], unit: str) -> str:
+def _triple(r: dict[str, Any], keys: tuple[str, ...], unit: str) -> str:
     return " / ".join(fmt(r.get(k), unit) for k in keys)
 
 
-def headline_rows(m: dict) -> list[tuple[str, str]]:
+def headline_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, value) rows of the headline table (values unescaped); cost-model rows only when measured."""
     r = m["run"]
     budget = r.get("budget_per_s")
@@ -244,7 +245,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{th}</tr>{body}</table>"
 
 
-def disruption_rows(m: dict) -> list[list[str]]:
+def disruption_rows(m: dict[str, Any]) -> list[list[str]]:
     """One row per disruption."""
     rows = []
     for d in m["disruptions"]:
@@ -312,7 +313,11 @@ def policy_text(spec: str) -> str:
 
 
 def render_html(
-    run: Run, m: dict, images: list[tuple[str, Path]], reasons: pd.DataFrame, back: tuple[str, str] | None = None
+    run: Run,
+    m: dict[str, Any],
+    images: list[tuple[str, Path]],
+    reasons: pd.DataFrame,
+    back: tuple[str, str] | None = None,
 ) -> str:
     """The report page as a string (self-contained; ``back`` = (relative href, label) of the comparison)."""
     man = run.manifest
@@ -401,7 +406,7 @@ def render_html(
     return "\n".join(parts)
 
 
-def flat_rows(m: dict) -> list[dict]:
+def flat_rows(m: dict[str, Any]) -> list[dict[str, Any]]:
     """metrics.csv rows: one per scope (the run, then each disruption)."""
     rows = [{"scope": "run", **m["run"]}]
     rows += [{"scope": f"disruption {i + 1}", **d} for i, d in enumerate(m["disruptions"])]
@@ -416,8 +421,8 @@ def _read_text(path: Path) -> str | None:
 
 
 def build_report(
-    run: Run, held_s: float = M.HELD_S, back: tuple[str, str] | None = None, m: dict | None = None
-) -> tuple[Path, dict]:
+    run: Run, held_s: float = M.HELD_S, back: tuple[str, str] | None = None, m: dict[str, Any] | None = None
+) -> tuple[Path, dict[str, Any]]:
     """Write report.html, the PNGs, metrics.csv, metrics.json and result.json into the run's folder."""
     m = m if m is not None else M.compute(run, held_s)
     out = run.path
@@ -450,6 +455,6 @@ def write_result(folder: Path, result: AnalysisResult) -> Path:
     return path
 
 
-def write_report(folder: str | Path, held_s: float = M.HELD_S) -> tuple[Path, dict]:
+def write_report(folder: str | Path, held_s: float = M.HELD_S) -> tuple[Path, dict[str, Any]]:
     """Load a run folder and write report.html, the PNGs, metrics.csv and metrics.json beside it."""
     return build_report(load_run(folder), held_s)
