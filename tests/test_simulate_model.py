@@ -230,3 +230,21 @@ def test_service_times_from_a_probe_event_log(tmp_path):
     m = service_times(tmp_path)
     assert m["handshake_service_ms"] == pytest.approx(4.0) and m["close_service_ms"] == pytest.approx(0.5)
     assert m["opens"] == 500 and m["closes_1012"] == 500 and m["first_close_ms"] == pytest.approx(50, abs=0.1)
+
+
+def test_a_fleet_in_lock_step_gets_the_same_delays_through_the_whole_state_path():
+    """Asked for every client at once, the fleet hands the policy its whole state (a slice): the delays
+    are the policy's own, in the clients' order (exactly so for a deterministic policy)."""
+    from wsstorm.policies import parse_code
+
+    spec = parse_policy_text("exponential:base=0.5,cap=30")
+    fast, plain = fleet_policy(spec, 2000, 1), fleet_policy(spec, 2000, 1)
+    idx = np.random.default_rng(5).permutation(2000)
+    for _ in range(4):
+        a = fast.next_delays(idx, "refused", np.zeros(2000), None)
+        b = np.asarray(plain.vec.next_delays(idx, parse_code("refused"), np.zeros(2000), retry_after=None))
+        assert np.array_equal(a, b)
+    fast.opened(idx)
+    plain.vec.opened(idx)
+    assert np.array_equal(fast.next_delays(idx, "1012", np.full(2000, 9.0), None),
+                          np.asarray(plain.vec.next_delays(idx, 1012, np.full(2000, 9.0), retry_after=None)))

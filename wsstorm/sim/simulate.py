@@ -55,12 +55,28 @@ class _VectorFleet:
         self._parse = parse_code
 
     def opened(self, idx: np.ndarray) -> None:
-        self.vec.opened(idx)
+        self.vec.opened(slice(None) if self._everyone(idx) else idx)
+
+    def _everyone(self, idx: np.ndarray) -> bool:
+        # idx never repeats a client, so n of them are all of them: then the policy can work on its state
+        # arrays whole instead of gathering and scattering them (a fleet in lock-step, e.g. `immediate`
+        # against a refusing server, asks for everyone every tick)
+        return idx.size == self.vec.n and idx.size > 1
 
     def next_delays(self, idx: np.ndarray, outcome: str, uptime_s: np.ndarray, retry_after: float | None) -> np.ndarray:
         code = self._codes.get(outcome)
         if code is None:
             code = self._codes[outcome] = self._parse(outcome)
+        if self._everyone(idx):
+            up = np.asarray(uptime_s, dtype=float)
+            if up.ndim and up.any():
+                whole = np.empty(idx.size)
+                whole[idx] = up
+                up = whole
+            else:
+                up = np.zeros(idx.size)
+            d = np.asarray(self.vec.next_delays(slice(None), code, up, retry_after=retry_after), dtype=float)
+            return d[idx]
         return np.asarray(self.vec.next_delays(idx, code, uptime_s, retry_after=retry_after), dtype=float)
 
 
