@@ -156,8 +156,9 @@ def _cmd_compare(plans: list[Plan], args: argparse.Namespace, root: str | None) 
     total = sum(len(r) for _, _, r in jobs)
     est = sum(len(r) * (p.scenario.duration + RUN_OVERHEAD_S) for p, _, r in jobs)
     progress.message(f"{total} runs, about {est / 60:.1f} min -> {top or jobs[0][1]}")
-    for note in dict.fromkeys(p.cpus_note for p in plans if p.cpus_note):
-        progress.message(note)
+    for p in plans:
+        if p.cpus_note:
+            progress.message(f"{p.scenario.name}: {p.cpus_note}" if len(plans) > 1 else p.cpus_note)
     all_results: list[RunResult] = []
     reports: list[ScenarioReports] = []
     n = 0
