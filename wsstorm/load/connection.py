@@ -448,6 +448,35 @@ class WSConnection:
     ABNF, read from our own buffer with one recv per burst.
     """
 
+    # one per connection attempt and per held connection: slots keep it small (issue 16)
+    __slots__ = (
+        "_buf",
+        "_compressor",
+        "_cont",
+        "_decompressor",
+        "_key",
+        "_msg_compressed",
+        "_open",
+        "_sock",
+        "_timeout",
+        "_url_now",
+        "_wlock",
+        "close_sent",
+        "compression",
+        "connect_timeout",
+        "deflate",
+        "extra",
+        "protocols",
+        "query",
+        "request_sent",
+        "server_name",
+        "source_address",
+        "ssl_context",
+        "subprotocol",
+        "t0",
+        "url",
+    )
+
     def __init__(
         self,
         url: str,

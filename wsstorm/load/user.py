@@ -76,7 +76,7 @@ class WSFailure(Exception):
     """What Locust shows for a failed connect or a close that is a failure by nature."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Conn:
     """State of one open connection (read, pinged and recorded by its user's greenlet)."""
 
@@ -112,6 +112,7 @@ class WebSocketUser(User):
             seed=derive_seed(self.cfg.seed, self.user_id, "policy"), process_seed=derive_seed(self.cfg.seed, s.worker)
         )
         self.policy_text = str(self.cfg.policy)
+        self.throttled = getattr(self.cfg.policy, "throttle", None) is not None  # sre-throttle may skip attempts
         self.conn_no = 1
         self.live: _Conn | None = None
         self.opening: WSConnection | None = None  # the attempt in flight, until it opened or failed
@@ -165,7 +166,11 @@ class WebSocketUser(User):
                 if next_delay is None:
                     self._giveup(after, error)
                 else:
-                    self._rec("wait", delay=next_delay, policy=self.policy_text, after_code=after)
+                    skipped = self.policy.skipped if self.throttled else 0
+                    if skipped:  # a client-side throttle skipped attempts locally; the delay holds their waits
+                        self._rec("wait", delay=next_delay, policy=self.policy_text, after_code=after, skipped=skipped)
+                    else:
+                        self._rec("wait", delay=next_delay, policy=self.policy_text, after_code=after)
             except Exception as exc:  # the event could not be recorded: give up rather than spin
                 next_delay = None
                 with contextlib.suppress(Exception):
