@@ -135,6 +135,8 @@ def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
         # more servers, more stores: the store's slots scale with the fleet like the server's CPU
         store_concurrency=max(1, int(round(costs.store_concurrency * ks))) if costs.store_concurrency else 0,
         store_ms=costs.store_ms, handshake_timeout=costs.handshake_timeout,
+        store_cpu_share=(costs.store_concurrency / (costs.store_concurrency + tg.workers)
+                         if costs.store_concurrency and costs.store_ms and _get(tg, "cpus", None) else 0.0),
         faults=tuple(faults), dt=dt, seed=seed,
     )
     return cfg, k

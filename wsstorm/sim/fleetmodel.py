@@ -72,6 +72,9 @@ class ModelConfig:
     store_concurrency: int = 0     # the dependency store's slots (0: no store)
     store_ms: float = 0.0          # time of one store call in one slot
     handshake_timeout: float = 10.0  # the server drops a handshake it has not started after this (0: never)
+    # > 0: the store runs on the server's own cores (a scenario's [target] cpus pins them together) and
+    # gets this share of them while both have work (its busy threads against the serving loops: c / (c + w))
+    store_cpu_share: float = 0.0
     faults: tuple[FaultAt, ...] = ()
     dt: float = 0.01
     held_s: float = 5.0

@@ -172,10 +172,18 @@ class ServerPipeline:
         # unused time carries over one tick only (an idle server does not bank it), but always
         # enough for one handshake, or a service time longer than two ticks would never finish
         self.cpu = min(self.cpu + per_tick, max(2 * per_tick, job + per_tick))
-        if self.store_on:
-            self._store_replies(tick, t)
-        self._serve_cpu(tick, t)
-        if self.store_on:
+        if not self.store_on:
+            self._serve_cpu(tick, t)
+            return
+        self._store_replies(tick, t)
+        share = self.cfg.store_cpu_share
+        if share > 0:
+            # one set of cores for both: the store's busy threads and the serving loop share them
+            loop_busy = bool(self.tls_q.size or self.pre_q.size or self.post_q.size)
+            self.cpu -= self._serve_store(tick, max(0.0, min(self.cpu, per_tick * share if loop_busy else self.cpu)))
+            self._serve_cpu(tick, t)
+        else:
+            self._serve_cpu(tick, t)
             self._serve_store(tick)
 
     def _afford(self, cost: float, n: int) -> int:
@@ -259,12 +267,15 @@ class ServerPipeline:
             self.post_q.push(tick, idx[:n_ok], seq[:n_ok])
             self._rejected(idx[n_ok:], seq[n_ok:], t, tick, spent)
 
-    def _serve_store(self, tick: int) -> None:
-        """The store: store_concurrency slots of store_ms each, in arrival order."""
+    def _serve_store(self, tick: int, cpu_ms: float = math.inf) -> float:
+        """The store: store_concurrency slots of store_ms each, in arrival order, within ``cpu_ms`` of CPU when
+        it shares the server's cores; returns the CPU ms it used."""
         per_tick = self.cfg.store_concurrency * self.dt * 1000.0
         self.store_budget = min(self.store_budget + per_tick, max(2 * per_tick, self.store_ms + per_tick))
-        if self.store_q.size:
-            n = min(self.store_q.size, int(self.store_budget / self.store_ms + 1e-9))
-            if n:
-                self.store_budget -= n * self.store_ms
-                self.store_done.setdefault(tick + self.store_ticks, []).extend(self.store_q.take_parts(n))
+        if not self.store_q.size:
+            return 0.0
+        n = min(self.store_q.size, int(min(self.store_budget, cpu_ms) / self.store_ms + 1e-9))
+        if n:
+            self.store_budget -= n * self.store_ms
+            self.store_done.setdefault(tick + self.store_ticks, []).extend(self.store_q.take_parts(n))
+        return n * self.store_ms
