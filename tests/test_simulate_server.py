@@ -171,3 +171,17 @@ def test_work_that_outlives_client_timeouts_collapses_goodput_for_immediate_only
         assert s["server_abandoned"][17:].sum() > 1000 and s["server_wasted_ms"][25:].mean() > 500
     else:
         assert s["connected"][-1] == 400 and s["server_wasted_ms"][-20:].max() == 0
+
+
+def test_a_store_pinned_to_the_servers_core_takes_its_cpu_from_the_server():
+    """5 ms of attempt work and one store slot of 5 ms: on its own core the store works beside the server
+    (200 handshakes/s); pinned with it to one core ([target] cpus), each handshake costs that core 10 ms."""
+    sc = scenario(users=1000)
+    costs = ServerCosts(attempt_cost_ms=5.0, store_concurrency=1, store_ms=5.0, connect_timeout=60, handshake_timeout=60)
+    done = {}
+    for cpus in (None, "0"):
+        s2 = dataclasses.replace(sc, target=dataclasses.replace(sc.target, cpus=cpus))
+        cfg, res = run(s2, "fixed:delay=100", costs)
+        assert (cfg.store_cpu_share > 0) == (cpus is not None)
+        done[cpus] = int(np.flatnonzero(res.connected_tick == 1000)[0]) * res.dt
+    assert done[None] == pytest.approx(5.0, rel=0.05) and done["0"] == pytest.approx(10.0, rel=0.05)
