@@ -32,7 +32,7 @@ def test_simulated_run_folder(tmp_path):
     # the manifest is the contract's (runfolder.manifest.build_manifest), with the simulation's own block
     assert set(schemas.Manifest.__annotations__) <= set(man) and "simulation" in man
     assert man["host"] == "simulated" and man["embedded_target"] is False and "python" in man["versions"]
-    rows = list(csv.DictReader(open(out / "series.csv")))
+    rows = list(csv.DictReader((out / "series.csv").open()))
     assert len(rows) == 40 and int(rows[11]["connected"]) == 3000 and int(rows[12]["closes_1012"]) == 3000
     assert list(rows[0]) == ["s", *schemas.SERIES_CLIENT, "closes_1006", "closes_1012", "closes_1013",
                              *schemas.SERIES_SERVER]
@@ -42,7 +42,7 @@ def test_simulated_run_folder(tmp_path):
         assert col in rows[0], col
     assert sum(int(r["attempts"]) for r in rows) == sum(
         int(r[c]) for r in rows for c in rows[0] if c.startswith("attempts_"))
-    downs = list(csv.DictReader(open(out / "downtimes.csv")))
+    downs = list(csv.DictReader((out / "downtimes.csv").open()))
     # the restart takes every client down for at least the 3 s down time (less the close pacing);
     # more, shorter downtimes come from the ramp, where Locust-style batches of 100 meet a bucket of 15
     long_downs = sorted(float(d["downtime_s"]) for d in downs)[-3000:]
@@ -141,7 +141,7 @@ def test_sweep_against_a_fixed_deployment_and_its_tipping_lines(tmp_path):
     p = simulate("--scenario", str(scen), "--sweep", "clients=1e3,2e3", "--policies", "immediate,full-jitter:cap=30",
                  "--out", str(out), "--handshake-service-ms", "0.5", "--reject-service-ms", "0.5")
     assert p.returncode == 0, p.stderr
-    rows = {(r["policy"], int(r["clients"])): r for r in csv.DictReader(open(out / "sweep.csv"))}
+    rows = {(r["policy"], int(r["clients"])): r for r in csv.DictReader((out / "sweep.csv").open())}
     assert {r["sized_for"] for r in rows.values()} == {"1000"}
     assert int(rows[("immediate", 1000)]["connected_end"]) == 1000
     assert int(rows[("immediate", 2000)]["connected_end"]) < 0.5 * 2000  # the server never recovers

@@ -3,7 +3,6 @@ fleet-scale ratios (the contention experiment is in test_simulate_contention.py)
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -51,7 +50,7 @@ down = {down}
 
 def test_restart_with_fixed_delay_longer_than_down_everyone_attempts_at_t_plus_delay():
     sc = scenario(RESTART.format(down=1.5), rate=5000)  # a bucket of 500: room for everyone at once
-    cfg, res = run(sc, "fixed:delay=2")
+    _cfg, res = run(sc, "fixed:delay=2")
     s = res.series
     assert s["connected"][4] == 200                   # all in before the fault
     assert s["closes_1012"][5] == 200                 # the restart closes every one of them
@@ -62,7 +61,7 @@ def test_restart_with_fixed_delay_longer_than_down_everyone_attempts_at_t_plus_d
 
 def test_immediate_policy_after_restart_with_down_d_all_reconnect_at_t_plus_d():
     sc = scenario(RESTART.format(down=2))
-    cfg, res = run(sc, "immediate")
+    _cfg, res = run(sc, "immediate")
     k0, k1 = int(5 / res.dt), int(7 / res.dt)
     assert res.connected_tick[k0 - 1] == 200
     assert res.connected_tick[k0:k1].max() == 0       # refused for exactly `down` seconds ...
@@ -75,7 +74,7 @@ def test_immediate_policy_after_restart_with_down_d_all_reconnect_at_t_plus_d():
 
 def test_capacity_is_never_exceeded_and_the_rest_get_1013():
     sc = scenario(users=300, capacity=120, rate=1000, duration=10)
-    cfg, res = run(sc, "full-jitter:base=0.2,cap=2")
+    _cfg, res = run(sc, "full-jitter:base=0.2,cap=2")
     s = res.series
     assert s["server_connections"].max() <= 120
     assert res.connected_tick.max() == 120
@@ -84,7 +83,7 @@ def test_capacity_is_never_exceeded_and_the_rest_get_1013():
 
 def test_handshake_budget_caps_admissions_per_second():
     sc = scenario(users=2000, rate=100, duration=8, spawn_rate=2000)
-    cfg, res = run(sc, "full-jitter:base=0.5,cap=4")
+    _cfg, res = run(sc, "full-jitter:base=0.5,cap=4")
     opens = res.series["attempts_open"]
     # a token bucket of rate 100/s and size 10 admits at most 110 in any second
     assert opens.max() <= 110
@@ -93,7 +92,7 @@ def test_handshake_budget_caps_admissions_per_second():
 
 def test_overload_http_mode_gives_503_not_opens():
     sc = scenario(users=300, capacity=100, rate=1000, duration=6, overload="http")
-    cfg, res = run(sc, "fixed:delay=1")
+    _cfg, res = run(sc, "fixed:delay=1")
     s = res.series
     assert s["attempts_http_503"].sum() > 0 and s["attempts_1013"].sum() == 0
     assert res.connected_tick.max() == 100
@@ -106,7 +105,7 @@ at = 4
 action = "crash"
 down = 1
 """, rate=5000)
-    cfg, res = run(sc, "fixed:delay=0.5")
+    _cfg, res = run(sc, "fixed:delay=0.5")
     s = res.series
     assert s["connected"][3] == 200
     assert s["closes_1006"][4] == 200 and s["closes_1012"].sum() == 0
@@ -121,7 +120,7 @@ at = 4
 action = "partition"
 duration = 10
 """, duration=20, rate=5000)
-    cfg, res = run(sc, "fixed:delay=30")
+    _cfg, res = run(sc, "fixed:delay=30")
     s = res.series
     assert s["connected"][4] == 200 - s["closes_1006"][4]
     closes = s["closes_1006"]
@@ -137,14 +136,14 @@ at = 4
 action = "partition"
 duration = 2
 """, rate=5000)
-    cfg, res = run(sc, "fixed:delay=1")
+    _cfg, res = run(sc, "fixed:delay=1")
     assert res.series["closes_1006"].sum() == 0
     assert res.connected_tick[int(4 / res.dt):].min() == 200
 
 
 def test_none_policy_gives_up_and_downtimes_are_censored():
     sc = scenario(RESTART.format(down=1), rate=5000)
-    cfg, res = run(sc, "none")
+    _cfg, res = run(sc, "none")
     assert res.totals["gaveup"] == 200
     assert res.connected_tick[-1] == 0
     assert res.recovered.sum() == 0 and res.downtimes.size == 200
@@ -153,7 +152,7 @@ def test_none_policy_gives_up_and_downtimes_are_censored():
 
 def test_downtimes_are_from_close_to_the_open_that_holds():
     sc = scenario(RESTART.format(down=1.5), rate=5000)
-    cfg, res = run(sc, "fixed:delay=2")
+    _cfg, res = run(sc, "fixed:delay=2")
     assert res.recovered.all() and res.downtimes.size == 200
     assert np.allclose(res.downtimes, 2.0)
 
@@ -167,7 +166,7 @@ mode = "drain"
 batch = 50
 interval = 1
 """, duration=12, rate=5000)
-    cfg, res = run(sc, "fixed:delay=30")
+    _cfg, res = run(sc, "fixed:delay=30")
     closes = res.series["closes_1012"]
     assert closes[4:8].tolist() == [50, 50, 50, 50]
 
@@ -209,7 +208,7 @@ def test_close_service_time_paces_a_restart():
     sc = scenario(RESTART.format(down=1), users=400, rate=100000)
     cfg, _ = build_config(sc, 400, handshake_service_ms=0.0, reject_service_ms=0.0, close_service_ms=1.0)
     res = FleetModel(cfg, fleet_policy(parse_policy_text("fixed:delay=30"), 400, 1)).run()
-    k = int(round(5 / res.dt))
+    k = round(5 / res.dt)
     drop = np.flatnonzero(res.connected_tick[k:] == 0)[0]
     assert res.connected_tick[k] < 400 and 0.35 <= drop * res.dt <= 0.45
 
@@ -226,7 +225,8 @@ def test_service_times_from_a_probe_event_log(tmp_path):
     lines += [{"event": "close", "code": 1012, "t": t0 + 5.05 + 0.0005 * i} for i in range(500)]
     lines.append({"event": "close", "code": 1000, "t": t0 + 6})
     (tmp_path / "events-local.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
-    (tmp_path / "faults.jsonl").write_text(json.dumps({"fault": "restart", "t": t0 + 5.01, "scheduled_t": t0 + 5}) + "\n")
+    fault = {"fault": "restart", "t": t0 + 5.01, "scheduled_t": t0 + 5}
+    (tmp_path / "faults.jsonl").write_text(json.dumps(fault) + "\n")
     m = service_times(tmp_path)
     assert m["handshake_service_ms"] == pytest.approx(4.0) and m["close_service_ms"] == pytest.approx(0.5)
     assert m["opens"] == 500 and m["closes_1012"] == 500 and m["first_close_ms"] == pytest.approx(50, abs=0.1)

@@ -68,7 +68,7 @@ def test_tls_adds_its_handshake_cpu_to_every_attempt_and_runs_first():
         return int(np.flatnonzero(res.connected_tick == 1000)[0]) * res.dt
     assert all_in(done[False]) == pytest.approx(2.0, abs=0.02)
     assert all_in(done[True]) == pytest.approx(2.0 + 1000 * TLS_HANDSHAKE_MS / 1000, abs=0.02)
-    k = int(round(TLS_HANDSHAKE_MS / done[True].dt))  # 1.2 s: every TLS handshake done, no upgrade yet
+    k = round(TLS_HANDSHAKE_MS / done[True].dt)  # 1.2 s: every TLS handshake done, no upgrade yet
     assert done[True].connected_tick[k - 1] < 0.01 * 1000 and done[False].connected_tick[k - 1] > 0.5 * 1000
 
 
@@ -177,7 +177,8 @@ def test_a_store_pinned_to_the_servers_core_takes_its_cpu_from_the_server():
     """5 ms of attempt work and one store slot of 5 ms: on its own core the store works beside the server
     (200 handshakes/s); pinned with it to one core ([target] cpus), each handshake costs that core 10 ms."""
     sc = scenario(users=1000)
-    costs = ServerCosts(attempt_cost_ms=5.0, store_concurrency=1, store_ms=5.0, connect_timeout=60, handshake_timeout=60)
+    costs = ServerCosts(attempt_cost_ms=5.0, store_concurrency=1, store_ms=5.0, connect_timeout=60,
+                        handshake_timeout=60)
     done = {}
     for cpus in (None, "0"):
         s2 = dataclasses.replace(sc, target=dataclasses.replace(sc.target, cpus=cpus))

@@ -85,7 +85,9 @@ def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
                  reject_service_ms: float | None = None, close_service_ms: float | None = None,
                  retry_after: float | None = None, costs: ServerCosts | None = None,
                  sized_for: int | None = None) -> tuple[ModelConfig, float]:
-    """The model for a scenario scaled to ``clients`` (every per-server quantity times clients/users); returns (config, scale).
+    """The model for a scenario scaled to ``clients`` (every per-server quantity times clients/users).
+
+    Returns (config, scale).
 
     Service times (ms of one serving process per handshake / rejection / close) default to
     handshake_cost_ms + WEBSOCKETS_HANDSHAKE_MS, WEBSOCKETS_HANDSHAKE_MS and CLOSE_SERVICE_MS.
@@ -115,9 +117,9 @@ def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
     for f in sc.faults:
         params = dict(f.params)
         if "batch" in params:
-            params["batch"] = max(1, int(round(params["batch"] * ks)))
+            params["batch"] = max(1, round(params["batch"] * ks))
         if "capacity" in params:
-            params["capacity"] = max(1, int(round(params["capacity"] * k)))
+            params["capacity"] = max(1, round(params["capacity"] * k))
         if "handshake_rate" in params:
             params["handshake_rate"] = params["handshake_rate"] * ks
         for at in f.times():
@@ -125,15 +127,16 @@ def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
     ct = costs.connect_timeout if connect_timeout is None else connect_timeout
     cfg = ModelConfig(
         clients=clients, duration=float(sc.duration) + shift, spawn_rate=sc.spawn_rate * ks,
-        capacity=max(1, int(round(tg.capacity * k))), handshake_rate=rate, burst=max(1.0, rate / 10.0),
-        handshake_service_ms=hs, reject_service_ms=rj, close_service_ms=cs, handshake_cost_ms=float(tg.handshake_cost_ms),
+        capacity=max(1, round(tg.capacity * k)), handshake_rate=rate, burst=max(1.0, rate / 10.0),
+        handshake_service_ms=hs, reject_service_ms=rj, close_service_ms=cs,
+        handshake_cost_ms=float(tg.handshake_cost_ms),
         cpu_ms_per_s=1000.0 * tg.workers * ks, workers=tg.workers, overload=tg.overload,
         retry_after=retry_after, connect_timeout=ct,
         ping_interval=float(cl.ping_interval or 5.0), pong_timeout=float(cl.pong_timeout or 5.0),
         tls_ms=costs.tls_ms if costs.tls else 0.0, attempt_cost_ms=costs.attempt_cost_ms,
         session_cost_ms=costs.session_cost_ms,
         # more servers, more stores: the store's slots scale with the fleet like the server's CPU
-        store_concurrency=max(1, int(round(costs.store_concurrency * ks))) if costs.store_concurrency else 0,
+        store_concurrency=max(1, round(costs.store_concurrency * ks)) if costs.store_concurrency else 0,
         store_ms=costs.store_ms, handshake_timeout=costs.handshake_timeout,
         store_cpu_share=(costs.store_concurrency / (costs.store_concurrency + tg.workers)
                          if costs.store_concurrency and costs.store_ms and _get(tg, "cpus", None) else 0.0),

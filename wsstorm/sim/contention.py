@@ -124,7 +124,7 @@ class _Backoffs:
         zero = np.zeros(idx.size)
         # 409 Conflict: a failed attempt, not a close (no uptime, no hint)
         rows = np.stack([self.pol.next_delays(idx, "http_409", zero, None) for _ in range(_DRAWS)], axis=1)
-        for c, row in zip(idx.tolist(), rows.tolist()):
+        for c, row in zip(idx.tolist(), rows.tolist(), strict=False):
             self.buf[c].extend(row)
 
     def done(self, c: int) -> None:

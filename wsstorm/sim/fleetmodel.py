@@ -9,7 +9,6 @@ Reconnect delays come from the policy objects of :mod:`wsstorm.policies`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,8 +102,8 @@ class FleetModel(ServerPipeline):
         self.pol = policy
         n = cfg.clients
         self.dt = cfg.dt
-        self.n_ticks = int(math.ceil(cfg.duration / cfg.dt - 1e-9))
-        self.n_sec = int(math.ceil(cfg.duration - 1e-9))
+        self.n_ticks = math.ceil(cfg.duration / cfg.dt - 1e-9)
+        self.n_sec = math.ceil(cfg.duration - 1e-9)
         self.rng = np.random.default_rng([cfg.seed, 0x5EED])
         self.phase = np.zeros(n, dtype=np.int8)
         self.ev = np.zeros(n, dtype=np.int8)
@@ -139,7 +138,7 @@ class FleetModel(ServerPipeline):
         self._init_server()
         self.patience = Fifo()  # attempts at the server, in arrival order, until their client's connect timeout
         # the tick at which a client started at tick 0 gives up (as _schedule rounds it)
-        self.ct_ticks = max(1, int(math.ceil(cfg.connect_timeout / cfg.dt - 1e-6)))
+        self.ct_ticks = max(1, math.ceil(cfg.connect_timeout / cfg.dt - 1e-6))
 
     # -- helpers --------------------------------------------------------------------
     def _sec(self, tick: int) -> int:
@@ -267,7 +266,7 @@ class FleetModel(ServerPipeline):
             else:
                 down = float(p.get("down", 0.0))
                 self._close_paced(self._open_idx(proc), tick)
-                up = tick + int(round(down / self.dt))
+                up = tick + round(down / self.dt)
                 if proc is None or self.cfg.workers == 1:
                     self._reset_queue(t, tick)
                     self.proc_up_tick[:] = up
@@ -279,7 +278,7 @@ class FleetModel(ServerPipeline):
             self._close(self._open_idx(), "1006", t, tick)
             self._reset_queue(t, tick)
             self._clear_zombies(tick)
-            self.proc_up_tick[:] = tick + int(round(down / self.dt))
+            self.proc_up_tick[:] = tick + round(down / self.dt)
         elif f.action == "partition":
             self.partitioned = True
             idx = self._open_idx()
@@ -335,7 +334,7 @@ class FleetModel(ServerPipeline):
         interval = float(p.get("interval") or 0.0)
         for j, a in enumerate(range(0, idx.size, batch)):
             part = idx[a:a + batch]
-            at = tick + int(round(j * interval / self.dt))
+            at = tick + round(j * interval / self.dt)
             self.drains.setdefault(at, []).append((part, self.conn_seq[part].copy()))
 
     def _clear_zombies(self, tick: int) -> None:
@@ -376,13 +375,13 @@ class FleetModel(ServerPipeline):
                 self._due(due, tick, t, frac)
             self._serve(tick, t)
             self.connected_tick[tick] = self.connected
-            if (tick + 1) % int(round(1 / self.dt)) == 0 or tick == self.n_ticks - 1:
+            if (tick + 1) % round(1 / self.dt) == 0 or tick == self.n_ticks - 1:
                 s = self._sec(tick)
                 self.col["connected"][s] = self.connected
                 self.col["server_connections"][s] = self.conns
                 self.col["server_queue_depth"][s] = self.in_flight
                 self.col["capacity"][s] = self.cap_total
-                self.col["handshake_rate"][s] = int(round(self.rate_total))
+                self.col["handshake_rate"][s] = round(self.rate_total)
                 self._settle_downtimes(t + self.dt)
         end = self.n_ticks * self.dt
         self._settle_downtimes(end, final=True)

@@ -51,7 +51,7 @@ class Calendar:
         cuts = np.flatnonzero(np.diff(cb)) + 1
         starts = np.concatenate(([0], cuts))
         ends = np.concatenate((cuts, [idx.size]))
-        for c, a, b in zip(cb[starts].tolist(), starts.tolist(), ends.tolist()):
+        for c, a, b in zip(cb[starts].tolist(), starts.tolist(), ends.tolist(), strict=False):
             if c == self.open_bucket:
                 self._split(idx[a:b], ticks[a:b], serial[a:b])
             else:
@@ -73,7 +73,7 @@ class Calendar:
         cuts = np.flatnonzero(np.diff(ticks)) + 1
         starts = np.concatenate(([0], cuts))
         ends = np.concatenate((cuts, [idx.size]))
-        for tk, a, b in zip(ticks[starts].tolist(), starts.tolist(), ends.tolist()):
+        for tk, a, b in zip(ticks[starts].tolist(), starts.tolist(), ends.tolist(), strict=False):
             self.fine.setdefault(tk, []).append((idx[a:b], serial[a:b]))
 
     def pop(self, tick: int, current: np.ndarray) -> np.ndarray | None:

@@ -43,7 +43,8 @@ def probe_scenario(users: int = 600, handshake_cost_ms: float = 2.0, restart_at:
     once they are all in (at twice the expected cost per handshake, and at least 6 ms: slower than this
     machine has been seen to be). ``costs``: the scenario's cost-model keys (COST_KEYS), measured too."""
     costs = {k: v for k, v in (costs or {}).items() if k in COST_KEYS and v not in (None, "", 0, False)}
-    expect_ms = 1.5 + handshake_cost_ms + float(costs.get("attempt_cost_ms", 0)) + float(costs.get("session_cost_ms", 0))
+    expect_ms = (1.5 + handshake_cost_ms + float(costs.get("attempt_cost_ms", 0))
+                 + float(costs.get("session_cost_ms", 0)))
     expect_ms += 1.5 if costs.get("tls") else 0.0
     if restart_at is None:
         restart_at = round(1.0 + users * max(0.006, 2 * expect_ms / 1000.0), 1)
@@ -130,7 +131,8 @@ def probe(out: str | Path, users: int = 600, handshake_cost_ms: float = 2.0, pol
           costs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the probe (``wsstorm run`` in a child process, clients reconnecting with ``policy``) into ``out``;
     return its service times. The clients' own work shares this machine with the server, as in a real run
-    here, so give it the scenario's users and client settings (``client``: message_rate, ping_interval, pong_timeout)."""
+    here, so give it the scenario's users and client settings (``client``: message_rate, ping_interval,
+    pong_timeout)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     scen = out / "service-probe.toml"

@@ -1,4 +1,4 @@
-"""The simulated server's handshake pipeline, one tick at a time (a mixin of :class:`~wsstorm.sim.fleetmodel.FleetModel`).
+"""The simulated server's handshake pipeline, one tick at a time (a mixin of the FleetModel).
 
 An attempt pays, in order, as the embedded target does (wsstorm.target.costs): work before the
 admission decision, paid by every attempt (the library's handshake, TLS, ``attempt_cost_ms``);
@@ -13,11 +13,14 @@ attempts that waited longer than ``handshake_timeout`` before it started them.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from wsstorm.sim.queues import Fifo, join
+
+if TYPE_CHECKING:
+    from wsstorm.sim.fleetmodel import ModelConfig
 
 # client phases (shared with fleetmodel)
 IDLE, WAIT, QUEUED, OPEN, HANG, GONE = 0, 1, 2, 3, 4, 5
@@ -26,11 +29,25 @@ IDLE, WAIT, QUEUED, OPEN, HANG, GONE = 0, 1, 2, 3, 4, 5
 class ServerPipeline:
     """Queues and accounting of the server; the client-side reactions (_open, _react ...) come from FleetModel."""
 
-    cfg: Any
+    cfg: ModelConfig
     dt: float
     phase: np.ndarray
     att_seq: np.ndarray
     col: dict[str, np.ndarray]
+    pol: Any
+    overload: str
+    cap_total: int
+    conns: int
+    cpu: float
+
+    if TYPE_CHECKING:  # provided by FleetModel
+        def _sec(self, tick: int) -> int: ...
+        def _up_fraction(self, tick: int) -> float: ...
+        def _count_attempts(self, column: str, idx: np.ndarray) -> None: ...
+        def _open(self, idx: np.ndarray, t: float, tick: int) -> None: ...
+        def _lose(self, idx: np.ndarray, t: float) -> None: ...
+        def _react(self, idx: np.ndarray, outcome: str, t: float, tick: int, uptime: np.ndarray | None = None,
+                   retry_after: float | None = None) -> None: ...
 
     def _init_server(self) -> None:
         c = self.cfg
@@ -44,9 +61,9 @@ class ServerPipeline:
         self.post_ms = max(0.0, c.handshake_service_ms - c.reject_service_ms) + c.session_cost_ms
         self.store_on = c.store_concurrency > 0 and c.store_ms > 0
         self.store_ms = c.store_ms if self.store_on else 0.0
-        self.store_ticks = max(1, int(math.ceil(self.store_ms / 1000.0 / self.dt - 1e-9))) if self.store_on else 0
+        self.store_ticks = max(1, math.ceil(self.store_ms / 1000.0 / self.dt - 1e-9)) if self.store_on else 0
         self.store_budget = 0.0
-        self.shed_ticks = int(round(c.handshake_timeout / self.dt)) if c.handshake_timeout > 0 else 1 << 40
+        self.shed_ticks = round(c.handshake_timeout / self.dt) if c.handshake_timeout > 0 else 1 << 40
         self.tokens = c.burst if c.handshake_rate > 0 else math.inf
 
     def _arrive(self, tick: int, idx: np.ndarray, seq: np.ndarray) -> None:
@@ -61,7 +78,8 @@ class ServerPipeline:
 
     def _live(self, idx: np.ndarray, seq: np.ndarray) -> np.ndarray:
         """Which entries still have their client waiting on this very attempt."""
-        return (self.att_seq[idx] == seq) & (self.phase[idx] == QUEUED)
+        live: np.ndarray = (self.att_seq[idx] == seq) & (self.phase[idx] == QUEUED)
+        return live
 
     def _waste(self, tick: int, ms: float) -> None:
         if ms:

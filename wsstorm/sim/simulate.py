@@ -45,7 +45,7 @@ SWEEP_POLICIES = ("immediate", "exponential", "full-jitter", "decorrelated-jitte
 # -- policies ------------------------------------------------------------------------
 
 class _VectorFleet:
-    """The policies' vector API (``spec.vector``) spoken in the model's outcome names ('1012', 'refused', 'http_503')."""
+    """The policies' vector API (``spec.vector``) in the model's outcome names ('1012', 'refused', 'http_503')."""
 
     def __init__(self, vec: Any) -> None:
         from wsstorm.policies import parse_code
@@ -76,7 +76,8 @@ class _VectorFleet:
             else:
                 up = np.zeros(idx.size)
             d = np.asarray(self.vec.next_delays(slice(None), code, up, retry_after=retry_after), dtype=float)
-            return d[idx]
+            picked: np.ndarray = d[idx]
+            return picked
         return np.asarray(self.vec.next_delays(idx, code, uptime_s, retry_after=retry_after), dtype=float)
 
 
@@ -114,7 +115,8 @@ def run_model(cfg: ModelConfig, spec: Any) -> ModelResult:
 
 
 def run_manifest(out: Path, sc: Any, spec: Any, cfg: ModelConfig, scale: float, res: ModelResult, wall_s: float,
-                 started: float, service_source: str = "default", probe: dict[str, Any] | None = None) -> dict[str, Any]:
+                 started: float, service_source: str = "default",
+                 probe: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's manifest (runfolder.manifest.build_manifest, simulated) with the simulation's own block."""
     m = manifest.build_manifest(
         run=out.name, started=started, ended=started + cfg.duration, host="simulated", embedded_target=False,
@@ -141,12 +143,12 @@ def write_run(out: Path, man: dict[str, Any], res: ModelResult, cfg: ModelConfig
     with open(out / names.SERIES_CSV, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(cols)
-        w.writerows(zip(*(series_values(res.series[c]).tolist() for c in cols)))
+        w.writerows(zip(*(series_values(res.series[c]).tolist() for c in cols), strict=False))
     d, rec = downtime_sample(res, cfg)
     with open(out / names.DOWNTIMES_CSV, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["downtime_s", "recovered"])
-        w.writerows(zip(d.tolist(), rec.astype(int).tolist()))
+        w.writerows(zip(d.tolist(), rec.astype(int).tolist(), strict=False))
     with open(out / names.FAULTS, "w", encoding="utf-8") as fh:
         for line in fault_lines(res, started):
             fh.write(json.dumps(jsonl.jsonable(line)) + "\n")
@@ -182,11 +184,15 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
            "and stays so while the fleet grows (default: the sweep's smallest fleet)")
 
 
-def measured_times(total_ms: float, costs: ServerCosts, handshake_cost_ms: float) -> dict[str, float]:
+def measured_times(total_ms: float, costs: ServerCosts, handshake_cost_ms: float,
+                   store_on_server_cpu: bool = False) -> dict[str, float]:
     """Handshake and rejection service times from a probe that measured the whole pipeline (``total_ms``
     per admitted handshake, the scenario's costs included): the model adds TLS, attempt and session cost
-    itself, so the library's part is what remains (paid before admission, as the upgrade is parsed first)."""
+    (and the store's, when it runs on the server's cores) itself, so the library's part is what remains
+    (paid before admission, as the upgrade is parsed first)."""
     own = (costs.tls_ms if costs.tls else 0.0) + costs.attempt_cost_ms + costs.session_cost_ms
+    if store_on_server_cpu and costs.store_concurrency:
+        own += costs.store_ms
     hs = max(handshake_cost_ms, total_ms - own)
     return {"handshake_service_ms": hs, "reject_service_ms": hs - handshake_cost_ms}
 
@@ -215,7 +221,8 @@ def service_options(args: argparse.Namespace, sc: Any, out: Path, policy: str = 
                                                "store_ms", "cpus")}
     m = probe(out / "probe", users=min(int(sc.users), PROBE_MAX_USERS), handshake_cost_ms=float(tg.handshake_cost_ms),
               policy=policy, client=client, costs=costs)
-    times.update(measured_times(m["handshake_service_ms"], server_costs(sc), float(tg.handshake_cost_ms)))
+    times.update(measured_times(m["handshake_service_ms"], server_costs(sc), float(tg.handshake_cost_ms),
+                                store_on_server_cpu=bool(getattr(tg, "cpus", None))))
     times["close_service_ms"] = m["close_service_ms"]
     return {"times": times, "source": f"probe: {m['opens']} handshakes, {m['closes_1012']} closes", "probe": m}
 

@@ -74,7 +74,8 @@ def compute_metrics(res: ModelResult, cfg: ModelConfig, manifest: dict[str, Any]
     from wsstorm.analysis import metrics
 
     man = manifest if manifest is not None else {"simulated": True, "target": target_block(cfg)}
-    return metrics.compute(analysis_run(res, cfg, man, started))
+    out: dict[str, Any] = metrics.compute(analysis_run(res, cfg, man, started))
+    return out
 
 
 def _num(v: Any) -> float:

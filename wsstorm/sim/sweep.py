@@ -61,8 +61,11 @@ def tipping_points(rows: list[dict[str, Any]]) -> dict[str, int | None]:
 def sweep(sc: Any, policies: list[Any], counts: list[int], seed: int, dt: float, out: Path,
           echo: Any = print, service: dict[str, Any] | None = None,
           sized_for: int | None = None) -> tuple[Path, Path, dict[str, int | None]]:
-    """Run every (policy, fleet size) against one deployment; write sweep.csv and sweep.png; return the tipping points."""
-    from wsstorm.sim.simulate import build_config, run_model, summarize
+    """Run every (policy, fleet size) against one deployment; write sweep.csv and sweep.png; return the
+    tipping points."""
+    from wsstorm.sim.config import build_config
+    from wsstorm.sim.simulate import run_model
+    from wsstorm.sim.summary import summarize
 
     out.mkdir(parents=True, exist_ok=True)
     base = sized_for or counts[0]
