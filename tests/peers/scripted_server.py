@@ -125,10 +125,20 @@ def handle(conn: socket.socket, tls: ssl.SSLContext | None = None) -> None:
     try:
         if tls is not None:
             conn.settimeout(10)
+            conn = tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
             try:
-                conn = tls.wrap_socket(conn, server_side=True)
+                conn.do_handshake()
             except (ssl.SSLError, OSError) as exc:
                 say({"tls_error": str(exc)[:200]})
+                # let the alert reach the client: closing with its request unread would send a
+                # reset that can overtake it
+                try:
+                    conn.shutdown(socket.SHUT_WR)
+                    conn.settimeout(2)
+                    while conn.recv(65536):
+                        pass
+                except OSError:
+                    pass
                 return
             conn.settimeout(None)
         target, headers = read_request(conn)

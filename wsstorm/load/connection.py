@@ -240,6 +240,7 @@ def tls_reason(exc: BaseException) -> str:
         ("certificate required", "peer requires a client certificate"),
         ("alert bad certificate", "peer rejected our certificate"),
         ("handshake failure", "handshake failure"),
+        ("eof occurred in violation", "connection closed during the TLS handshake"),
     ):
         if needle in text:
             return reason
