@@ -22,6 +22,18 @@ from wsstorm.errors import UsageError
 from wsstorm.runfolder import names, schemas
 from wsstorm.runfolder.jsonl import read_jsonl
 
+from .server_log import (  # noqa: F401  (re-exported: the loader's public names)
+    COST_FIELDS,
+    EXTRA_SERIES,
+    MAX_SPREAD_S,
+    add_server_columns,
+    cost_budget,
+    disruptions_of,
+    load_faults,
+    load_server,
+)
+from .server_log import number as _num
+
 # Columns kept from events: the common ones, then the ones analysis reads, by event type.
 COMMON = ("t", "user", "conn", "event", "v")
 BY_EVENT = {
@@ -34,16 +46,6 @@ BY_EVENT = {
 EVENT_FLOATS = ["t", "conn", "v", "scheduled_t", "status", "code", "uptime_s", "delay", "rtt_ms"]
 EVENT_CATS = ["user", "event", "kind", "by", "after_code"]
 KNOWN_EVENTS = set(schemas.EVENTS)
-# Optional ServerTick counts of the cost model, and the series column each sums into.
-COST_FIELDS = {
-    "goodput": "server_goodput",
-    "wasted_ms": "server_wasted_ms",
-    "abandoned": "server_abandoned",
-    "attempts": "server_attempts",
-    "work_ms": "server_work_ms",
-}
-# Series columns the loader adds beyond runfolder.schemas' SERIES_* (to be listed there).
-EXTRA_SERIES = ("server_attempts", "server_work_ms")
 
 
 @dataclass
@@ -96,39 +98,6 @@ class Run:
     def capacity(self) -> float | None:
         """The server's connection capacity, when known."""
         return _target_value(self, "capacity")
-
-
-def _count_cpus(text: Any) -> int | None:
-    """How many CPUs a list such as '1', '0-1' or '0,2-3' names (None if it is not such a list)."""
-    n = 0
-    for part in str(text).split(","):
-        lo, _, hi = part.strip().partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()):
-            return None
-        n += (int(hi) - int(lo) + 1) if hi else 1
-    return n if n > 0 else None
-
-
-def cost_budget(target: dict[str, Any]) -> float | None:
-    """Handshakes per second the target's cost model can finish when its token bucket is off: serving
-    processes (at most its pinned CPUs) x 1000 / CPU-ms per admitted attempt (attempt + handshake +
-    session cost), capped by the dependency store's concurrency x 1000 / store_ms.  An estimate: TLS
-    handshake CPU is not in it.  None when the target has no costs."""
-
-    def ms(key: str) -> float:
-        v = _num(target.get(key))
-        return v if v is not None and v > 0 else 0.0
-
-    cpu_ms = ms("attempt_cost_ms") + ms("handshake_cost_ms") + ms("session_cost_ms")
-    bounds = []
-    if cpu_ms > 0:
-        procs = int(_num(target.get("workers")) or 1)
-        cpus = _count_cpus(target["cpus"]) if target.get("cpus") not in (None, "") else None
-        bounds.append(min(procs, cpus or procs) * 1000.0 / cpu_ms)
-    conc, store = _num(target.get("store_concurrency")), ms("store_ms")
-    if conc and conc > 0 and store > 0:
-        bounds.append(conc * 1000.0 / store)
-    return min(bounds) if bounds else None
 
 
 def _target_value(run: Run, key: str) -> float | None:
@@ -280,62 +249,6 @@ def load_events(
     return df
 
 
-def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None, list[dict[str, Any]]]:
-    """Server ticks as a frame, plus its fault lines."""
-    p = folder / names.SERVER
-    if not p.exists():
-        warnings.append(
-            f"no {names.SERVER}: server-side numbers (capacity, rejections) come from the manifest and the clients"
-        )
-        return None, []
-    rows, faults = [], []
-    for chunk in read_jsonl(p, warnings, "server log"):
-        for r in chunk:
-            if not isinstance(r.get("t"), (int, float)):
-                continue
-            if r.get("type") == "fault":
-                faults.append(r)
-            elif r.get("type", "tick") == "tick":
-                rej = r.get("rejected") or {}
-                rows.append(
-                    {
-                        "t": float(r["t"]),
-                        "proc": r.get("proc", 0),
-                        "state": str(r.get("state", "serving")),
-                        "connections": _num(r.get("connections")),
-                        "capacity": _num(r.get("capacity")),
-                        "handshake_rate": _num(r.get("handshake_rate")),
-                        "accepted": _num(r.get("accepted")),
-                        "rejected": sum(_num(v) or 0 for v in rej.values()) if isinstance(rej, dict) else _num(rej),
-                        "queue_depth": _num(r.get("queue_depth")),
-                        "cpu_pct": _num(r.get("cpu_pct")),
-                        # the cost model's counts: absent (None -> NaN) in runs that predate it
-                        **{k: _num(r.get(k)) for k in COST_FIELDS},
-                    }
-                )
-    if not rows:
-        warnings.append(f"{names.SERVER} has no tick lines")
-        return None, faults
-    return pd.DataFrame(rows), faults
-
-
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
-
-
-def load_faults(folder: Path, warnings: list[str]) -> list[dict[str, Any]]:
-    """faults.jsonl lines (failed firings are kept out)."""
-    p = folder / names.FAULTS
-    if not p.exists():
-        return []
-    out = []
-    for chunk in read_jsonl(p, warnings, "faults log"):
-        for r in chunk:
-            if isinstance(r.get("t"), (int, float)) and r.get("ok", True) is not False:
-                out.append(r)
-    return out
-
-
 # -- derived tables ------------------------------------------------------------
 
 
@@ -412,63 +325,6 @@ def series_from_events(
     return out
 
 
-MAX_SPREAD_S = 10  # a tick late by more than this is attributed to its own second only
-
-
-def _spread_ticks(sv: pd.DataFrame, counts: list[str]) -> pd.DataFrame:
-    """One row per (tick, second it covers): a tick counts what happened since its process's previous
-    tick, so a tick that came late (a busy server) covers the seconds it skipped, its counts split
-    evenly over them; gauges (connections, capacity, state) are repeated."""
-    sv = sv.sort_values(["proc", "t"], kind="stable")
-    s = sv["s"].to_numpy()
-    prev = sv.groupby("proc", sort=False)["s"].shift(1).to_numpy(dtype=float)
-    first = np.where(np.isnan(prev), s, np.minimum(np.nan_to_num(prev, nan=0).astype(np.int64) + 1, s))
-    first = np.maximum(first, s - MAX_SPREAD_S + 1)
-    n = (s - first + 1).astype(np.int64)
-    rows = sv.loc[sv.index.repeat(n)].reset_index(drop=True)
-    rows["s"] = np.concatenate([np.arange(a, b + 1) for a, b in zip(first, s, strict=False)]) if len(s) else s
-    share = np.repeat(1.0 / n, n)
-    for c in counts:
-        if c in rows:
-            rows[c] = rows[c] * share
-    return rows
-
-
-def add_server_columns(series: pd.DataFrame, server: pd.DataFrame, t0: float) -> pd.DataFrame:
-    """Add server_connections, capacity, handshake_rate, server_rejected, server_accepted, server_queue_depth,
-    server_not_serving and the cost-model columns: gauges per process per second (its last tick), summed
-    over processes; counts summed over ticks, a late tick's counts spread over the seconds it covers."""
-    sv = server.copy()
-    sv["s"] = np.floor(sv["t"] - t0).astype(np.int64)
-    sv = sv[(sv["s"] >= 0) & (sv["s"] < len(series))]
-    sv["not_serving"] = (sv["state"] != "serving").astype(int)
-    counts = ["rejected", "accepted", *COST_FIELDS]
-    sv = _spread_ticks(sv, counts)
-    per_proc = sv.groupby(["s", "proc"]).agg(
-        connections=("connections", "last"),
-        capacity=("capacity", "max"),
-        handshake_rate=("handshake_rate", "max"),
-    )
-    gauges = per_proc.groupby(level="s").sum(min_count=1)
-    g = sv.groupby("s").agg(
-        server_rejected=("rejected", "sum"),
-        server_accepted=("accepted", "sum"),
-        server_queue_depth=("queue_depth", "max"),
-        server_not_serving=("not_serving", "max"),
-    )
-    g.insert(0, "server_connections", gauges["connections"])
-    g.insert(1, "capacity", gauges["capacity"])
-    g.insert(2, "handshake_rate", gauges["handshake_rate"])
-    out = series.join(g, how="left")
-    for field_, col in COST_FIELDS.items():
-        if field_ in sv and sv[field_].notna().any():
-            # min_count=1: a second in which no tick carried the field stays NaN, not 0
-            out[col] = sv.groupby("s")[field_].sum(min_count=1).reindex(out.index)
-            # a second no tick covers at all: nothing was counted (a missing tick is not missing data)
-            out[col] = out[col].where(out[col].notna() | out.index.isin(sv["s"]), 0.0)
-    return out
-
-
 def add_latency_columns(series: pd.DataFrame, ev: pd.DataFrame, t0: float) -> pd.DataFrame:
     """Add rtt_p50_ms, rtt_p99_ms, rtt_n (echo round trips per second: collateral latency)."""
     echo = ev.loc[(ev["event"] == "echo").to_numpy(), ["t", "rtt_ms"]].dropna()
@@ -483,46 +339,6 @@ def add_latency_columns(series: pd.DataFrame, ev: pd.DataFrame, t0: float) -> pd
     out[p99] = g.quantile(0.99).reindex(out.index)
     out[count] = g.size().reindex(out.index).fillna(0).astype(int)
     return out
-
-
-def _undoes(fault: str, params: dict[str, Any]) -> str | None:
-    """The fault a line ends (partition <- heal, latency <- latency ms=0), if it is such an undo."""
-    if fault == "heal":
-        return "partition"
-    if fault == "latency" and not (_num(params.get("ms")) or 0):
-        return "latency"
-    return None
-
-
-def disruptions_of(faults: list[dict[str, Any]], server_faults: list[dict[str, Any]], t0: float) -> pd.DataFrame:
-    """Disruption times and the end of each trigger (columns t, end, fault, source; seconds since t0):
-    faults.jsonl, else the server's fault lines, else none.  The trigger ends after the restart's or
-    crash's down time, at the heal of a partition, at the undo of a latency fault; others at once."""
-    src, rows = names.FAULTS, faults
-    if not rows:
-        src, rows = names.SERVER, server_faults
-    rows = sorted(rows, key=lambda r: float(r["t"]))
-    recs: list[dict[str, Any]] = []
-    for r in rows:
-        fault = str(r.get("fault", "?"))
-        params: dict[str, Any] = r["params"] if isinstance(r.get("params"), dict) else r
-        if _undoes(fault, params) is not None:  # a heal ends a disruption; it is not one
-            continue
-        t = float(r["t"]) - t0
-        down = _num(params.get("down", params.get("down_s"))) or 0.0
-        recs.append({"t": t, "end": t + max(down, 0.0), "fault": fault, "source": src})
-    for r in rows:  # an undo line ends the latest earlier fault it undoes
-        params = r["params"] if isinstance(r.get("params"), dict) else r
-        undone = _undoes(str(r.get("fault", "?")), params)
-        if undone is None:
-            continue
-        t = float(r["t"]) - t0
-        for rec in reversed(recs):
-            if rec["fault"] == undone and rec["t"] < t and rec["end"] == rec["t"]:
-                rec["end"] = t
-                break
-    df = pd.DataFrame(recs, columns=["t", "end", "fault", "source"]).sort_values("t").reset_index(drop=True)
-    return df
 
 
 # -- entry point -----------------------------------------------------------------
