@@ -117,7 +117,8 @@ def plot_sweep(rows: list[dict[str, Any]], path: Path, scenario: str, sized_for:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8), sharex=True)
+    marked = False
     for pol in dict.fromkeys(r["policy"] for r in rows):
         rs = [r for r in rows if r["policy"] == pol]
         x = [r["clients"] for r in rs]
@@ -127,12 +128,15 @@ def plot_sweep(rows: list[dict[str, Any]], path: Path, scenario: str, sized_for:
         bad = [r for r in rs if r["metastable"] is True]
         if bad:
             a1.scatter([r["clients"] for r in bad], [r["herd_factor"] for r in bad], marker="x", s=120,
-                       color="red", zorder=5, label=f"{pol}: metastable")
+                       color="red", zorder=5, label=None if marked else "metastable failure")
+            marked = True
     for ax in (a1, a2):
         ax.set_xscale("log")
         ax.set_xlabel("fleet size (clients, log scale)")
         ax.grid(True, which="both", alpha=0.3)
-    a1.set_ylabel("herd factor (peak attempts/s ÷ handshake budget/s)")
+    if any(r["herd_factor"] > 0 for r in rows):
+        a1.set_yscale("log")
+    a1.set_ylabel("herd factor (peak attempts/s ÷ handshake budget/s, log)")
     a1.set_title("Herd factor after the disruption (red x: metastable failure)")
     a2.set_ylabel("recovery T95 (s after the disruption; gap: not reached)")
     a2.set_title("Time until 95% of clients are back")
