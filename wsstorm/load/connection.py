@@ -1,10 +1,9 @@
-"""Frame-level WebSocket client: exact close codes and classified failures.
+"""Frame-level WebSocket client connection: open, read frames, send, close, abort.
 
-websocket-client validates Close frames itself and drops invalid ones (and plain
-``recv()`` replaces the code), so frames are read here with our own frame buffer
-and the Close payload is parsed by :func:`parse_close_payload`. The opening
-handshake is ours too (same request, same checks, same exceptions), because
-websocket-client reads the response one byte per recv call.
+Frames are read from our own buffer with one recv per burst and checked by websocket-client's
+ABNF; Close payloads are parsed by :mod:`wsstorm.load.classify` (exact codes), the handshake's
+bytes and rules live in :mod:`wsstorm.load.handshake`. The names of both stay importable from
+here (the connection's public API).
 """
 
 from __future__ import annotations
@@ -15,10 +14,6 @@ import gevent.monkey
 
 import base64
 import contextlib
-import email.utils
-import errno
-import hashlib
-import hmac
 import os
 import socket
 import ssl
@@ -26,12 +21,10 @@ import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from websocket import ABNF
 from websocket._abnf import continuous_frame
 from websocket._exceptions import (
-    WebSocketAddressException,
     WebSocketBadStatusException,
     WebSocketConnectionClosedException,
     WebSocketException,
@@ -40,130 +33,59 @@ from websocket._exceptions import (
 )
 from websocket._handshake import CookieJar  # websocket-client's process-wide jar, kept as it was
 
-# RFC 6455 7.4 + IANA "WebSocket Close Code Number Registry": codes a peer may send.
-# 1004 is reserved; 1005, 1006 and 1015 must never be on the wire; 1016-2999 are
-# unassigned or reserved for the protocol; 3000-3999 IANA-registered, 4000-4999 private.
-_WIRE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+from wsstorm.load.classify import (
+    CloseInfo,
+    Failure,
+    MessageTooBig,
+    PeerEOF,
+    answer_code,
+    classify_exception,
+    is_valid_wire_code,
+    parse_close_payload,
+    parse_retry_after,
+    tls_reason,
+)
+from wsstorm.load.handshake import (
+    _GUID,  # noqa: F401  (re-exported: tests compute accept keys)
+    _MAX_HEAD,
+    _OFFER,
+    _RECV,
+    _REDIRECTS,
+    MAX_MESSAGE,
+    Deflate,
+    _default_tls,
+    accept_ok,
+    body_length,
+    handshake_request,
+    parse_deflate,
+    parse_response_head,
+    resolve,
+    tls_context,
+)
 
-
-def is_valid_wire_code(code: int) -> bool:
-    """True if ``code`` may legally appear in a Close frame."""
-    return code in _WIRE_CODES or 3000 <= code <= 4999
-
-
-@dataclass(frozen=True)
-class CloseInfo:
-    """A parsed Close frame: the code to record, its reason, and any protocol error."""
-
-    code: int  # what is recorded: the wire code, 1005 for none, or our answer on error
-    reason: str
-    raw_code: int | None = None
-    raw_reason_hex: str | None = None
-    error: str | None = None  # short text when the frame broke the protocol
-
-
-def parse_close_payload(payload: bytes) -> CloseInfo:
-    """Parse a Close frame payload into code, reason and protocol error (RFC 6455 5.5.1)."""
-    if not payload:
-        return CloseInfo(1005, "")
-    if len(payload) == 1:
-        return CloseInfo(1002, "", None, payload.hex(), "close payload of 1 byte")
-    raw = int.from_bytes(payload[:2], "big")
-    reason_bytes = payload[2:]
-    try:
-        reason = reason_bytes.decode("utf-8")
-        utf8_ok = True
-    except UnicodeDecodeError:
-        reason = reason_bytes.decode("utf-8", "replace")
-        utf8_ok = False
-    if len(payload) > 125:
-        return CloseInfo(1002, reason, raw, reason_bytes.hex(), "close payload over 125 bytes")
-    if not is_valid_wire_code(raw):
-        return CloseInfo(1002, reason, raw, reason_bytes.hex(), f"invalid close code {raw}")
-    if not utf8_ok:
-        return CloseInfo(1007, reason, raw, reason_bytes.hex(), "close reason not UTF-8")
-    return CloseInfo(raw, reason)
-
-
-def answer_code(info: CloseInfo) -> int | None:
-    """The code our reply Close frame carries (None: an empty Close, answering 1005)."""
-    return None if info.code == 1005 and info.error is None else info.code
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After header (delta seconds or HTTP date) -> seconds, or None if absent/invalid."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds or seconds == float("inf"):  # NaN / inf
-        return None
-    return max(0.0, seconds)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A connect attempt that failed before open, classified."""
-
-    kind: str  # refused, timeout, http_status, tls, dns, protocol, reset
-    status: int | None = None
-    retry_after: float | None = None
-    detail: str = ""
-
-
-def _header(headers: Any, name: str) -> str | None:
-    if not headers:
-        return None
-    for key, value in dict(headers).items():
-        if str(key).lower() == name:
-            return str(value)
-    return None
-
-
-def classify_exception(exc: BaseException) -> Failure:
-    """Map an exception raised while connecting to a failure kind."""
-    detail = f"{type(exc).__name__}: {exc}"[:300]
-    if isinstance(exc, WebSocketBadStatusException):
-        headers = getattr(exc, "resp_headers", None)
-        return Failure("http_status", int(exc.status_code), parse_retry_after(_header(headers, "retry-after")), detail)
-    if isinstance(exc, (socket.gaierror, WebSocketAddressException)):
-        return Failure("dns", detail=detail)
-    if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
-        return Failure("tls", detail=f"{tls_reason(exc)}: {detail}"[:300])
-    if isinstance(exc, (TimeoutError, socket.timeout, WebSocketTimeoutException)):
-        return Failure("timeout", detail=detail)
-    if isinstance(exc, ConnectionRefusedError):
-        return Failure("refused", detail=detail)
-    if isinstance(
-        exc,
-        (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, PeerEOF, WebSocketConnectionClosedException),
-    ):
-        return Failure("reset", detail=detail)
-    if isinstance(exc, OSError):
-        code = exc.errno
-        if code in (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
-            return Failure("refused", detail=detail)
-        if code == errno.ETIMEDOUT:
-            return Failure("timeout", detail=detail)
-        return Failure("reset", detail=detail)
-    return Failure("protocol", detail=detail)  # WebSocketException, ValueError and anything else
-
-
-class PeerEOF(ConnectionError):
-    """The peer closed TCP (FIN) without a Close frame."""
-
-
-class MessageTooBig(WebSocketProtocolException):
-    """A frame or message larger than MAX_MESSAGE: the client fails the connection with 1009."""
+__all__ = [
+    "MAX_MESSAGE",
+    "CloseInfo",
+    "Deflate",
+    "Failure",
+    "Incoming",
+    "MessageTooBig",
+    "PeerEOF",
+    "WSConnection",
+    "accept_ok",
+    "answer_code",
+    "body_length",
+    "classify_exception",
+    "handshake_request",
+    "is_valid_wire_code",
+    "parse_close_payload",
+    "parse_deflate",
+    "parse_response_head",
+    "parse_retry_after",
+    "resolve",
+    "tls_context",
+    "tls_reason",
+]
 
 
 @dataclass
@@ -173,266 +95,6 @@ class Incoming:
     kind: str  # message, pong, ping, close
     data: bytes = b""
     close: CloseInfo | None = None
-
-
-def resolve(url: str) -> tuple[str, int, bool, tuple[Any, ...]]:
-    """URL -> (host, port, secure, sockaddr); raises ValueError for a bad URL or port, gaierror if unresolvable."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss"):
-        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
-    secure = parts.scheme == "wss"
-    host = parts.hostname or ""
-    port = parts.port or (443 if secure else 80)
-    return host, port, secure, _sockaddr(host, port)
-
-
-def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
-    # An IP literal needs no resolver: under gevent getaddrinfo goes through a thread pool,
-    # which cost more CPU than the rest of an open. Names are resolved on every attempt.
-    try:
-        socket.inet_pton(socket.AF_INET, host)
-        return (host, port)
-    except OSError:
-        pass
-    try:
-        socket.inet_pton(socket.AF_INET6, host)
-        return (host, port, 0, 0)
-    except OSError:
-        pass
-    return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][4]
-
-
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_MAX_HEAD = 65536  # a response head larger than this is not a WebSocket server's
-_RECV = 65536
-MAX_MESSAGE = 16 * 1024 * 1024  # bytes: a longer frame or message is refused (1009), never buffered
-_MAX_BODY = 65536  # bytes of a rejection's body kept; the rest is not waited for
-_DEFAULT_TLS: ssl.SSLContext | None = None  # built once: loading the CA store costs milliseconds
-_TLS_CONTEXTS: dict[Any, ssl.SSLContext] = {}
-
-# OpenSSL verify codes (X509_V_ERR_*) -> the reason a reader wants in a fail event's detail.
-_VERIFY_REASONS = {
-    2: "unknown CA",
-    18: "unknown CA (self-signed certificate)",
-    19: "unknown CA (self-signed CA in chain)",
-    20: "unknown CA",
-    21: "unknown CA",
-    9: "certificate not yet valid",
-    10: "certificate expired",
-    62: "hostname mismatch",
-    64: "IP address mismatch",
-    23: "certificate revoked",
-}
-
-
-def tls_reason(exc: BaseException) -> str:
-    """Why a TLS handshake failed, in words: unknown CA, hostname mismatch, certificate expired ..."""
-    code = getattr(exc, "verify_code", None)
-    if code in _VERIFY_REASONS:
-        return _VERIFY_REASONS[code]
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return "certificate rejected"
-    text = str(exc).lower()
-    for needle, reason in (
-        ("wrong version number", "not TLS (plain server?)"),
-        ("alert unknown ca", "peer rejected our certificate (unknown CA)"),
-        ("certificate required", "peer requires a client certificate"),
-        ("alert bad certificate", "peer rejected our certificate"),
-        ("handshake failure", "handshake failure"),
-        ("eof occurred in violation", "connection closed during the TLS handshake"),
-    ):
-        if needle in text:
-            return reason
-    return "TLS error"
-
-
-def _default_tls() -> ssl.SSLContext:
-    global _DEFAULT_TLS
-    if _DEFAULT_TLS is None:
-        _DEFAULT_TLS = ssl.create_default_context()
-    return _DEFAULT_TLS
-
-
-def tls_context(
-    ca_file: str = "", insecure: bool = False, client_cert: str = "", client_key: str = ""
-) -> ssl.SSLContext:
-    """The process's ssl context for these settings, built once (loading a CA store costs milliseconds).
-
-    ``ca_file``: trust this CA (instead of the system store); ``insecure``: no certificate or host
-    name check; ``client_cert``/``client_key``: present a certificate (mutual TLS).
-    Raises ssl.SSLError / OSError for files it cannot load.
-    """
-    key = (ca_file, insecure, client_cert, client_key)
-    ctx = _TLS_CONTEXTS.get(key)
-    if ctx is None:
-        if not (ca_file or insecure or client_cert):
-            ctx = _default_tls()
-        else:
-            ctx = ssl.create_default_context(cafile=ca_file or None)
-            if insecure:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            if client_cert:
-                ctx.load_cert_chain(client_cert, client_key or None)
-        _TLS_CONTEXTS[key] = ctx
-    return ctx
-
-
-def _resource(url: str) -> str:
-    parts = urlsplit(url)
-    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
-
-_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
-
-
-@dataclass(frozen=True)
-class Deflate:
-    """permessage-deflate as the server agreed to it (RFC 7692 7.1)."""
-
-    server_no_context_takeover: bool = False
-    client_no_context_takeover: bool = False
-    server_max_window_bits: int = 15
-    client_max_window_bits: int = 15
-
-
-def parse_deflate(header: str | None) -> Deflate | None:
-    """The server's Sec-WebSocket-Extensions answer to our offer -> Deflate, or None if it declined.
-
-    Raises WebSocketException for an extension we did not offer or a parameter RFC 7692 forbids.
-    """
-    if header is None or not header.strip():
-        return None
-    offers = [x.strip() for x in header.split(",") if x.strip()]
-    if len(offers) != 1:
-        raise WebSocketException(f"server agreed to extensions we did not offer: {header[:80]!r}")
-    name, *params = [p.strip() for p in offers[0].split(";")]
-    if name.lower() != "permessage-deflate":
-        raise WebSocketException(f"server agreed to an extension we did not offer: {name[:40]!r}")
-    out: dict[str, Any] = {}
-    for p in params:
-        key, sep, value = (x.strip().strip('"') for x in p.partition("="))
-        key = key.lower()
-        if key in out:
-            raise WebSocketException(f"permessage-deflate: {key} given twice")
-        if key in ("server_no_context_takeover", "client_no_context_takeover") and not sep:
-            out[key] = True
-        elif (
-            key in ("server_max_window_bits", "client_max_window_bits")
-            and sep
-            and value.isdigit()
-            and 8 <= int(value) <= 15
-        ):
-            out[key] = int(value)
-        else:
-            raise WebSocketException(f"permessage-deflate: bad parameter {p[:40]!r}")
-    # zlib cannot make raw deflate with an 8-bit window: 9 is the same on the wire (RFC 7692 7.1.2.2)
-    for key in ("server_max_window_bits", "client_max_window_bits"):
-        if out.get(key) == 8:
-            out[key] = 9
-    return Deflate(**out)
-
-
-def handshake_request(
-    url: str,
-    host: str,
-    port: int,
-    key: str,
-    cookie: str = "",
-    *,
-    query: str = "",
-    protocols: tuple[str, ...] = (),
-    extra: bytes = b"",
-) -> bytes:
-    """The client's opening handshake, as websocket-client sends it (no Origin header unless given).
-
-    ``query``: more ``k=v&...`` (encoded) after the URL's own; ``protocols``: the subprotocols
-    offered; ``extra``: more header lines, each ending in CRLF (already checked and rendered).
-    """
-    hostport = f"[{host}]" if ":" in host else host
-    if port not in (80, 443):
-        hostport = f"{hostport}:{port}"
-    resource = _resource(url)
-    if query:
-        resource += ("&" if "?" in resource else "?") + query
-    lines = [
-        f"GET {resource} HTTP/1.1",
-        "Upgrade: websocket",
-        f"Host: {hostport}",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        "Connection: Upgrade",
-    ]
-    if protocols:
-        lines.append(f"Sec-WebSocket-Protocol: {', '.join(protocols)}")
-    if cookie:
-        lines.append(f"Cookie: {cookie}")
-    head = ("\r\n".join(lines) + "\r\n").encode("utf-8")
-    return head + extra + b"\r\n"
-
-
-def parse_response_head(head: bytes) -> tuple[int, str | None, dict[str, str]]:
-    """HTTP response head (without the blank line) -> (status, message, lower-cased headers).
-
-    Same rules as websocket-client's ``read_headers``; raises WebSocketException when malformed.
-    """
-    status: int | None = None
-    message = None
-    headers: dict[str, str] = {}
-    for raw in head.split(b"\n"):
-        try:
-            line = raw.decode("utf-8").strip()
-        except UnicodeDecodeError as e:
-            raise WebSocketException(f"Invalid header line, not valid UTF-8 at byte {e.start}: {raw!r}") from None
-        if not line:
-            break
-        if status is None:
-            info = line.split(" ", 2)
-            try:
-                status = int(info[1])
-            except (IndexError, ValueError):
-                raise WebSocketException(f"Invalid status line: {line!r}") from None
-            if len(info) > 2:
-                message = info[2]
-        else:
-            kv = line.split(":", 1)
-            if len(kv) != 2:
-                raise WebSocketException("Invalid header")
-            key, value = kv[0].lower(), kv[1].strip()
-            if key == "set-cookie" and headers.get("set-cookie"):
-                headers[key] = headers[key] + "; " + value
-            else:
-                headers[key] = value
-    if status is None:
-        raise WebSocketException("Invalid status line: ''")
-    return status, message, headers
-
-
-def body_length(content_length: str | None) -> int | None:
-    """Content-Length of a rejection -> bytes to read (capped at _MAX_BODY), None if absent.
-
-    Raises WebSocketException for a value that is not a non-negative integer.
-    """
-    if not content_length:
-        return None
-    text = content_length.strip()
-    if not text.isdigit() or not text.isascii():  # int() would take "-5", "+5", "1_0"
-        raise WebSocketException(f"Invalid content-length header: {content_length[:40]!r}")
-    return min(int(text[:20]), _MAX_BODY)  # 20 digits are past any cap; int() refuses >4300
-
-
-def accept_ok(headers: dict[str, str], key: str) -> bool:
-    """True if the 101 response upgrades to websocket and carries the right Sec-WebSocket-Accept."""
-    for name, want in (("upgrade", "websocket"), ("connection", "upgrade")):
-        value = headers.get(name)
-        if not value or want not in [x.strip().lower() for x in value.split(",")]:
-            return False
-    got = headers.get("sec-websocket-accept")
-    if not got:
-        return False
-    hashed = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).lower()
-    return hmac.compare_digest(hashed, got.lower().encode("utf-8"))
 
 
 def _data(frame: ABNF) -> bytes:
