@@ -235,3 +235,9 @@ def test_scenario_client_handshake_keys_reach_the_options(tmp_path):
     scenario_into_options(o, argparse.Namespace(client=client))
     assert o.header == ["Authorization: Bearer {env:T}"] and o.query is None and o.subprotocol == ["cli-wins"]
     assert o.ca_file == str(pem) and o.server_name == "example.org"
+
+
+def test_manifest_redacts_header_and_query_values():
+    out = redacted_options(argparse.Namespace(header=["Authorization: Bearer t0ken", "X-A:b"], query="k=t0ken"))
+    assert out["header"] == ["Authorization:<redacted>", "X-A:<redacted>"] and out["query"] == ["k=<redacted>"]
+    assert "t0ken" not in json.dumps(out)

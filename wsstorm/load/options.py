@@ -311,6 +311,8 @@ def redacted_options(opts: Any) -> dict[str, Any]:
         out.pop(name, None)
     for name, sep in REDACTED_OPTIONS.items():
         values = out.get(name)
+        if isinstance(values, str):  # one value (set by hand or a UI form), not a list
+            values = [values]
         if values:
             out[name] = [f"{str(v).partition(sep)[0].strip()}{sep}{REDACTED}" for v in values]
     return out
