@@ -24,7 +24,6 @@ from wsstorm.runfolder.jsonl import read_jsonl
 
 from .server_log import (  # noqa: F401  (re-exported: the loader's public names)
     COST_FIELDS,
-    EXTRA_SERIES,
     MAX_SPREAD_S,
     add_server_columns,
     cost_budget,

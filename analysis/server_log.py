@@ -23,8 +23,6 @@ COST_FIELDS = {
     "attempts": "server_attempts",
     "work_ms": "server_work_ms",
 }
-# Series columns the loader adds beyond runfolder.schemas' SERIES_* (to be listed there).
-EXTRA_SERIES = ("server_attempts", "server_work_ms")
 
 
 def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None, list[dict[str, Any]]]:

@@ -103,11 +103,10 @@ def test_a_scenario_given_as_a_name_is_not_a_crash(folder):
 
 def test_every_series_column_is_one_the_run_folder_schema_names(tmp_path):
     from tests.synth import metastable_storm
-    from wsstorm.analysis.load import EXTRA_SERIES
     from wsstorm.runfolder import schemas
 
     run = load_run(metastable_storm(n=40, end=50).write(tmp_path / "r"))
-    known = {*schemas.SERIES_CLIENT, *schemas.SERIES_SERVER, *schemas.SERIES_LATENCY, *EXTRA_SERIES}
+    known = {*schemas.SERIES_CLIENT, *schemas.SERIES_SERVER, *schemas.SERIES_LATENCY}
     cols = {c for c in run.series.columns if not c.startswith("closes_")}
     assert cols <= known, cols - known
     assert {"server_goodput", "server_wasted_ms", "server_abandoned", *schemas.SERIES_LATENCY} <= cols

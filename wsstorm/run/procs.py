@@ -31,8 +31,8 @@ STARTUP_GRACE_S = 60.0  # Locust + target start-up, and its orderly stop, beyond
 STOP_GRACE_S = 20.0  # after SIGTERM, how long Locust may take to stop users, flush and stop the target
 REPORT_TIMEOUT_S = 300.0
 # The runner's own logs in a run folder (only the runner writes and reads them).
-LOCUST_LOG = "locust.log"
-REPORT_LOG = "report.log"
+LOCUST_LOG = names.LOCUST_LOG
+REPORT_LOG = names.REPORT_LOG
 
 
 class Stopper:

@@ -30,6 +30,10 @@ INDEX_HTML = "index.html"
 LOCUST_CSV_PREFIX = "locust"
 LOCUST_HTML = "locust.html"
 
+# What the runner's children printed.
+LOCUST_LOG = "locust.log"
+REPORT_LOG = "report.log"
+
 
 def safe_id(text: str, limit: int = 100) -> str:
     """Reduce any text (a worker id, a policy, a scenario name) to characters safe in a file name."""

@@ -210,7 +210,8 @@ REJECT_OUTCOMES: tuple[str, ...] = ("1013", "http_503", "http_429", "timeout")
 SERIES_CLIENT: tuple[str, ...] = ("connected", "attempts", *OUTCOME_COLUMNS)
 SERIES_SERVER: tuple[str, ...] = ("server_connections", "capacity", "handshake_rate", "server_rejected",
                                   "server_accepted", "server_queue_depth", "server_not_serving",
-                                  "server_goodput", "server_wasted_ms", "server_abandoned")
+                                  "server_goodput", "server_wasted_ms", "server_abandoned",
+                                  "server_attempts", "server_work_ms")
 SERIES_LATENCY: tuple[str, ...] = ("rtt_p50_ms", "rtt_p99_ms", "rtt_n")
 
 
