@@ -59,7 +59,7 @@ def figures(folder: Path) -> dict:
     s = run.series
     d = run.disruptions
     assert len(d) and (d["source"] == "faults.jsonl").all(), d  # the fault's own time, on both sides
-    s_d = int(math.floor(float(d["t"].iloc[0])))
+    s_d = math.floor(float(d["t"].iloc[0]))
     end = int(s.index.max()) + 1
     return {"connected": s["connected"].reindex(range(end), fill_value=0).to_numpy(dtype=float), "s_d": s_d,
             "peak": M.peak_attempt_rate(s, s_d, end),
