@@ -15,6 +15,7 @@ Usage: python benchmarks/bench_vs_peers.py [--sizes 5000,10000] [--repeats 1] [-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -40,7 +41,10 @@ SERVER_JS = textwrap.dedent("""
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, backlog: 4096 });
     wss.on('listening', () => console.log(wss.address().port));
     let conns = 0, msgs = 0;
-    wss.on('connection', (ws) => { conns++; ws.on('message', (data, binary) => { msgs++; ws.send(data, { binary }); }); });
+    wss.on('connection', (ws) => {
+      conns++;
+      ws.on('message', (data, binary) => { msgs++; ws.send(data, { binary }); });
+    });
     process.on('SIGTERM', () => { console.log(JSON.stringify({ conns, msgs })); process.exit(0); });
 """)
 
@@ -64,9 +68,23 @@ def free_port() -> int:
 
 def npm_install(folder: Path, *packages: str) -> bool:
     # --ignore-scripts: Artillery's playwright dependency would download a browser at install time.
-    r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent", "--ignore-scripts",
-                        "--prefix", str(folder), *packages], capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"})
+    r = subprocess.run(
+        [
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            "--ignore-scripts",
+            "--prefix",
+            str(folder),
+            *packages,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1"},
+    )
     if r.returncode != 0:
         print(f"  npm install {' '.join(packages)} failed: {r.stderr.strip()[-300:]}")
     return r.returncode == 0
@@ -77,8 +95,13 @@ def ensure_tsung() -> str | None:
         return shutil.which("tsung")
     print("  installing Debian package tsung ...")
     subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
-    r = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "tsung"],
-                       capture_output=True, text=True, timeout=900, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    r = subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "tsung"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     if r.returncode != 0:
         print(f"  tsung cannot be installed here: {r.stderr.strip()[-300:]}")
     return shutil.which("tsung")
@@ -87,8 +110,14 @@ def ensure_tsung() -> str | None:
 def measure(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180) -> Cost:
     """CPU-seconds and peak RSS (sum over the process tree, sampled every 0.2 s) of one command, pinned."""
     before = os.times()
-    proc = subprocess.Popen(["taskset", "-c", TOOL_CPU, *cmd], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        ["taskset", "-c", TOOL_CPU, *cmd],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     root = psutil.Process(proc.pid)
     peak, deadline = 0, time.monotonic() + timeout
     cpu_seen: dict[int, float] = {}  # pid -> CPU seconds at its last sample (daemonised children too)
@@ -110,10 +139,8 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeou
         time.sleep(0.2)
     if proc.poll() is None:
         for p in [root, *root.children(recursive=True)]:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
     err = proc.communicate()[1] or ""
     after = os.times()
     waited = (after.children_user - before.children_user) + (after.children_system - before.children_system)
@@ -125,15 +152,40 @@ def run_wsstorm(n: int, url: str, work: Path) -> Cost:
     run_dir = work / f"wsstorm-{n}-{time.monotonic_ns()}"
     # Locust holds every user to the end: ending at ramp/2 + hold gives each the same ~20 s on average.
     hold = RAMP_S / 2 + HOLD_ECHOES * ECHO_EVERY_S
-    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py"), "--headless", "--only-summary",
-           "-u", str(n), "-r", str(n / RAMP_S), "-t", f"{hold:g}s", "--host", url, "--run-dir", str(run_dir),
-           "--policy", "none", "--message-rate", str(1 / ECHO_EVERY_S), "--ping-interval", "0", "--stop-timeout", "5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(ROOT / "locustfile.py"),
+        "--headless",
+        "--only-summary",
+        "-u",
+        str(n),
+        "-r",
+        str(n / RAMP_S),
+        "-t",
+        f"{hold:g}s",
+        "--host",
+        url,
+        "--run-dir",
+        str(run_dir),
+        "--policy",
+        "none",
+        "--message-rate",
+        str(1 / ECHO_EVERY_S),
+        "--ping-interval",
+        "0",
+        "--stop-timeout",
+        "5",
+    ]
     return measure(cmd, ROOT)
 
 
 def run_artillery(n: int, url: str, work: Path, artillery: Path) -> Cost:
     conf = work / f"artillery-{n}.yml"
-    conf.write_text(textwrap.dedent(f"""
+    conf.write_text(
+        textwrap.dedent(f"""
         config:
           target: "{url}"
           phases:
@@ -146,14 +198,16 @@ def run_artillery(n: int, url: str, work: Path, artillery: Path) -> Cost:
                   - think: {ECHO_EVERY_S}
                   - send: "{MESSAGE}"
                 count: {HOLD_ECHOES}
-    """))
+    """)
+    )
     env = {**os.environ, "ARTILLERY_DISABLE_TELEMETRY": "true", "ARTILLERY_TELEMETRY_DEFAULTS": "{}"}
     return measure([str(artillery), "run", "--quiet", str(conf)], work, env=env)
 
 
 def run_tsung(n: int, port: int, work: Path, tsung: str) -> Cost:
     conf = work / f"tsung-{n}.xml"
-    conf.write_text(textwrap.dedent(f"""\
+    conf.write_text(
+        textwrap.dedent(f"""\
         <?xml version="1.0"?>
         <!DOCTYPE tsung SYSTEM "/usr/share/tsung/tsung-1.0.dtd">
         <tsung loglevel="error" dumptraffic="false">
@@ -174,7 +228,8 @@ def run_tsung(n: int, port: int, work: Path, tsung: str) -> Cost:
             </session>
           </sessions>
         </tsung>
-    """))
+    """)
+    )
     logdir = work / f"tsung-log-{n}-{time.monotonic_ns()}"
     logdir.mkdir()
     return measure([tsung, "-f", str(conf), "-l", str(logdir), "start"], work)
@@ -216,8 +271,12 @@ def main() -> int:
                     continue
                 runs = []
                 for _ in range(args.repeats):
-                    server = subprocess.Popen(["taskset", "-c", SERVER_CPU, "node", "server.js"], cwd=work / "server",
-                                              stdout=subprocess.PIPE, text=True)
+                    server = subprocess.Popen(
+                        ["taskset", "-c", SERVER_CPU, "node", "server.js"],
+                        cwd=work / "server",
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
                     port = int(server.stdout.readline())
                     url = f"ws://127.0.0.1:{port}/"
                     try:
@@ -232,35 +291,47 @@ def main() -> int:
                         seen = server.communicate(timeout=10)[0].strip()
                     if runs:
                         runs[-1].served = seen
-                        try:
+                        with contextlib.suppress(ValueError, KeyError, TypeError):
                             runs[-1].conns = int(json.loads(seen)["conns"])
-                        except (ValueError, KeyError, TypeError):
-                            pass
                 cpu = statistics.median(r.cpu_s for r in runs)
                 rss = int(statistics.median(r.peak_rss for r in runs))
                 notes = "; ".join(r.note for r in runs if r.note)
                 conns = int(statistics.median(r.conns for r in runs))
                 results.setdefault(tool, {})[n] = Cost(cpu, rss, notes, conns=conns)
                 served = " ".join(r.served for r in runs)
-                print(f"{tool:10s} N={n:>6,}: {cpu:7.1f} CPU-s, peak RSS {rss / 2**20:7.0f} MiB; server saw {served} {notes}",
-                      flush=True)
+                print(
+                    f"{tool:10s} N={n:>6,}: {cpu:7.1f} CPU-s, peak RSS {rss / 2**20:7.0f} MiB;"
+                    f" server saw {served} {notes}",
+                    flush=True,
+                )
         print()
-        print(f"{'tool':10s} " + " ".join(f"{'N=' + format(n, ','):>24s}" for n in sizes) + "   marginal per connection served")
+        print(
+            f"{'tool':10s} "
+            + " ".join(f"{'N=' + format(n, ','):>24s}" for n in sizes)
+            + "   marginal per connection served"
+        )
         for tool, by_n in results.items():
-            cells = [f"{by_n[n].cpu_s:8.1f} CPU-s {by_n[n].peak_rss / 2**20:6.0f} MiB" if n in by_n else " " * 24 for n in sizes]
+            cells = [
+                f"{by_n[n].cpu_s:8.1f} CPU-s {by_n[n].peak_rss / 2**20:6.0f} MiB" if n in by_n else " " * 24
+                for n in sizes
+            ]
             marg = ""
             if len(sizes) >= 2 and sizes[0] in by_n and sizes[-1] in by_n:
                 dn = (by_n[sizes[-1]].conns - by_n[sizes[0]].conns) or (sizes[-1] - sizes[0])
-                marg = (f"{(by_n[sizes[-1]].cpu_s - by_n[sizes[0]].cpu_s) / dn * 1000:.2f} ms CPU, "
-                        f"{(by_n[sizes[-1]].peak_rss - by_n[sizes[0]].peak_rss) / dn / 1024:.1f} KiB")
+                marg = (
+                    f"{(by_n[sizes[-1]].cpu_s - by_n[sizes[0]].cpu_s) / dn * 1000:.2f} ms CPU, "
+                    f"{(by_n[sizes[-1]].peak_rss - by_n[sizes[0]].peak_rss) / dn / 1024:.1f} KiB"
+                )
             print(f"{tool:10s} " + " ".join(f"{c:>24s}" for c in cells) + f"   {marg}")
         ws = results.get("wsstorm", {})
         for tool in ("artillery", "tsung"):
             for n in sizes:
                 if n in ws and n in results.get(tool, {}):
                     o = results[tool][n]
-                    print(f"wsstorm / {tool} at N={n:,}: CPU {ws[n].cpu_s / o.cpu_s:.2f}x, "
-                          f"memory {ws[n].peak_rss / o.peak_rss:.2f}x (goal at 10,000: <= 0.5x)")
+                    print(
+                        f"wsstorm / {tool} at N={n:,}: CPU {ws[n].cpu_s / o.cpu_s:.2f}x, "
+                        f"memory {ws[n].peak_rss / o.peak_rss:.2f}x (goal at 10,000: <= 0.5x)"
+                    )
     return 0
 
 

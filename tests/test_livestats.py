@@ -16,13 +16,19 @@ def ev(t, user, event, conn=1, **kw):
 
 def test_outcomes_connected_closes_and_quick_1013():
     s = LiveStats()
-    s.add_events([
-        ev(0.1, "u1", "attempt", scheduled_t=T0 + 0.1), ev(0.2, "u1", "open"),
-        ev(0.1, "u2", "attempt", scheduled_t=T0 + 0.05), ev(0.3, "u2", "open"),
-        ev(0.6, "u2", "close", code=1013, by="server", uptime_s=0.3),  # accepted, then 1013 at once
-        ev(0.2, "u3", "attempt", scheduled_t=T0 + 0.2), ev(0.4, "u3", "fail", kind="http_status", status=503),
-        ev(0.2, "u4", "attempt", scheduled_t=T0 + 0.2), ev(0.5, "u4", "fail", kind="refused"),
-    ])
+    s.add_events(
+        [
+            ev(0.1, "u1", "attempt", scheduled_t=T0 + 0.1),
+            ev(0.2, "u1", "open"),
+            ev(0.1, "u2", "attempt", scheduled_t=T0 + 0.05),
+            ev(0.3, "u2", "open"),
+            ev(0.6, "u2", "close", code=1013, by="server", uptime_s=0.3),  # accepted, then 1013 at once
+            ev(0.2, "u3", "attempt", scheduled_t=T0 + 0.2),
+            ev(0.4, "u3", "fail", kind="http_status", status=503),
+            ev(0.2, "u4", "attempt", scheduled_t=T0 + 0.2),
+            ev(0.5, "u4", "fail", kind="refused"),
+        ]
+    )
     snap = s.snapshot(T0 + 2.5)  # second 0 is the newest complete one
     assert snap["connected"] == 1
     assert snap["attempts"] == {"open": 1, "1013": 1, "http_503": 1, "refused": 1}
@@ -61,8 +67,9 @@ def test_foreign_lines_are_counted_not_fatal():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["open", "close", "stop"]), st.floats(0, 30)),
-                max_size=80))
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["open", "close", "stop"]), st.floats(0, 30)), max_size=80)
+)
 def test_connected_is_the_open_users(steps):
     """Whatever the order, connected equals the users whose last open was not followed by a close/stop."""
     s = LiveStats()

@@ -65,11 +65,27 @@ def get(url: str) -> bytes:
 
 def chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    return subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                           f"--user-data-dir={tmp / 'profile'}", "--window-size=1280,900",
-                           "--virtual-time-budget=6000", *extra, url],
-                          capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp / 'profile'}",
+            "--window-size=1280,900",
+            "--virtual-time-budget=6000",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def test_live_tab_renders_and_agrees_with_the_event_log(tmp_path):
@@ -78,10 +94,35 @@ def test_live_tab_renders_and_agrees_with_the_event_log(tmp_path):
     run_dir = tmp_path / "run"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([*LOCUST, "--autostart", "--autoquit", "20", "-u", "20", "-r", "40", "-t", "8s",
-                             "--web-host", "127.0.0.1", "--web-port", str(port), "--run-dir", str(run_dir),
-                             "--scenario", str(sc), "--policy", "fixed:delay=0.3", "--stop-timeout", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            *LOCUST,
+            "--autostart",
+            "--autoquit",
+            "20",
+            "-u",
+            "20",
+            "-r",
+            "40",
+            "-t",
+            "8s",
+            "--web-host",
+            "127.0.0.1",
+            "--web-port",
+            str(port),
+            "--run-dir",
+            str(run_dir),
+            "--scenario",
+            str(sc),
+            "--policy",
+            "fixed:delay=0.3",
+            "--stop-timeout",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -89,12 +130,16 @@ def test_live_tab_renders_and_agrees_with_the_event_log(tmp_path):
                 live = json.loads(get(base + "/wsstorm/live"))
                 break
             except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:] if proc.stdout else ""
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    proc.stdout.read()[-3000:] if proc.stdout else ""
+                )
                 time.sleep(0.3)
         time.sleep(6)  # past the restart: the tab has something to show
         # The table rows travel in /stats/requests, which the UI polls.
         stats = json.loads(get(base + "/stats/requests"))
-        rows = {r["metric"]: r["value"] for tab in stats["extended_stats"] if tab["key"] == "wsstorm" for r in tab["data"]}
+        rows = {
+            r["metric"]: r["value"] for tab in stats["extended_stats"] if tab["key"] == "wsstorm" for r in tab["data"]
+        }
         assert "connected clients" in rows and "herd factor so far" in rows
         assert any(k.startswith("recovery after restart") for k in rows), rows
         during = json.loads(get(base + "/wsstorm/live"))

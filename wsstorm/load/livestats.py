@@ -154,19 +154,32 @@ class LiveStats:
         if d is not None:
             self._recovery_marks(d)
             share = connected_now / d.before if d.before else None
-            recovery = {"fault": d.fault, "t": d.t, "before": d.before, "connected": connected_now,
-                        "share": share, "t50_s": d.t50, "t95_s": d.t95, "since_s": max(0.0, now - d.t)}
+            recovery = {
+                "fault": d.fault,
+                "t": d.t,
+                "before": d.before,
+                "connected": connected_now,
+                "share": share,
+                "t50_s": d.t50,
+                "t95_s": d.t95,
+                "since_s": max(0.0, now - d.t),
+            }
         return {
-            "t": now, "second": sec,
-            "connected": connected_now, "server_connections": server_conns, "capacity": capacity,
+            "t": now,
+            "second": sec,
+            "connected": connected_now,
+            "server_connections": server_conns,
+            "capacity": capacity,
             "handshake_budget": budget,
             "attempts": dict(self.attempts.get(sec, Counter())),
             "closes": {str(k): v for k, v in self.closes.get(sec, Counter()).items()},
-            "herd_factor": (peak / budget) if budget else None, "peak_attempts_per_s": peak,
+            "herd_factor": (peak / budget) if budget else None,
+            "peak_attempts_per_s": peak,
             "recovery": recovery,
             "sched_error_p99_ms": _p99(errs) * 1000 if errs else None,
             "series": self._series(sec),
-            "totals": dict(self.totals), "close_totals": {str(k): v for k, v in self.close_totals.items()},
+            "totals": dict(self.totals),
+            "close_totals": {str(k): v for k, v in self.close_totals.items()},
         }
 
     def _recovery_marks(self, d: Disruption) -> None:
@@ -188,35 +201,69 @@ class LiveStats:
 
     def rows(self, snap: dict[str, Any]) -> list[dict[str, str]]:
         """The snapshot as (metric, value) rows for the web UI's table; codes named, nothing from the server's text."""
+
         def num(v: Any, fmt: str = "{:,.0f}") -> str:
             return "n/a" if v is None else fmt.format(v)
 
         cap = snap["capacity"]
-        rows = [{"metric": "connected clients", "value": num(snap["connected"]) + (f" of capacity {cap:,}" if cap else "")}]
+        rows = [
+            {"metric": "connected clients", "value": num(snap["connected"]) + (f" of capacity {cap:,}" if cap else "")}
+        ]
         if snap["server_connections"] is not None:
             rows.append({"metric": "server-side connections", "value": num(snap["server_connections"])})
         att = snap["attempts"]
-        labels = {"open": "opened", "1013": "1013 after open", "refused": "refused", "http_503": "HTTP 503",
-                  "http_429": "HTTP 429", "http_other": "other HTTP", "timeout": "timeout", "other": "other failure"}
-        rows.append({"metric": "attempts/s (last complete second)",
-                     "value": ", ".join(f"{labels.get(k, k)} {v}" for k, v in sorted(att.items()) if v) or "0"})
-        rows.append({"metric": "closes/s by code",
-                     "value": ", ".join(f"{close_code_label(k)}: {v}" for k, v in sorted(snap["closes"].items())) or "0"})
+        labels = {
+            "open": "opened",
+            "1013": "1013 after open",
+            "refused": "refused",
+            "http_503": "HTTP 503",
+            "http_429": "HTTP 429",
+            "http_other": "other HTTP",
+            "timeout": "timeout",
+            "other": "other failure",
+        }
+        rows.append(
+            {
+                "metric": "attempts/s (last complete second)",
+                "value": ", ".join(f"{labels.get(k, k)} {v}" for k, v in sorted(att.items()) if v) or "0",
+            }
+        )
+        rows.append(
+            {
+                "metric": "closes/s by code",
+                "value": ", ".join(f"{close_code_label(k)}: {v}" for k, v in sorted(snap["closes"].items())) or "0",
+            }
+        )
         hf = snap["herd_factor"]
-        rows.append({"metric": "herd factor so far",
-                     "value": "n/a (no handshake budget known)" if hf is None else
-                     f"{hf:.2f}x (peak {snap['peak_attempts_per_s']:,}/s vs budget {snap['handshake_budget']:,.0f}/s)"})
+        rows.append(
+            {
+                "metric": "herd factor so far",
+                "value": "n/a (no handshake budget known)"
+                if hf is None
+                else f"{hf:.2f}x (peak {snap['peak_attempts_per_s']:,}/s vs budget {snap['handshake_budget']:,.0f}/s)",
+            }
+        )
         rec = snap["recovery"]
         if rec is None:
             rows.append({"metric": "recovery", "value": "no disruption yet"})
         else:
             share = "n/a" if rec["share"] is None else f"{100 * rec['share']:.0f}%"
             marks = ", ".join(f"{k} {rec[k]:.0f} s" for k in ("t50_s", "t95_s") if rec[k] is not None)
-            rows.append({"metric": f"recovery after {rec['fault']} ({rec['since_s']:.0f} s ago)",
-                         "value": f"{share} of {rec['before']:,} back" + (f"; {marks.replace('_s', '')}" if marks else "")})
+            rows.append(
+                {
+                    "metric": f"recovery after {rec['fault']} ({rec['since_s']:.0f} s ago)",
+                    "value": f"{share} of {rec['before']:,} back" + (f"; {marks.replace('_s', '')}" if marks else ""),
+                }
+            )
         p99 = snap["sched_error_p99_ms"]
-        rows.append({"metric": "scheduling error p99, last 10 s",
-                     "value": "n/a" if p99 is None else f"{p99:,.1f} ms" + (" (harness is late: figures describe it)" if p99 > 50 else "")})
+        rows.append(
+            {
+                "metric": "scheduling error p99, last 10 s",
+                "value": "n/a"
+                if p99 is None
+                else f"{p99:,.1f} ms" + (" (harness is late: figures describe it)" if p99 > 50 else ""),
+            }
+        )
         return rows
 
 

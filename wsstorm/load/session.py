@@ -27,6 +27,7 @@ from typing import Any
 
 from wsstorm.errors import UsageError
 from wsstorm.load import sockets as sockets_mod
+from wsstorm.load import webui
 from wsstorm.load.connection import tls_context
 from wsstorm.load.options import (
     UserConfig,
@@ -170,6 +171,8 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
             runner.register_message(MSG_HELLO, _master_on_hello)
             runner.register_message(MSG_CPU, _master_on_cpu)
             runner.register_message(MSG_DONE, _master_on_done)
+        # The live tab reads the run folder this process writes (every worker's shard on a master).
+        webui.install(environment, s.run_dir)
 
 
 # ---------------------------------------------------------------- the embedded target

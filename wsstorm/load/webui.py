@@ -59,7 +59,8 @@ def install(environment: Any, run_dir: Path) -> LiveFeed | None:
     # update_template_args() merges into these, so the tab survives every page render.
     web_ui.template_args["extended_tabs"] = [{"title": "wsstorm", "key": TAB_KEY}]
     web_ui.template_args["extended_tables"] = [
-        {"key": TAB_KEY, "structure": [{"key": "metric", "title": "wsstorm"}, {"key": "value", "title": "now"}]}]
+        {"key": TAB_KEY, "structure": [{"key": "metric", "title": "wsstorm"}, {"key": "value", "title": "now"}]}
+    ]
 
     @web_ui.app.route(ENDPOINT)
     @web_ui.auth_required_if_enabled
