@@ -9,7 +9,8 @@ fall in the same half-unit band are taken as equally protective and ordered by w
 recovery T95, then downtime p99, then wasted attempts per recovery.  Because a herd factor five times
 smaller is one whole unit and the bounded terms weigh at most 0.4, a policy never ranks above another
 that had no more overload seconds and a herd factor at most one fifth of its own (the invariant the
-tests pin).  docs/comparison.md explains the rule.
+tests pin); nor above one that hurt the server less on every protection measure, however much faster it
+recovered (the order enforces both).  docs/comparison.md explains the rule.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ RULE = (
     "Order: protection first, as a scale: log5(herd factor) + overload seconds / 10 + 0.4 × the mean of "
     "goodput lost, wasted-work share and collateral-latency inflation (each 0–1, when measured); "
     "policies within the same half-unit band of that score count as equally protective and are ordered by "
-    "what clients paid (recovery T95, then downtime p99, then wasted attempts). So no policy ranks above one "
-    "that had no more overload seconds and a herd factor at most a fifth of its own."
+    "what clients paid (recovery T95, then downtime p99, then wasted attempts). No policy ranks above one "
+    "that had no more overload seconds and a herd factor at most a fifth of its own, nor above one that hurt "
+    "the server less on every protection measure."
 )
 
 
@@ -106,25 +108,45 @@ def sort_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def order(rows: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Indices of rows, best first."""
-    return sorted(range(len(rows)), key=lambda i: sort_key(rows[i]))
+    """Indices of rows, best first: the sort key's order, except that a row never comes before one that
+    must rank above it (:func:`must_rank_above`); both relations only ever put the row with no more
+    overload and a smaller herd first, so together they are acyclic and the greedy pick always exists."""
+    left = sorted(range(len(rows)), key=lambda i: sort_key(rows[i]))
+    out: list[int] = []
+    while left:
+        pick = next(i for i in left if not any(must_rank_above(rows[j], rows[i]) for j in left if j != i))
+        left.remove(pick)
+        out.append(pick)
+    return out
+
+
+def hurt_less_everywhere(b: Mapping[str, Any], a: Mapping[str, Any]) -> bool:
+    """True when b hurt the server less than a on every protection measure both have (herd factor and
+    overload seconds at least): the design's rule, whatever either policy cost its clients."""
+    pairs = [(num(a.get(k)), num(b.get(k))) for k in ("herd_factor", "overload_s", *SECONDARY)]
+    if any(math.isnan(x) for pair in pairs[:2] for x in pair):
+        return False
+    return all(xb < xa for xa, xb in pairs if not (math.isnan(xa) or math.isnan(xb)))
+
+
+def fifth_of_the_herd(b: Mapping[str, Any], a: Mapping[str, Any]) -> bool:
+    """True when b had no more overload seconds and at most a fifth of a's herd factor (both known), and the
+    two are not the same on both counts: the issue's acceptance rule."""
+    ha, hb = num(a.get("herd_factor")), num(b.get("herd_factor"))
+    oa, ob = num(a.get("overload_s")), num(b.get("overload_s"))
+    if any(math.isnan(x) for x in (ha, hb, oa, ob)):
+        return False
+    return ob <= oa and hb <= ha / HERD_STEP and not (hb == ha and ob == oa)
+
+
+def must_rank_above(b: Mapping[str, Any], a: Mapping[str, Any]) -> bool:
+    """True when b must rank above a, whatever the scores and the clients' costs say."""
+    return fifth_of_the_herd(b, a) or hurt_less_everywhere(b, a)
 
 
 def dominated_pairs(rows: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
-    """(a, b) pairs where b must rank above a: b had no more overload seconds and at most a fifth of a's
-    herd factor (both known), and the two are not the same on both counts."""
-    out = []
-    for a, ra in enumerate(rows):
-        for b, rb in enumerate(rows):
-            if a == b:
-                continue
-            ha, hb = num(ra.get("herd_factor")), num(rb.get("herd_factor"))
-            oa, ob = num(ra.get("overload_s")), num(rb.get("overload_s"))
-            if any(math.isnan(x) for x in (ha, hb, oa, ob)):
-                continue
-            if ob <= oa and hb <= ha / HERD_STEP and not (hb == ha and ob == oa):
-                out.append((a, b))
-    return out
+    """(a, b) pairs where b must rank above a."""
+    return [(a, b) for a, ra in enumerate(rows) for b, rb in enumerate(rows) if a != b and must_rank_above(rb, ra)]
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

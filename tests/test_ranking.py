@@ -45,6 +45,29 @@ def test_no_policy_ranks_above_one_with_no_more_overload_and_a_fifth_of_its_herd
         assert pos[b] < pos[a], (rows[a], rows[b])
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.lists(row, min_size=2, max_size=8))
+def test_no_policy_ranks_above_one_that_hurt_the_server_less_on_every_measure(rows):
+    rows = _table(rows)
+    pos = {i: k for k, i in enumerate(R.order(rows))}
+    for a, ra in enumerate(rows):
+        for b, rb in enumerate(rows):
+            if a != b and R.hurt_less_everywhere(rb, ra):
+                assert pos[b] < pos[a], (ra, rb)
+
+
+def test_a_faster_recovery_does_not_lift_a_policy_that_hurt_more_everywhere():
+    # Same band (scores 0.35 and 0.11), so the sort key alone would put the faster one first.
+    rows = _table(
+        [
+            {"herd_factor": 1.5, "overload_s": 1.0, "recovery_T95_s": 3.0},
+            {"herd_factor": 1.2, "overload_s": 0.0, "recovery_T95_s": 9.0},
+        ]
+    )
+    assert R.band(R.protection_score(rows[0])) == R.band(R.protection_score(rows[1]))
+    assert R.order(rows) == [1, 0]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(row, min_size=1, max_size=8))
 def test_order_is_a_permutation_and_the_score_is_never_nan(rows):
