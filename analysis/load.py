@@ -22,6 +22,7 @@ from wsstorm.errors import UsageError
 from wsstorm.runfolder import names, schemas
 from wsstorm.runfolder.jsonl import read_jsonl
 
+from . import columnar
 from .server_log import (  # noqa: F401  (re-exported: the loader's public names)
     COST_FIELDS,
     MAX_SPREAD_S,
@@ -119,8 +120,23 @@ def _target_value(run: Run, key: str) -> float | None:
 # -- JSON Lines (parsing: wsstorm.runfolder.jsonl) -----------------------------
 
 
+COLUMNAR = True  # the pyarrow fast path (analysis.columnar); False: every shard is read tolerantly
+
+
 def shard_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:
-    """One events shard as frames (one per chunk) and its warnings; runs in a worker process."""
+    """One events shard as frames and its warnings: columnar when the shard is provably clean,
+    else (and for an unterminated last line) the tolerant reader."""
+    if COLUMNAR:
+        return columnar.read_shard(path, _columnar_frame, tolerant_frames)
+    return tolerant_frames(path)
+
+
+def _columnar_frame(data: bytes) -> pd.DataFrame | None:
+    return columnar.events_table(data, COMMON, BY_EVENT, EVENT_FLOATS, _cats)
+
+
+def tolerant_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:
+    """One events shard through the tolerant reader (read_jsonl): frames, one per chunk, and warnings."""
     warnings: list[str] = []
     frames = [_events_frame(chunk) for chunk in read_jsonl(path, warnings, "events") if chunk]
     return frames, warnings
