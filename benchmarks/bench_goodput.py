@@ -28,12 +28,20 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from wsstorm.target.control import start_target  # noqa: E402
+from wsstorm.target.control import start_target
 
-REQUEST = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-COST = {"attempt_cost_ms": 3, "session_cost_ms": 2, "handshake_cost_ms": 0, "store_concurrency": 2,
-        "store_ms": 4, "handshake_timeout": 30}
+REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+COST = {
+    "attempt_cost_ms": 3,
+    "session_cost_ms": 2,
+    "handshake_cost_ms": 0,
+    "store_concurrency": 2,
+    "store_ms": 4,
+    "handshake_timeout": 30,
+}
 
 
 async def _attempt(port: int, ctx: ssl.SSLContext | None, timeout: float, out: dict) -> None:
@@ -41,8 +49,9 @@ async def _attempt(port: int, ctx: ssl.SSLContext | None, timeout: float, out: d
     writer = None
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
-                                                           server_hostname="127.0.0.1" if ctx else None)
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=ctx, server_hostname="127.0.0.1" if ctx else None
+            )
             writer.write(REQUEST)
             head = await reader.readuntil(b"\r\n\r\n")
         if head.startswith(b"HTTP/1.1 101"):
@@ -80,8 +89,9 @@ async def _generate(port: int, ca_file: str | None, rate: float, seconds: float,
     return out
 
 
-def _load_proc(port: int, ca_file: str | None, rate: float, seconds: float, timeout: float, cpus: str,
-               q: "mp.Queue") -> None:
+def _load_proc(
+    port: int, ca_file: str | None, rate: float, seconds: float, timeout: float, cpus: str, q: mp.Queue
+) -> None:
     if cpus:
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
     q.put(asyncio.run(_generate(port, ca_file, rate, seconds, timeout)))
@@ -110,8 +120,9 @@ def one(rate: float, tls: bool, seconds: float, timeout: float, target_cpus: str
             q: mp.Queue = mp.Queue()
             warm = 1.0  # the first second is the generator starting up
             t0 = time.time()
-            p = mp.Process(target=_load_proc, args=(t.ready["port"], t.ca_file, rate, seconds + warm, timeout,
-                                                    load_cpus, q))
+            p = mp.Process(
+                target=_load_proc, args=(t.ready["port"], t.ca_file, rate, seconds + warm, timeout, load_cpus, q)
+            )
             p.start()
             res = q.get(timeout=seconds + warm + timeout + 30)
             p.join(5)
@@ -119,10 +130,15 @@ def one(rate: float, tls: bool, seconds: float, timeout: float, target_cpus: str
             window = (t0 + warm + 1.0, t0 + warm + seconds + 1.0)  # ticks count the second before them
             srv = _ticks(metrics, *window)
     span = seconds
-    return {"rate": rate, "goodput": srv["goodput"] / span, "client_ok": res["ok"] / (seconds + warm),
-            "timeouts": res["timeout"] / (seconds + warm), "abandoned": srv["abandoned"] / span,
-            "wasted_frac": srv["wasted_ms"] / srv["work_ms"] if srv["work_ms"] else 0.0,
-            "lat_p50_ms": statistics.median(res["lat"]) * 1000 if res["lat"] else float("nan")}
+    return {
+        "rate": rate,
+        "goodput": srv["goodput"] / span,
+        "client_ok": res["ok"] / (seconds + warm),
+        "timeouts": res["timeout"] / (seconds + warm),
+        "abandoned": srv["abandoned"] / span,
+        "wasted_frac": srv["wasted_ms"] / srv["work_ms"] if srv["work_ms"] else 0.0,
+        "lat_p50_ms": statistics.median(res["lat"]) * 1000 if res["lat"] else float("nan"),
+    }
 
 
 def main() -> int:
@@ -136,26 +152,43 @@ def main() -> int:
     ap.add_argument("--tls", default="off,on", help="off, on, or both (off,on)")
     args = ap.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
-    print(f"target cost model: {COST}, clients give up after {args.timeout:g} s; target CPUs "
-          f"{args.target_cpus or 'any'}, load CPUs {args.load_cpus or 'any'}; medians of {args.repeats}")
+    print(
+        f"target cost model: {COST}, clients give up after {args.timeout:g} s; target CPUs "
+        f"{args.target_cpus or 'any'}, load CPUs {args.load_cpus or 'any'}; medians of {args.repeats}"
+    )
     for tls in [x.strip() == "on" for x in args.tls.split(",")]:
         rows = []
         for rate in rates:
-            runs = [one(rate, tls, args.seconds, args.timeout, args.target_cpus, args.load_cpus)
-                    for _ in range(args.repeats)]
+            runs = [
+                one(rate, tls, args.seconds, args.timeout, args.target_cpus, args.load_cpus)
+                for _ in range(args.repeats)
+            ]
             rows.append({k: statistics.median(r[k] for r in runs) for k in runs[0]})
         print(f"\nTLS {'on' if tls else 'off'}")
-        print(f"{'offered/s':>10} {'goodput/s':>10} {'client ok/s':>12} {'timeouts/s':>11} {'abandoned/s':>12} "
-              f"{'wasted':>7} {'p50 ms':>8}")
+        print(
+            f"{'offered/s':>10} {'goodput/s':>10} {'client ok/s':>12} {'timeouts/s':>11} {'abandoned/s':>12} "
+            f"{'wasted':>7} {'p50 ms':>8}"
+        )
         for r in rows:
-            print(f"{r['rate']:>10.0f} {r['goodput']:>10.1f} {r['client_ok']:>12.1f} {r['timeouts']:>11.1f} "
-                  f"{r['abandoned']:>12.1f} {r['wasted_frac']:>7.0%} {r['lat_p50_ms']:>8.0f}")
+            print(
+                f"{r['rate']:>10.0f} {r['goodput']:>10.1f} {r['client_ok']:>12.1f} {r['timeouts']:>11.1f} "
+                f"{r['abandoned']:>12.1f} {r['wasted_frac']:>7.0%} {r['lat_p50_ms']:>8.0f}"
+            )
         best = max(rows, key=lambda r: r["goodput"])
         knee = next((r for r in rows if r["goodput"] < 0.9 * r["rate"]), None)
         collapse = next((r for r in rows if r["rate"] > best["rate"] and r["goodput"] < 0.5 * best["goodput"]), None)
-        print(f"peak goodput {best['goodput']:.1f}/s at {best['rate']:.0f} offered/s; knee (goodput < 90% of offered) "
-              f"at {knee['rate']:.0f}/s" if knee else "no knee in range", end="")
-        print(f"; collapse (goodput < half the peak) at {collapse['rate']:.0f}/s" if collapse else "; no collapse in range")
+        print(
+            f"peak goodput {best['goodput']:.1f}/s at {best['rate']:.0f} offered/s; knee (goodput < 90% of offered) "
+            f"at {knee['rate']:.0f}/s"
+            if knee
+            else "no knee in range",
+            end="",
+        )
+        print(
+            f"; collapse (goodput < half the peak) at {collapse['rate']:.0f}/s"
+            if collapse
+            else "; no collapse in range"
+        )
     return 0
 
 

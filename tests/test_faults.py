@@ -7,12 +7,13 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
+from wsstorm.errors import UsageError
 from wsstorm.run import faults
 from wsstorm.run import scenario as scenarios
-from wsstorm.errors import UsageError
 
 
 def _scenario(body: str, duration: float = 10) -> scenarios.Scenario:
@@ -24,9 +25,9 @@ def _read(run_dir: Path) -> list[dict]:
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    seen: list = []
+    seen: ClassVar[list] = []
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
+    def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.seen.append((time.time(), self.command, self.path, dict(self.headers), body))
         status = 500 if self.path == "/fail" else 200
@@ -53,24 +54,34 @@ def http_server():
 
 
 def test_plan_expands_repeat_and_adds_heals():
-    sc = _scenario('[target]\nproxy = true\n'
-                   '[[faults]]\nat = 1\naction = "partition"\nduration = 2\nrepeat = 2\nevery = 4\n'
-                   '[[faults]]\nat = 2\naction = "latency"\nms = 200\nduration = 1\n')
+    sc = _scenario(
+        '[target]\nproxy = true\n'
+        '[[faults]]\nat = 1\naction = "partition"\nduration = 2\nrepeat = 2\nevery = 4\n'
+        '[[faults]]\nat = 2\naction = "latency"\nms = 200\nduration = 1\n'
+    )
     got = [(f.offset, f.action, f.params.get("ms"), f.auto) for f in faults.plan(sc.faults)]
-    assert got == [(1, "partition", None, False), (2, "latency", 200, False), (3, "heal", None, True),
-                   (3, "latency", 0, True), (5, "partition", None, False), (7, "heal", None, True)]
+    assert got == [
+        (1, "partition", None, False),
+        (2, "latency", 200, False),
+        (3, "heal", None, True),
+        (3, "latency", 0, True),
+        (5, "partition", None, False),
+        (7, "heal", None, True),
+    ]
 
 
 def test_shell_faults_fire_on_time_with_repeat(tmp_path: Path):
     marker = tmp_path / "marks"
-    sc = _scenario(f'[[faults]]\nat = 0.3\naction = "shell"\ncommand = "echo $WSSTORM_FAULT_AT >> {marker}"\n'
-                   'repeat = 3\nevery = 0.25\n')
+    sc = _scenario(
+        f'[[faults]]\nat = 0.3\naction = "shell"\ncommand = "echo $WSSTORM_FAULT_AT >> {marker}"\n'
+        'repeat = 3\nevery = 0.25\n'
+    )
     t0 = time.time()
     sched = faults.start_schedule(sc, None, tmp_path, t0)
     assert sched.wait(5)
     recs = _read(tmp_path)
     assert [r["fault"] for r in recs] == ["shell"] * 3 and all(r["ok"] for r in recs)
-    for rec, offset in zip(recs, [0.3, 0.55, 0.8]):
+    for rec, offset in zip(recs, [0.3, 0.55, 0.8], strict=True):
         assert rec["at"] == pytest.approx(offset)
         assert 0 <= rec["t"] - (t0 + offset) < 0.1, rec  # fired within 100 ms of its time
         assert rec["v"] == 1 and "exit 0" in rec["detail"]
@@ -78,9 +89,11 @@ def test_shell_faults_fire_on_time_with_repeat(tmp_path: Path):
 
 
 def test_failed_and_slow_shell_commands_are_recorded_not_fatal(tmp_path: Path):
-    sc = _scenario('[[faults]]\nat = 0\naction = "shell"\ncommand = "echo boom >&2; exit 3"\n'
-                   '[[faults]]\nat = 0.1\naction = "shell"\ncommand = "sleep 30"\ntimeout = 0.3\n'
-                   '[[faults]]\nat = 0.2\naction = "shell"\ncommand = "true"\n')
+    sc = _scenario(
+        '[[faults]]\nat = 0\naction = "shell"\ncommand = "echo boom >&2; exit 3"\n'
+        '[[faults]]\nat = 0.1\naction = "shell"\ncommand = "sleep 30"\ntimeout = 0.3\n'
+        '[[faults]]\nat = 0.2\naction = "shell"\ncommand = "true"\n'
+    )
     sched = faults.start_schedule(sc, None, tmp_path, time.time())
     assert sched.wait(5)
     by_at = {r["at"]: r for r in _read(tmp_path)}
@@ -92,10 +105,12 @@ def test_failed_and_slow_shell_commands_are_recorded_not_fatal(tmp_path: Path):
 
 def test_http_faults_call_the_users_server(tmp_path: Path, http_server):
     url, seen = http_server
-    sc = _scenario(f'[[faults]]\nat = 0.2\naction = "http"\nurl = "{url}/deploy"\nmethod = "PUT"\n'
-                   'body = "{\\"go\\": 1}"\nheaders = { X-Token = "abc" }\n'
-                   f'[[faults]]\nat = 0.3\naction = "http"\nurl = "{url}/fail"\n'
-                   '[[faults]]\nat = 0.4\naction = "http"\nurl = "http://127.0.0.1:9/closed"\ntimeout = 1\n')
+    sc = _scenario(
+        f'[[faults]]\nat = 0.2\naction = "http"\nurl = "{url}/deploy"\nmethod = "PUT"\n'
+        'body = "{\\"go\\": 1}"\nheaders = { X-Token = "abc" }\n'
+        f'[[faults]]\nat = 0.3\naction = "http"\nurl = "{url}/fail"\n'
+        '[[faults]]\nat = 0.4\naction = "http"\nurl = "http://127.0.0.1:9/closed"\ntimeout = 1\n'
+    )
     t0 = time.time()
     sched = faults.start_schedule(sc, None, tmp_path, t0)
     assert sched.wait(5)
@@ -111,22 +126,29 @@ def test_http_faults_call_the_users_server(tmp_path: Path, http_server):
 
 def test_target_faults_post_the_admin_api(tmp_path: Path, http_server):
     url, seen = http_server
-    sc = _scenario('[target]\nproxy = true\n'
-                   '[[faults]]\nat = 0\naction = "restart"\nmode = "drain"\nbatch = 5\ninterval = 0.1\n'
-                   '[[faults]]\nat = 0.1\naction = "partition"\nduration = 0.1\n'
-                   '[[faults]]\nat = 0.3\naction = "capacity"\ncapacity = 7\n')
+    sc = _scenario(
+        '[target]\nproxy = true\n'
+        '[[faults]]\nat = 0\naction = "restart"\nmode = "drain"\nbatch = 5\ninterval = 0.1\n'
+        '[[faults]]\nat = 0.1\naction = "partition"\nduration = 0.1\n'
+        '[[faults]]\nat = 0.3\naction = "capacity"\ncapacity = 7\n'
+    )
     sched = faults.start_schedule(sc, (url, "s3cret"), tmp_path, time.time())
     assert sched.wait(5)
     calls = [(s[2], json.loads(s[4] or b"null"), s[3]["Authorization"]) for s in seen]
-    assert calls == [("/restart", {"mode": "drain", "batch": 5, "interval": 0.1, "down": 0.0}, "Bearer s3cret"),
-                     ("/partition", {}, "Bearer s3cret"), ("/heal", {}, "Bearer s3cret"),
-                     ("/capacity", {"capacity": 7}, "Bearer s3cret")]
+    assert calls == [
+        ("/restart", {"mode": "drain", "batch": 5, "interval": 0.1, "down": 0.0}, "Bearer s3cret"),
+        ("/partition", {}, "Bearer s3cret"),
+        ("/heal", {}, "Bearer s3cret"),
+        ("/capacity", {"capacity": 7}, "Bearer s3cret"),
+    ]
     assert [r["fault"] for r in _read(tmp_path)] == ["restart", "partition", "heal", "capacity"]
 
 
 def test_stop_fires_nothing_more(tmp_path: Path):
-    sc = _scenario('[[faults]]\nat = 0.1\naction = "shell"\ncommand = "true"\n'
-                   '[[faults]]\nat = 3\naction = "shell"\ncommand = "true"\n')
+    sc = _scenario(
+        '[[faults]]\nat = 0.1\naction = "shell"\ncommand = "true"\n'
+        '[[faults]]\nat = 3\naction = "shell"\ncommand = "true"\n'
+    )
     sched = faults.start_schedule(sc, None, tmp_path, time.time())
     time.sleep(0.4)
     t = time.time()

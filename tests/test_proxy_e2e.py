@@ -72,6 +72,8 @@ def test_proxy_resets_clients_when_upstream_is_down():
     with start_target(capacity=5) as t:
         host, port = host_port(t.url)
     # the target is gone: its port refuses, and the proxy turns that into a reset
-    with start_proxy(upstream=f"{host}:{port}") as p:
-        with pytest.raises((ConnectionResetError, websocket.WebSocketConnectionClosedException, BrokenPipeError)):
-            connect(p.url, timeout=2)
+    with (
+        start_proxy(upstream=f"{host}:{port}") as p,
+        pytest.raises((ConnectionResetError, websocket.WebSocketConnectionClosedException, BrokenPipeError)),
+    ):
+        connect(p.url, timeout=2)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from wsstorm.run import scenario as scenarios
 from wsstorm.errors import UsageError
+from wsstorm.run import scenario as scenarios
 
 SHIPPED = ["steady", "overload", "restart", "drain-restart", "rolling-restart", "crash", "partition", "flapping"]
 BASE = 'name = "t"\nduration = 20\nusers = 10\n'
@@ -46,7 +47,7 @@ def test_shipped_scenarios_have_the_faults_they_promise():
 
 def test_scenario_is_frozen():
     sc = scenarios.load("restart")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         sc.users = 5  # type: ignore[misc]
 
 
@@ -115,8 +116,10 @@ def test_unknown_scenario_lists_shipped_ones():
 
 def test_user_file_by_path(tmp_path: Path):
     p = tmp_path / "mine.toml"
-    p.write_text('duration = 10\nusers = 5\n[[faults]]\nat = 2\naction = "http"\nurl = "http://127.0.0.1:1/x"\n'
-                 '[[faults]]\nat = 1\naction = "shell"\ncommand = "true"\n')
+    p.write_text(
+        'duration = 10\nusers = 5\n[[faults]]\nat = 2\naction = "http"\nurl = "http://127.0.0.1:1/x"\n'
+        '[[faults]]\nat = 1\naction = "shell"\ncommand = "true"\n'
+    )
     sc = scenarios.load(str(p))
     assert sc.name == "mine" and [f.action for f in sc.faults] == ["shell", "http"]
     assert not sc.needs_target()
@@ -149,11 +152,11 @@ def test_overrides_rescale_the_schedule_and_keep_outage_lengths():
 def test_cli_list_and_show():
     out = subprocess.run([sys.executable, "-m", "wsstorm", "scenarios", "list"], capture_output=True, text=True)
     assert out.returncode == 0 and all(n in out.stdout for n in SHIPPED)
-    out = subprocess.run([sys.executable, "-m", "wsstorm", "scenarios", "show", "restart"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "wsstorm", "scenarios", "show", "restart"], capture_output=True, text=True
+    )
     assert out.returncode == 0 and 'action = "restart"' in out.stdout and "12 s: restart" in out.stdout
-    out = subprocess.run([sys.executable, "-m", "wsstorm", "scenarios", "show", "nope"],
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "wsstorm", "scenarios", "show", "nope"], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "unknown scenario" in out.stderr
 
 
@@ -165,16 +168,21 @@ def test_to_toml_round_trips(name):
 
 
 def test_to_toml_round_trips_http_headers():
-    sc = scenarios.parse(BASE + '[[faults]]\nat = 1\naction = "http"\nurl = "http://h/x?a=\\"b\\""\n'
-                         'headers = { "X-A" = "1", Authorization = "Bearer \\u00e9" }\nbody = "line\\nnext"\n',
-                         source="h.toml")
+    sc = scenarios.parse(
+        BASE + '[[faults]]\nat = 1\naction = "http"\nurl = "http://h/x?a=\\"b\\""\n'
+        'headers = { "X-A" = "1", Authorization = "Bearer \\u00e9" }\nbody = "line\\nnext"\n',
+        source="h.toml",
+    )
     assert scenarios.parse(scenarios.to_toml(sc), source="h.toml") == sc
 
 
 def test_cost_model_keys_parse_and_become_serve_options():
-    sc = scenarios.parse(BASE + "[target]\ntls = true\nattempt_cost_ms = 3\nsession_cost_ms = 2\n"
-                         "store_concurrency = 4\nstore_ms = 5\nhandshake_timeout = 30\ncpus = \"0\"\n"
-                         "session_max_s = 20\n[client]\nconnect_timeout = 3\n", source="c.toml")
+    sc = scenarios.parse(
+        BASE + "[target]\ntls = true\nattempt_cost_ms = 3\nsession_cost_ms = 2\n"
+        "store_concurrency = 4\nstore_ms = 5\nhandshake_timeout = 30\ncpus = \"0\"\n"
+        "session_max_s = 20\n[client]\nconnect_timeout = 3\n",
+        source="c.toml",
+    )
     t = sc.target
     assert (t.tls, t.attempt_cost_ms, t.session_cost_ms, t.store_concurrency, t.store_ms) == (True, 3, 2, 4, 5)
     assert t.handshake_rate == 0  # the token bucket is off unless a scenario asks for it

@@ -8,6 +8,7 @@ import os
 import socket
 import ssl
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -19,8 +20,10 @@ from wsstorm.target.control import start_target
 
 pytestmark = pytest.mark.e2e
 
-REQUEST = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
 
 
 def records(path, kind: str = "tick") -> list[dict]:
@@ -63,7 +66,7 @@ def read_status(s: socket.socket, timeout: float) -> int | None:
             if not chunk:
                 return -1
             buf += chunk
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return None
     return int(buf.split(b" ", 2)[1])
 
@@ -73,7 +76,7 @@ def test_tls_target_writes_its_ca_and_the_harness_client_trusts_it(tmp_path):
     with start_target(tls=True, metrics_out=out, attempt_cost_ms=1) as t:
         assert t.url.startswith("wss://")
         assert t.ca_file == str(tmp_path / names.CA_FILE) and os.path.isfile(t.ca_file)
-        assert "PRIVATE KEY" not in open(t.ca_file).read()  # only the CA certificate lands in the run folder
+        assert "PRIVATE KEY" not in Path(t.ca_file).read_text()  # only the CA certificate lands in the run folder
         from wsstorm.load.connection import WSConnection, tls_context  # the harness's own wss client
 
         conn = WSConnection(t.url, connect_timeout=5, ssl_context=tls_context(ca_file=t.ca_file))
@@ -92,13 +95,16 @@ def test_tls_target_writes_its_ca_and_the_harness_client_trusts_it(tmp_path):
         ticks = records(out)
         # every attempt paid its TLS handshake on the server's CPU: more than the 1 ms attempt cost
         assert total(out, "work_ms") > 2 * 1.0
-        assert sum(tk["bad_input"].get("bad_tls", 0) + tk.get("abandoned", 0) for tk in ticks) >= 1  # the untrusting one
+        assert (
+            sum(tk["bad_input"].get("bad_tls", 0) + tk.get("abandoned", 0) for tk in ticks) >= 1
+        )  # the untrusting one
         assert t.admin.status()["tls"] is True
 
 
 def test_store_waits_grow_with_concurrency(tmp_path):
     out = tmp_path / names.SERVER
     with start_target(store_concurrency=1, store_ms=25, metrics_out=out) as t:
+
         def burst(n: int) -> list[float]:
             t0 = time.monotonic()
             socks = [send_upgrade(t.url) for _ in range(n)]
@@ -109,19 +115,19 @@ def test_store_waits_grow_with_concurrency(tmp_path):
                 s.close()
             return done
 
-        alone = max(burst(1))
+        alone = min(max(burst(1)) for _ in range(3))  # the best of three: the first one also warms up
         herd = burst(10)
         # one slot, 25 ms of store work each: the 10th waits for the 9 before it
         assert max(herd) > 9 * 0.025 and max(herd) > 3 * alone
         stores = [r for r in records(out, "store")]
         deadline = time.monotonic() + 4
-        while sum(r["calls"] for r in stores) < 11 and time.monotonic() < deadline:
+        while sum(r["calls"] for r in stores) < 13 and time.monotonic() < deadline:
             time.sleep(0.2)
             stores = records(out, "store")
-        assert sum(r["calls"] for r in stores) == 11  # the store counts its own lookups
+        assert sum(r["calls"] for r in stores) == 13  # the store counts its own lookups
         assert all(r["concurrency"] == 1 for r in stores)
         assert max(r["wait_ms_p99"] for r in stores) >= 8 * 25 * 0.9  # queue wait in the store itself
-        assert settle(out, "store_calls", 11) == 11
+        assert settle(out, "store_calls", 13) == 13
         assert max(tk.get("store_wait_ms_p99", 0) for tk in records(out)) >= 9 * 25 * 0.9
 
 

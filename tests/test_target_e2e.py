@@ -13,8 +13,8 @@ import urllib.request
 import pytest
 
 from tests.peers.wsclients import attempt, close_of, connect
-from wsstorm.target.control import AdminError, start_target
 from wsstorm.errors import UsageError
+from wsstorm.target.control import AdminError, start_target
 
 pytestmark = pytest.mark.e2e
 
@@ -44,8 +44,13 @@ def test_capacity_plus_one_gets_exactly_one_1013_and_server_counts_match(tmp_pat
         for ws in held:  # the 5 held ones still echo
             ws.send("x")
             assert ws.recv() == "x"
-        wait_for(lambda: sum(tk.get("accepted", 0) for tk in read_ticks(out)) >= 5 and
-                 sum(tk["closes_sent"]["1013"] for tk in read_ticks(out)) >= 1, timeout=4)
+        wait_for(
+            lambda: (
+                sum(tk.get("accepted", 0) for tk in read_ticks(out)) >= 5
+                and sum(tk["closes_sent"]["1013"] for tk in read_ticks(out)) >= 1
+            ),
+            timeout=4,
+        )
         ticks = read_ticks(out)
         assert sum(tk["accepted"] for tk in ticks) == 5
         assert sum(tk["rejected"]["1013"] for tk in ticks) == 1
@@ -214,23 +219,26 @@ def test_capacity_and_overload_change_at_runtime():
         b.close()
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--capacity", "0"], "--capacity"),
-    (["--capacity", "-3"], "--capacity"),
-    (["--overload", "sometimes"], "--overload"),
-    (["--workers", "0"], "--workers"),
-    (["--handshake-rate", "-1"], "--handshake-rate"),  # 0 is valid since the bucket became optional: off
-    (["--attempt-cost-ms", "-1"], "--attempt-cost-ms"),
-    (["--session-cost-ms", "-0.5"], "--session-cost-ms"),
-    (["--store-ms", "-3"], "--store-ms"),
-    (["--store-concurrency", "-1"], "--store-concurrency"),
-    (["--cpus", "4096"], "does not exist"),
-    (["--cpus", "one"], "cpus"),
-    (["--cpus", "1-0"], "cpus"),
-    (["--tls"], "--ca-out"),  # nowhere to write the CA
-    (["--tls", "--ca-out", "/nonexistent/dir/ca.pem"], "--ca-out"),
-    (["--ca-out", "/tmp/ca.pem"], "--tls"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--capacity", "0"], "--capacity"),
+        (["--capacity", "-3"], "--capacity"),
+        (["--overload", "sometimes"], "--overload"),
+        (["--workers", "0"], "--workers"),
+        (["--handshake-rate", "-1"], "--handshake-rate"),  # 0 is valid since the bucket became optional: off
+        (["--attempt-cost-ms", "-1"], "--attempt-cost-ms"),
+        (["--session-cost-ms", "-0.5"], "--session-cost-ms"),
+        (["--store-ms", "-3"], "--store-ms"),
+        (["--store-concurrency", "-1"], "--store-concurrency"),
+        (["--cpus", "4096"], "does not exist"),
+        (["--cpus", "one"], "cpus"),
+        (["--cpus", "1-0"], "cpus"),
+        (["--tls"], "--ca-out"),  # nowhere to write the CA
+        (["--tls", "--ca-out", "/nonexistent/dir/ca.pem"], "--ca-out"),
+        (["--ca-out", "/tmp/ca.pem"], "--tls"),
+    ],
+)
 def test_bad_options_exit_2_with_one_line(argv, needle):
     proc = subprocess.run([sys.executable, "-m", "wsstorm", "serve", *argv], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2

@@ -66,15 +66,21 @@ def one_round(url: str, rng: random.Random) -> None:
 
 def test_bad_input_is_answered_counted_and_memory_stays_bounded(tmp_path):
     rng = random.Random(1234)
-    with start_target(capacity=500, handshake_rate=5000, handshake_cost_ms=0, max_size=1024,
-                      open_timeout=0.5, metrics_out=tmp_path / "server.jsonl") as t:
+    with start_target(
+        capacity=500,
+        handshake_rate=5000,
+        handshake_cost_ms=0,
+        max_size=1024,
+        open_timeout=0.5,
+        metrics_out=tmp_path / "server.jsonl",
+    ) as t:
         # RFC 6455 answers
-        assert expect_close(t.url, masked_frame(0x1, b"x" * 2000)) == 1009       # too big
+        assert expect_close(t.url, masked_frame(0x1, b"x" * 2000)) == 1009  # too big
         assert expect_close(t.url, masked_frame(0x8, struct.pack("!H", 1004))) == 1002  # reserved close code
-        assert expect_close(t.url, masked_frame(0x8, struct.pack("!H", 999))) == 1002   # invalid close code
+        assert expect_close(t.url, masked_frame(0x8, struct.pack("!H", 999))) == 1002  # invalid close code
         assert expect_close(t.url, masked_frame(0x1, b"hi", mask=False)) == 1002  # unmasked client frame
-        assert expect_close(t.url, masked_frame(0x1, b"\xff\xfe")) == 1007        # text not UTF-8
-        assert expect_close(t.url, masked_frame(0x3, b"")) == 1002                # reserved opcode
+        assert expect_close(t.url, masked_frame(0x1, b"\xff\xfe")) == 1007  # text not UTF-8
+        assert expect_close(t.url, masked_frame(0x3, b"")) == 1002  # reserved opcode
         rss = []
         for _ in range(4):
             one_round(t.url, rng)

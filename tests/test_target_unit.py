@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
+from wsstorm.errors import UsageError
 from wsstorm.target.admin import authorized
 from wsstorm.target.control import options_to_argv
-from wsstorm.errors import UsageError
-from wsstorm.target.proxy import parse_hostport
 from wsstorm.target.metrics import LEDGER, MetricsBook, Tally, ledger_counts, remainder
+from wsstorm.target.proxy import parse_hostport
 from wsstorm.target.worker import refill, retry_reason
 
 
@@ -28,6 +29,7 @@ def test_refill_rate():
 
 def test_retry_reason_uses_the_contract_hint_format():
     from wsstorm.policies import hint_from_reason  # the reader on the client side
+
     assert retry_reason("overloaded", 2.5) == "overloaded; retry-after=2.5"
     assert hint_from_reason(retry_reason("overloaded", 2.5)) == 2.5
     assert retry_reason("overloaded", -1) == "overloaded"
@@ -43,7 +45,12 @@ def test_authorized_needs_exact_bearer_token():
 
 def test_options_to_argv():
     assert options_to_argv({"capacity": 10, "proxy_port": 0, "uvloop": True, "retry_hint": None, "x": False}) == [
-        "--capacity", "10", "--proxy-port", "0", "--uvloop"]
+        "--capacity",
+        "10",
+        "--proxy-port",
+        "0",
+        "--uvloop",
+    ]
 
 
 @pytest.mark.parametrize("text", ["nope", ":80", "host:", "host:99999", "host:-1"])
@@ -58,8 +65,16 @@ def test_parse_hostport():
 
 def test_metrics_book_totals_and_prometheus():
     book = MetricsBook(2)
-    tick = {"proc": 1, "accepted": 3, "rejected": {"1013": 2}, "closes_sent": {"1012": 4}, "connections": 7,
-            "queue_depth": 1, "rss_bytes": 10, "cpu_pct": 5.0}
+    tick = {
+        "proc": 1,
+        "accepted": 3,
+        "rejected": {"1013": 2},
+        "closes_sent": {"1012": 4},
+        "connections": 7,
+        "queue_depth": 1,
+        "rss_bytes": 10,
+        "cpu_pct": 5.0,
+    }
     book.tick(tick)
     book.tick({**tick, "accepted": 1})
     assert book.totals["accepted"] == 4
@@ -70,10 +85,19 @@ def test_metrics_book_totals_and_prometheus():
     assert 'wsstorm_serving{proc="1"} 0.0' in text
 
 
-COUNTABLE = [("accepted", None), ("messages", None), ("abnormal", None), ("rejected", "1013"),
-             ("rejected", "http_503"), ("closes_sent", "1012"), ("closes_sent", "1013"),
-             ("closes_sent", "1001"), ("closes_sent", "4000"), ("closes_received", "1000"),
-             ("bad_input", "bad_handshake")]
+COUNTABLE = [
+    ("accepted", None),
+    ("messages", None),
+    ("abnormal", None),
+    ("rejected", "1013"),
+    ("rejected", "http_503"),
+    ("closes_sent", "1012"),
+    ("closes_sent", "1013"),
+    ("closes_sent", "1001"),
+    ("closes_sent", "4000"),
+    ("closes_received", "1000"),
+    ("bad_input", "bad_handshake"),
+]
 
 
 @given(st.lists(st.one_of(st.sampled_from(COUNTABLE), st.just("tick")), max_size=200))
@@ -92,13 +116,13 @@ def test_ticks_plus_the_crash_remainder_are_every_count(steps):
         tally.add(group, key)
         name = group if key is None else f"{group}.{key}"
         made[name] = made.get(name, 0) + 1
-    assert ledger[:len(LEDGER)] == [0] * len(LEDGER)  # the other process's slots are untouched
-    left = remainder(ledger[len(LEDGER):], reported)
+    assert ledger[: len(LEDGER)] == [0] * len(LEDGER)  # the other process's slots are untouched
+    left = remainder(ledger[len(LEDGER) :], reported)
     total = dict(reported)
     for name, v in ledger_counts(left or {}).items():
         total[name] = total.get(name, 0) + v
     assert total == {k: v for k, v in made.items() if k in LEDGER}
-    assert remainder(ledger[len(LEDGER):], total) is None  # settling twice writes nothing
+    assert remainder(ledger[len(LEDGER) :], total) is None  # settling twice writes nothing
 
 
 # --- the cost model -------------------------------------------------------------------------
@@ -145,8 +169,18 @@ def test_cpu_lists_round_trip(cpus):
     assert parse_cpus(text, available=64) == tuple(sorted(cpus))
 
 
-@pytest.mark.parametrize("text, needle", [("", "CPU list"), ("a", "CPU list"), ("1-", "CPU list"), ("-1", "CPU list"),
-                                          ("3-1", "backwards"), ("2", "does not exist"), ("0,1,9", "CPU 9 does not exist")])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("", "CPU list"),
+        ("a", "CPU list"),
+        ("1-", "CPU list"),
+        ("-1", "CPU list"),
+        ("3-1", "backwards"),
+        ("2", "does not exist"),
+        ("0,1,9", "CPU 9 does not exist"),
+    ],
+)
 def test_bad_cpu_lists_are_one_line(text, needle):
     with pytest.raises(UsageError, match=needle):
         parse_cpus(text, available=2)
@@ -159,12 +193,20 @@ def test_percentile_nearest_rank():
     assert percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
 
 
-COST_STEPS = [("attempts", None), ("goodput", None), ("abandoned", None), ("store_calls", None),
-              ("ms", "wasted_ms"), ("ms", "work_ms")]
+COST_STEPS = [
+    ("attempts", None),
+    ("goodput", None),
+    ("abandoned", None),
+    ("store_calls", None),
+    ("ms", "wasted_ms"),
+    ("ms", "work_ms"),
+]
 
 
-@given(st.lists(st.one_of(st.sampled_from(COST_STEPS), st.just("tick")), max_size=150),
-       st.lists(st.floats(0, 500, allow_nan=False), min_size=1, max_size=20))
+@given(
+    st.lists(st.one_of(st.sampled_from(COST_STEPS), st.just("tick")), max_size=150),
+    st.lists(st.floats(0, 500, allow_nan=False), min_size=1, max_size=20),
+)
 def test_cost_counts_and_cpu_ms_survive_a_crash_exactly(steps, amounts):
     """The new tick counts, CPU milliseconds included, are never lost or counted twice across a crash."""
     ledger = [0] * len(LEDGER)
@@ -187,3 +229,28 @@ def test_cost_counts_and_cpu_ms_survive_a_crash_exactly(steps, amounts):
     for name, v in ledger_counts(left or {}).items():
         got[name] = got.get(name, 0) + v
     assert {k: v for k, v in got.items() if v} == {k: v for k, v in made.items() if v}
+
+
+def test_peer_closed_sees_an_unread_fin_without_consuming_data():
+    import socket as _socket
+
+    from wsstorm.target.netio import peer_closed
+
+    class _Transport:
+        def __init__(self, sock):
+            self.sock = sock
+
+        def get_extra_info(self, name):
+            return self.sock if name == "socket" else None
+
+    a, b = _socket.socketpair()
+    try:
+        assert not peer_closed(_Transport(a))  # nothing to read: the peer is there
+        b.sendall(b"x")
+        assert not peer_closed(_Transport(a))  # data waiting: still there
+        b.close()
+        assert a.recv(1) == b"x"  # the peek consumed nothing
+        assert peer_closed(_Transport(a))  # only the FIN is left: gone
+        assert not peer_closed(None) and not peer_closed(_Transport(None))
+    finally:
+        a.close()

@@ -8,6 +8,7 @@ user's own server and are plain HTTP requests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,9 +17,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from wsstorm.errors import UsageError
 from wsstorm.run.scenario import TARGET_ACTIONS, Fault, Scenario
@@ -64,8 +66,11 @@ def admin_endpoint(control: Any) -> tuple[str, str] | None:
     if isinstance(control, (tuple, list)) and len(control) == 2:
         return str(control[0]).rstrip("/"), str(control[1])
     # TargetProcess: .admin_url (str) and .admin (an AdminClient); AdminClient: .url and .token
-    for candidate in (getattr(control, "admin_url", None), getattr(control, "admin", None),
-                      getattr(control, "url", None)):
+    for candidate in (
+        getattr(control, "admin_url", None),
+        getattr(control, "admin", None),
+        getattr(control, "url", None),
+    ):
         if candidate is not None and not isinstance(candidate, str):
             candidate = getattr(candidate, "url", None)
         if isinstance(candidate, str) and candidate.startswith("http"):
@@ -80,8 +85,13 @@ def admin_endpoint(control: Any) -> tuple[str, str] | None:
 def call_target(client: AdminClient, action: str, params: dict[str, Any]) -> dict[str, Any]:
     """Apply one scenario target action through the admin client; returns the server's JSON answer."""
     if action == "restart":
-        return client.restart(params.get("mode", "all"), params.get("down", 0.0), params.get("batch"),
-                              params.get("interval"), params.get("proc"))
+        return client.restart(
+            params.get("mode", "all"),
+            params.get("down", 0.0),
+            params.get("batch"),
+            params.get("interval"),
+            params.get("proc"),
+        )
     if action == "crash":
         return client.crash(params.get("down", 0))
     if action == "latency":
@@ -117,8 +127,14 @@ def _http(url: str, method: str, headers: dict[str, str], body: bytes | None, ti
 class Schedule:
     """A running fault schedule: a thread that fires each Firing at t0 + offset."""
 
-    def __init__(self, firings: list[Firing], admin: tuple[str, str] | None, run_dir: Path, t0: float,
-                 on_fire: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(
+        self,
+        firings: list[Firing],
+        admin: tuple[str, str] | None,
+        run_dir: Path,
+        t0: float,
+        on_fire: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.firings = firings
         self.admin = admin
         self.run_dir = Path(run_dir)
@@ -131,7 +147,7 @@ class Schedule:
         self._workers: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._loop, name="wsstorm-faults", daemon=True)
 
-    def start(self) -> "Schedule":
+    def start(self) -> Schedule:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._thread.start()
         return self
@@ -161,25 +177,33 @@ class Schedule:
         params = {k: v for k, v in firing.params.items() if k != "headers"}
         if firing.auto:
             params["auto"] = True
-        record = {"v": 1, "t": t, "fault": firing.action, "params": params, "ok": ok, "detail": detail,
-                  "at": firing.offset, "scheduled_t": due, "late_ms": round((t - due) * 1000, 1),
-                  "index": firing.index}
+        record = {
+            "v": 1,
+            "t": t,
+            "fault": firing.action,
+            "params": params,
+            "ok": ok,
+            "detail": detail,
+            "at": firing.offset,
+            "scheduled_t": due,
+            "late_ms": round((t - due) * 1000, 1),
+            "index": firing.index,
+        }
         with self._lock:
             self.records.append(record)
             with open(self.run_dir / FAULTS_FILE, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
         if self.on_fire is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.on_fire(record)
-            except Exception:
-                pass
 
     def _do(self, firing: Firing) -> tuple[bool, str]:
         p = firing.params
         if firing.action == "http":
             body = p["body"].encode("utf-8") if "body" in p else None
-            return _http(p["url"], p.get("method", "POST"), dict(p.get("headers", {})), body,
-                         float(p.get("timeout", 10.0)))
+            return _http(
+                p["url"], p.get("method", "POST"), dict(p.get("headers", {})), body, float(p.get("timeout", 10.0))
+            )
         if firing.action == "shell":
             return self._shell(p["command"], float(p.get("timeout", 30.0)), firing)
         if firing.action in TARGET_ACTIONS:
@@ -197,8 +221,15 @@ class Schedule:
     def _shell(self, command: str, timeout: float, firing: Firing) -> tuple[bool, str]:
         env = dict(os.environ, WSSTORM_RUN_DIR=str(self.run_dir), WSSTORM_FAULT_AT=f"{firing.offset:g}")
         # own process group, so a timeout or stop() kills the whole command tree
-        proc = subprocess.Popen(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            command,
+            shell=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         with self._lock:
             self._shells.add(proc)
         try:
@@ -237,14 +268,17 @@ class Schedule:
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
-def start_schedule(scenario: Scenario, control: Any, run_dir: str | os.PathLike, t0: float,
-                   on_fire: Callable[[dict[str, Any]], None] | None = None) -> Schedule:
+def start_schedule(
+    scenario: Scenario,
+    control: Any,
+    run_dir: str | os.PathLike,
+    t0: float,
+    on_fire: Callable[[dict[str, Any]], None] | None = None,
+) -> Schedule:
     """Start firing ``scenario``'s faults at ``t0`` + their offsets (t0: epoch seconds, the run's start).
 
     ``control``: a TargetProcess (``.admin``/``.token``), an AdminClient (``.url``/``.token``),

@@ -38,9 +38,22 @@ FAULT_KEYS: dict[str, tuple[str, ...]] = {
     "shell": ("command", "timeout"),
 }
 _TOP_KEYS = ("name", "description", "duration", "users", "spawn_rate", "target", "client", "faults")
-_TARGET_KEYS = ("capacity", "handshake_rate", "handshake_cost_ms", "overload", "workers", "proxy",
-                "tls", "attempt_cost_ms", "session_cost_ms", "store_concurrency", "store_ms",
-                "handshake_timeout", "cpus", "session_max_s")
+_TARGET_KEYS = (
+    "capacity",
+    "handshake_rate",
+    "handshake_cost_ms",
+    "overload",
+    "workers",
+    "proxy",
+    "tls",
+    "attempt_cost_ms",
+    "session_cost_ms",
+    "store_concurrency",
+    "store_ms",
+    "handshake_timeout",
+    "cpus",
+    "session_max_s",
+)
 _CLIENT_KEYS = ("message_rate", "ping_interval", "pong_timeout", "connect_timeout")
 
 
@@ -72,9 +85,14 @@ class Target:
 
     def serve_options(self) -> dict[str, Any]:
         """The `wsstorm serve` options for this shape (control.start_target keywords); defaults left out."""
-        out: dict[str, Any] = {"capacity": self.capacity, "handshake_rate": self.handshake_rate,
-                               "handshake_cost_ms": self.handshake_cost_ms, "overload": self.overload,
-                               "workers": self.workers, "handshake_timeout": self.handshake_timeout}
+        out: dict[str, Any] = {
+            "capacity": self.capacity,
+            "handshake_rate": self.handshake_rate,
+            "handshake_cost_ms": self.handshake_cost_ms,
+            "overload": self.overload,
+            "workers": self.workers,
+            "handshake_timeout": self.handshake_timeout,
+        }
         if self.proxy:
             out["proxy_port"] = 0
         if self.tls:
@@ -186,9 +204,7 @@ def resolve(name_or_path: str) -> Path:
     candidate = SHIPPED_DIR / f"{text}.toml"
     if candidate.is_file():
         return candidate
-    raise UsageError(
-        f"unknown scenario {text!r}; shipped: {', '.join(shipped())}; or give a path to a .toml file"
-    )
+    raise UsageError(f"unknown scenario {text!r}; shipped: {', '.join(shipped())}; or give a path to a .toml file")
 
 
 def load(name_or_path: str) -> Scenario:
@@ -218,7 +234,8 @@ class _Checker:
         unknown = [k for k in data if k not in allowed]
         if unknown:
             raise self.error(
-                f"unknown key {unknown[0]!r}" + (f" in {where}" if where else "")
+                f"unknown key {unknown[0]!r}"
+                + (f" in {where}" if where else "")
                 + f" (allowed: {', '.join(allowed) or 'none'})"
             )
 
@@ -228,8 +245,9 @@ class _Checker:
     def _name(self, key: str) -> str:
         return f"{self.where}.{key}" if self.where else key
 
-    def number(self, key: str, default: Any, *, minimum: float = 0.0, strict: bool = False,
-               integer: bool = False) -> Any:
+    def number(
+        self, key: str, default: Any, *, minimum: float = 0.0, strict: bool = False, integer: bool = False
+    ) -> Any:
         if key not in self.data:
             return default
         value = self.data[key]
@@ -296,7 +314,9 @@ def _fault(source: str, i: int, raw: Any, duration: float, target: Target) -> Fa
         if "proc" in raw:
             proc = c.number("proc", None, integer=True)
             if proc >= target.workers:
-                raise c.error(f"{where}.proc = {proc} but the target has {target.workers} worker(s) (proc counts from 0)")
+                raise c.error(
+                    f"{where}.proc = {proc} but the target has {target.workers} worker(s) (proc counts from 0)"
+                )
             params["proc"] = proc
     elif action == "crash":
         params["down"] = c.number("down", 0.0)
@@ -402,12 +422,22 @@ def from_dict(data: dict[str, Any], source: str = "<scenario>", default_name: st
     faults = tuple(
         sorted((_fault(source, i, f, duration, target) for i, f in enumerate(raw_faults)), key=lambda f: f.at)
     )
-    return Scenario(name=name, description=description, duration=duration, users=users,
-                    spawn_rate=spawn_rate, target=target, client=client, faults=faults, source=source)
+    return Scenario(
+        name=name,
+        description=description,
+        duration=duration,
+        users=users,
+        spawn_rate=spawn_rate,
+        target=target,
+        client=client,
+        faults=faults,
+        source=source,
+    )
 
 
-def with_overrides(sc: Scenario, *, users: int | None = None, duration: float | None = None,
-                   spawn_rate: float | None = None) -> Scenario:
+def with_overrides(
+    sc: Scenario, *, users: int | None = None, duration: float | None = None, spawn_rate: float | None = None
+) -> Scenario:
     """The scenario resized: a new duration scales the fault times (at, every) to keep the schedule's shape.
 
     Outage lengths (down, partition duration) are kept, since they are what the clients must ride out.

@@ -6,15 +6,24 @@ import asyncio
 import hmac
 import json
 import secrets
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 # A handler gets the JSON body (a dict) and returns (status, payload); payload is
 # JSON-encoded unless it is a (content_type, text) tuple.
 Handler = Callable[[dict], Awaitable[tuple[int, Any]]]
 
 MAX_BODY = 64 * 1024
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-           405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+}
 
 
 def new_token() -> str:
@@ -34,8 +43,9 @@ class BadRequest(Exception):
     """A client error in an admin call: answered with 400 and the message."""
 
 
-def body_number(body: dict, key: str, default: float | None = None, *, minimum: float = 0.0,
-                integer: bool = False) -> float | int | None:
+def body_number(
+    body: dict, key: str, default: float | None = None, *, minimum: float = 0.0, integer: bool = False
+) -> float | int | None:
     """Read a number from an admin JSON body, raising BadRequest when it is of the wrong type/range."""
     if key not in body or body[key] is None:
         return default
@@ -71,15 +81,17 @@ class AdminServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             status, payload = await asyncio.wait_for(self._handle(reader), 10)
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError):
             status, payload = 400, {"error": "bad request"}
         if isinstance(payload, tuple):
             ctype, text = payload
             data = text.encode() if isinstance(text, str) else text
         else:
             ctype, data = "application/json", json.dumps(payload).encode()
-        head = (f"HTTP/1.1 {status} {REASONS.get(status, 'OK')}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(data)}\r\nConnection: close\r\n")
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'OK')}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\n"
+        )
         if status == 401:
             head += 'WWW-Authenticate: Bearer realm="wsstorm"\r\n'
         try:

@@ -6,6 +6,7 @@ Imported inside Locust processes under gevent, so it uses only the standard libr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -41,9 +42,12 @@ class AdminClient:
     def call(self, method: str, path: str, body: dict | None = None, *, raw: bool = False) -> Any:
         """One request; returns the decoded JSON (or text when raw); AdminError on a non-2xx answer."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Authorization": f"Bearer {self.token}",
-                                              "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 text = resp.read().decode("utf-8", "replace")
@@ -63,8 +67,14 @@ class AdminClient:
         """Prometheus text."""
         return self.call("GET", "/metrics", raw=True)
 
-    def restart(self, mode: str = "all", down: float = 3.0, batch: int | None = None,
-                interval: float | None = None, proc: int | None = None) -> dict:
+    def restart(
+        self,
+        mode: str = "all",
+        down: float = 3.0,
+        batch: int | None = None,
+        interval: float | None = None,
+        proc: int | None = None,
+    ) -> dict:
         body: dict[str, Any] = {"mode": mode, "down": down}
         for key, value in (("batch", batch), ("interval", interval), ("proc", proc)):
             if value is not None:
@@ -78,8 +88,9 @@ class AdminClient:
         return self.call("POST", "/crash", body)
 
     def set_capacity(self, capacity: int | None = None, handshake_rate: float | None = None, **extra: Any) -> dict:
-        body = {k: v for k, v in {"capacity": capacity, "handshake_rate": handshake_rate, **extra}.items()
-                if v is not None}
+        body = {
+            k: v for k, v in {"capacity": capacity, "handshake_rate": handshake_rate, **extra}.items() if v is not None
+        }
         return self.call("POST", "/capacity", body)
 
     def set_overload(self, mode: str, retry_hint: float | None = None) -> dict:
@@ -117,10 +128,16 @@ class _Child:
 
     def __init__(self, argv: list[str], timeout: float, env: dict | None = None) -> None:
         self.argv = argv
-        self.stderr_file = tempfile.TemporaryFile()
+        self.stderr_file = tempfile.TemporaryFile()  # noqa: SIM115 (open for the child's life; stop() closes it)
         self._stopped = False
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr_file,
-                                     start_new_session=True, env=env)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr_file,
+            start_new_session=True,
+            env=env,
+        )
         try:
             self.ready = self._read_ready(timeout)
         except BaseException:
@@ -149,8 +166,10 @@ class _Child:
         while b"\n" not in buf:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"{' '.join(self.argv[2:4])}: no ready line within {timeout:g} s; "
-                                   f"stderr: {self.stderr_text()[-500:]!r}")
+                raise TimeoutError(
+                    f"{' '.join(self.argv[2:4])}: no ready line within {timeout:g} s; "
+                    f"stderr: {self.stderr_text()[-500:]!r}"
+                )
             readable, _, _ = select.select([fd], [], [], min(left, 0.5))
             if readable:
                 chunk = os.read(fd, 4096)
@@ -184,14 +203,10 @@ class _Child:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # leftovers: workers, resource tracker
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(2)
-        except subprocess.TimeoutExpired:
-            pass
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self.stderr_file.close()
@@ -234,6 +249,15 @@ def start_proxy(listen: str = "127.0.0.1:0", upstream: str = "", timeout: float 
     """Spawn `python -m wsstorm proxy --listen LISTEN --upstream UPSTREAM`; wait until ready."""
     if not upstream:
         raise UsageError("start_proxy needs upstream='HOST:PORT'")
-    argv = [sys.executable, "-m", "wsstorm", "proxy", "--listen", listen, "--upstream", upstream,
-            *options_to_argv(options)]
+    argv = [
+        sys.executable,
+        "-m",
+        "wsstorm",
+        "proxy",
+        "--listen",
+        listen,
+        "--upstream",
+        upstream,
+        *options_to_argv(options),
+    ]
     return ProxyProcess(argv, timeout)

@@ -91,5 +91,6 @@ def account(cost: AttemptCost, outcome: str) -> Accounted:
         wasted = cost.pre_ms
     else:
         wasted = total
-    return Accounted(work_ms=total, wasted_ms=wasted, goodput=int(outcome == GOODPUT),
-                     abandoned=int(outcome == ABANDONED))
+    return Accounted(
+        work_ms=total, wasted_ms=wasted, goodput=int(outcome == GOODPUT), abandoned=int(outcome == ABANDONED)
+    )

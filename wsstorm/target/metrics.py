@@ -16,18 +16,36 @@ EMPTY_BAD = {"bad_handshake": 0, "aborted_handshake": 0, "bad_tls": 0}
 # The counts a serving process also keeps as running totals in shared memory: what it counted
 # after its last tick then survives a SIGKILL (a crash), and the supervisor writes that remainder.
 # Keys outside this list (rare close codes) are counted per tick only.
-LEDGER = ("accepted", "abnormal", "messages", "attempts", "goodput", "abandoned", "store_calls",
-          "wasted_ms", "work_ms",
-          *(f"rejected.{k}" for k in EMPTY_REJECTED),
-          *(f"closes_sent.{c}" for c in ("1000", "1001", "1002", "1007", "1008", "1009", "1011", "1012", "1013")),
-          *(f"closes_received.{c}" for c in ("1000", "1001")),
-          *(f"bad_input.{k}" for k in EMPTY_BAD))
+LEDGER = (
+    "accepted",
+    "abnormal",
+    "messages",
+    "attempts",
+    "goodput",
+    "abandoned",
+    "store_calls",
+    "wasted_ms",
+    "work_ms",
+    *(f"rejected.{k}" for k in EMPTY_REJECTED),
+    *(f"closes_sent.{c}" for c in ("1000", "1001", "1002", "1007", "1008", "1009", "1011", "1012", "1013")),
+    *(f"closes_received.{c}" for c in ("1000", "1001")),
+    *(f"bad_input.{k}" for k in EMPTY_BAD),
+)
 # CPU-ms fields: the ledger (integers) keeps them in microseconds, ticks carry milliseconds.
 MS_FIELDS = ("wasted_ms", "work_ms")
 _MS_SCALE = 1000
 _SLOT = {name: i for i, name in enumerate(LEDGER)}
 _GROUPS = ("rejected", "closes_sent", "closes_received", "bad_input")
 _SCALARS = ("attempts", "goodput", "abandoned", "store_calls", "wasted_ms", "work_ms")
+# (totals key, metric, help) for the cost model's counters; CPU ms are exported as seconds
+_COST_COUNTERS = (
+    ("attempts", "wsstorm_attempts", "Connect attempts accepted by TCP"),
+    ("goodput", "wsstorm_goodput", "Admissions that became held connections"),
+    ("abandoned", "wsstorm_abandoned", "Handshakes finished after the client had left"),
+    ("store_calls", "wsstorm_store_calls", "Lookups in the dependency store"),
+    ("wasted_ms", "wsstorm_wasted_cpu_seconds", "CPU spent on attempts that could not succeed"),
+    ("work_ms", "wsstorm_attempt_cpu_seconds", "CPU spent on all attempts (the cost model)"),
+)
 
 # (metric, help, label, key in the totals) for the counters broken down by one label
 _LABELLED_COUNTERS = (
@@ -47,9 +65,21 @@ def add_counts(total: dict[str, int], delta: dict[str, int]) -> None:
 
 def empty_counts() -> dict[str, Any]:
     """The count fields of a tick, all zero."""
-    return {"accepted": 0, "abnormal": 0, "messages": 0, "attempts": 0, "goodput": 0, "abandoned": 0,
-            "store_calls": 0, "wasted_ms": 0, "work_ms": 0, "rejected": dict(EMPTY_REJECTED),
-            "closes_sent": dict(EMPTY_CLOSES), "closes_received": {}, "bad_input": dict(EMPTY_BAD)}
+    return {
+        "accepted": 0,
+        "abnormal": 0,
+        "messages": 0,
+        "attempts": 0,
+        "goodput": 0,
+        "abandoned": 0,
+        "store_calls": 0,
+        "wasted_ms": 0,
+        "work_ms": 0,
+        "rejected": dict(EMPTY_REJECTED),
+        "closes_sent": dict(EMPTY_CLOSES),
+        "closes_received": {},
+        "bad_input": dict(EMPTY_BAD),
+    }
 
 
 class Tally:
@@ -108,7 +138,7 @@ def ledger_counts(tick: dict) -> dict[str, int]:
 def remainder(totals: list[int], reported: dict[str, int]) -> dict[str, Any] | None:
     """A process's counts after its last tick: ledger `totals` minus what its ticks `reported`; None if none."""
     counts, any_left = empty_counts(), False
-    for name, total in zip(LEDGER, totals):
+    for name, total in zip(LEDGER, totals, strict=False):
         left = int(total) - reported.get(name, 0)
         if left <= 0:
             continue
@@ -128,9 +158,17 @@ class MetricsBook:
 
     def __init__(self, procs: int) -> None:
         self.last: list[dict | None] = [None] * procs
-        self.totals: dict[str, Any] = {"accepted": 0, "rejected": dict(EMPTY_REJECTED), "closes_sent": dict(EMPTY_CLOSES),
-                                       "closes_received": {}, "abnormal": 0, "bad_input": {}, "messages": 0,
-                                       "faults": {}, **{k: 0 for k in _SCALARS}}
+        self.totals: dict[str, Any] = {
+            "accepted": 0,
+            "rejected": dict(EMPTY_REJECTED),
+            "closes_sent": dict(EMPTY_CLOSES),
+            "closes_received": {},
+            "abnormal": 0,
+            "bad_input": {},
+            "messages": 0,
+            "faults": {},
+            **{k: 0 for k in _SCALARS},
+        }
 
     def tick(self, tick: dict) -> None:
         """Fold one worker tick (deltas) into the totals."""
@@ -153,10 +191,22 @@ class MetricsBook:
 
     def down_tick(self, proc: int, capacity: int, rate: float) -> dict:
         """The tick line of a process that is not running (crashed, waiting to be brought back)."""
-        return {"v": 1, "type": "tick", "t": round(time.time(), 3), "proc": proc, "state": "down",
-                "connections": 0, "capacity": capacity, "handshake_rate": rate, "accepted": 0,
-                "rejected": dict(EMPTY_REJECTED), "closes_sent": dict(EMPTY_CLOSES), "queue_depth": 0,
-                "cpu_pct": 0.0, "rss_bytes": 0}
+        return {
+            "v": 1,
+            "type": "tick",
+            "t": round(time.time(), 3),
+            "proc": proc,
+            "state": "down",
+            "connections": 0,
+            "capacity": capacity,
+            "handshake_rate": rate,
+            "accepted": 0,
+            "rejected": dict(EMPTY_REJECTED),
+            "closes_sent": dict(EMPTY_CLOSES),
+            "queue_depth": 0,
+            "cpu_pct": 0.0,
+            "rss_bytes": 0,
+        }
 
     def totals_dict(self) -> dict:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.totals.items()}
@@ -179,11 +229,19 @@ class MetricsBook:
                 c = CounterMetricFamily("wsstorm_abnormal_closes", "Connections that ended without a Close frame")
                 c.add_metric([], t["abnormal"])
                 yield c
+                for key, name, help_text in _COST_COUNTERS:
+                    c = CounterMetricFamily(name, help_text)
+                    c.add_metric([], t[key] / 1000.0 if key in MS_FIELDS else t[key])
+                    yield c
                 g = GaugeMetricFamily("wsstorm_connections", "Open connections, by serving process", labels=["proc"])
-                q = GaugeMetricFamily("wsstorm_queue_depth", "Handshakes in progress, by serving process", labels=["proc"])
+                q = GaugeMetricFamily(
+                    "wsstorm_queue_depth", "Handshakes in progress, by serving process", labels=["proc"]
+                )
                 r = GaugeMetricFamily("wsstorm_rss_bytes", "Resident memory, by serving process", labels=["proc"])
                 cpu = GaugeMetricFamily("wsstorm_cpu_percent", "CPU percent, by serving process", labels=["proc"])
-                up = GaugeMetricFamily("wsstorm_serving", "1 when the process serves, 0 restarting/down", labels=["proc"])
+                up = GaugeMetricFamily(
+                    "wsstorm_serving", "1 when the process serves, 0 restarting/down", labels=["proc"]
+                )
                 for i, last in enumerate(book.last):
                     label = [str(i)]
                     up.add_metric(label, 1.0 if states[i] == "serving" else 0.0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import _socket
 import asyncio
+import contextlib
 import errno
 import os
 import socket
@@ -14,10 +16,8 @@ def linger_rst(transport: asyncio.BaseTransport | Any) -> None:
     """Close a transport with RST instead of FIN (SO_LINGER on, timeout 0), as a refusing server or a cut wire does."""
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
     transport.abort()
 
 
@@ -28,7 +28,8 @@ def peer_closed(transport: asyncio.BaseTransport | Any) -> bool:
     if raw is None:
         return False
     try:
-        probe = socket.socket(fileno=os.dup(raw.fileno()))
+        # the C socket type: a cooperative (gevent) socket would wait on MSG_DONTWAIT instead of answering
+        probe = _socket.socket(fileno=os.dup(raw.fileno()))
     except OSError:
         return False
     try:

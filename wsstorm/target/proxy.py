@@ -8,8 +8,8 @@ import json
 import signal
 import time
 
-from wsstorm.target.admin import AdminServer, BadRequest, body_number, new_token
 from wsstorm.errors import UsageError
+from wsstorm.target.admin import AdminServer, BadRequest, body_number, new_token
 from wsstorm.target.netio import linger_rst
 
 CHUNK = 65536
@@ -26,7 +26,7 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
 class _Pipe:
     """One proxied TCP connection: two pumps, each gated by the proxy's partition state."""
 
-    def __init__(self, proxy: "FaultProxy", c_reader, c_writer) -> None:
+    def __init__(self, proxy: FaultProxy, c_reader, c_writer) -> None:
         self.proxy = proxy
         self.c_reader, self.c_writer = c_reader, c_writer
         self.u_writer: asyncio.StreamWriter | None = None
@@ -41,8 +41,11 @@ class _Pipe:
             linger_rst(self.c_writer.transport)  # upstream down: the client sees a reset
             proxy.counts["upstream_errors"] += 1
             return
-        await asyncio.gather(self._pump(self.c_reader, self.u_writer, "up"),
-                             self._pump(u_reader, self.c_writer, "down"), return_exceptions=True)
+        await asyncio.gather(
+            self._pump(self.c_reader, self.u_writer, "up"),
+            self._pump(u_reader, self.c_writer, "down"),
+            return_exceptions=True,
+        )
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str) -> None:
         proxy = self.proxy
@@ -142,8 +145,14 @@ class FaultProxy:
         self.latency_s = ms / 1000.0
 
     def status(self) -> dict:
-        return {"mode": self.mode, "latency_ms": self.latency_s * 1000.0, "connections": len(self.pipes),
-                "listen_port": self.port, "upstream": f"{self.upstream[0]}:{self.upstream[1]}", **self.counts}
+        return {
+            "mode": self.mode,
+            "latency_ms": self.latency_s * 1000.0,
+            "connections": len(self.pipes),
+            "listen_port": self.port,
+            "upstream": f"{self.upstream[0]}:{self.upstream[1]}",
+            **self.counts,
+        }
 
     def routes(self) -> dict:
         """Admin routes for this proxy (shared by `wsstorm proxy` and `wsstorm serve --proxy-port`)."""
@@ -169,8 +178,13 @@ class FaultProxy:
         async def status(body: dict):
             return 200, self.status()
 
-        return {("POST", "/partition"): partition, ("POST", "/heal"): heal, ("POST", "/reset"): reset,
-                ("POST", "/latency"): latency, ("GET", "/status"): status}
+        return {
+            ("POST", "/partition"): partition,
+            ("POST", "/heal"): heal,
+            ("POST", "/reset"): reset,
+            ("POST", "/latency"): latency,
+            ("GET", "/status"): status,
+        }
 
 
 def configure(name: str, parser: argparse.ArgumentParser) -> None:
@@ -202,8 +216,18 @@ async def _main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    print(json.dumps({"ready": True, "url": f"ws://{listen[0]}:{port}", "admin": f"http://127.0.0.1:{aport}",
-                      "token": token, "t": time.time()}), flush=True)
+    print(
+        json.dumps(
+            {
+                "ready": True,
+                "url": f"ws://{listen[0]}:{port}",
+                "admin": f"http://127.0.0.1:{aport}",
+                "token": token,
+                "t": time.time(),
+            }
+        ),
+        flush=True,
+    )
     await stop.wait()
     admin.close()
     proxy.reset()
@@ -213,4 +237,3 @@ def command(name: str, args: argparse.Namespace) -> int:
     """Run the proxy until SIGTERM/SIGINT."""
     asyncio.run(_main(args))
     return 0
-

@@ -83,10 +83,18 @@ class Store:
     def tick(self) -> dict[str, Any]:
         """This second's store line (StoreTick); the counts start again from zero."""
         waits, self.waits = self.waits, []
-        out = {"v": 1, "type": "store", "t": round(time.time(), 3), "calls": self.calls,
-               "queue_depth": self.queue.qsize(), "busy": self.busy, "concurrency": self.concurrency,
-               "wait_ms_p50": round(percentile(waits, 0.5), 3), "wait_ms_p99": round(percentile(waits, 0.99), 3),
-               "cpu_ms": round(self.cpu_ms, 3)}
+        out = {
+            "v": 1,
+            "type": "store",
+            "t": round(time.time(), 3),
+            "calls": self.calls,
+            "queue_depth": self.queue.qsize(),
+            "busy": self.busy,
+            "concurrency": self.concurrency,
+            "wait_ms_p50": round(percentile(waits, 0.5), 3),
+            "wait_ms_p99": round(percentile(waits, 0.99), 3),
+            "cpu_ms": round(self.cpu_ms, 3),
+        }
         self.calls, self.cpu_ms = 0, 0.0
         return out
 

@@ -1,139 +1,39 @@
-"""`wsstorm serve`: the embedded target server — a supervisor (admin API, metrics, restarts) over N serving processes."""
+"""`wsstorm serve`: the embedded target — a supervisor (admin API, metrics, restarts) over N serving processes.
+
+It also owns the dependency store process and the TLS certificate; its options live in wsstorm.target.options.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing as mp
 import os
 import signal
-import socket
 import sys
 import time
 from typing import Any, TextIO
 
 from wsstorm.errors import UsageError
-from wsstorm.runfolder import names
 from wsstorm.target.admin import AdminServer, BadRequest, body_number, new_token
 from wsstorm.target.metrics import LEDGER, MetricsBook, ledger_counts, remainder
-from wsstorm.target.settings import OVERLOAD_MODES, check_cost, cpus_text, parse_cpus, pin_self
+from wsstorm.target.options import configure, reserve_port, validate  # noqa: F401 (configure: the CLI looks here)
+from wsstorm.target.settings import OVERLOAD_MODES, cpus_text, pin_self
 from wsstorm.target.store import store_main
-from wsstorm.target.worker import (CFG_ATTEMPT, CFG_BURST, CFG_CAPACITY, CFG_COST, CFG_HINT, CFG_MODE, CFG_RATE,
-                                  CFG_SESSION, CFG_SIZE, worker_main)
-
-
-def configure(name: str, parser: argparse.ArgumentParser) -> None:
-    """Options of `wsstorm serve`."""
-    a = parser.add_argument
-    a("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-    a("--port", type=int, default=0, help="WebSocket port (0: ephemeral; printed in the ready line)")
-    a("--capacity", type=int, default=1000, help="max concurrent connections (all workers together)")
-    a("--handshake-rate", type=float, default=0.0,
-      help="token bucket in front: handshakes admitted per second (default 0: no bucket, as without a limiter)")
-    a("--handshake-burst", type=float, default=None, help="token bucket size (default: rate/10, at least 1)")
-    a("--handshake-cost-ms", type=float, default=1.0, help="CPU ms per admitted handshake (adds to --session-cost-ms)")
-    a("--attempt-cost-ms", type=float, default=0.0,
-      help="CPU ms every attempt pays before the admission decision, admitted or not (authentication)")
-    a("--session-cost-ms", type=float, default=0.0, help="CPU ms per admitted attempt (session setup)")
-    a("--store-concurrency", type=int, default=0,
-      help="start the dependency store with this many slots; each handshake makes one lookup (0: no store)")
-    a("--store-ms", type=float, default=0.0, help="CPU ms the store works on each lookup, holding its slot")
-    a("--tls", action="store_true", help="serve wss:// with a certificate made at start (RSA-2048)")
-    a("--ca-out", default=None, help=f"where --tls writes its CA certificate (default: {names.CA_FILE} "
-                                      "beside --metrics-out)")
-    a("--cpus", default=None, help="pin the target's processes to these CPUs, e.g. 1 or 0-1")
-    a("--session-max-s", type=float, default=0.0,
-      help="close each held connection with 1001 after U(0.5, 1.5) x this many s (0: never; steady churn)")
-    a("--overload", default="close", help="how it refuses when full: close (1013) | http (503) | refuse (TCP)")
-    a("--retry-hint", type=float, default=None, help="seconds: put retry-after=<s> in the 1013 reason / Retry-After")
-    a("--workers", type=int, default=1, help="serving processes on one port (SO_REUSEPORT)")
-    a("--admin-port", type=int, default=0, help="admin API port on 127.0.0.1 (0: ephemeral)")
-    a("--admin-token", default=None, help="admin Bearer token (default: generated, printed in the ready line)")
-    a("--metrics-out", default=None, help="append per-second tick lines (server.jsonl) to this file")
-    a("--proxy-port", type=int, default=None, help="start the fault proxy in front on this port (0: ephemeral)")
-    a("--max-size", type=int, default=1 << 20, help="max message size in bytes (bigger: close 1009)")
-    a("--handshake-timeout", "--open-timeout", dest="open_timeout", type=float, default=10.0,
-      help="seconds a handshake (TLS, then WebSocket) may take before the server drops it (counted as shed)")
-    a("--close-timeout", type=float, default=5.0, help="seconds to wait for the client's Close answer")
-    a("--restart-down", type=float, default=3.0, help="seconds refusing after SIGHUP's restart")
-    a("--backlog", type=int, default=4096, help="listen backlog per serving process")
-    a("--uvloop", action="store_true", help="use uvloop in the serving processes (needs uvloop installed)")
-    a("--exit-with-parent", action="store_true",
-      help="stop when the process that started it dies (no orphaned servers after a killed load run)")
-
-
-def validate(args: argparse.Namespace) -> None:
-    """Raise UsageError for any option out of range (one line each)."""
-    if args.capacity <= 0:
-        raise UsageError(f"--capacity must be a positive integer, got {args.capacity}")
-    if not args.handshake_rate >= 0:
-        raise UsageError(f"--handshake-rate must be >= 0 (0: no bucket), got {args.handshake_rate:g}")
-    if args.handshake_burst is not None and not args.handshake_burst >= 1:
-        raise UsageError(f"--handshake-burst must be >= 1, got {args.handshake_burst:g}")
-    for name in ("handshake_cost_ms", "attempt_cost_ms", "session_cost_ms", "store_ms"):
-        check_cost(name, getattr(args, name))
-    if not 0 <= args.store_concurrency <= 256:
-        raise UsageError(f"--store-concurrency must be 0..256, got {args.store_concurrency}")
-    if not args.session_max_s >= 0:
-        raise UsageError(f"--session-max-s must be >= 0, got {args.session_max_s:g}")
-    args.cpu_list = parse_cpus(args.cpus) if args.cpus is not None else None
-    if args.tls:
-        from wsstorm.target.tls import check_ca_out
-
-        if args.ca_out is None and args.metrics_out is None:
-            raise UsageError("--tls needs --ca-out PATH (or --metrics-out): where to write the CA file")
-        args.ca_out = args.ca_out or os.path.join(os.path.dirname(os.path.abspath(args.metrics_out)), names.CA_FILE)
-        check_ca_out(args.ca_out)
-    elif args.ca_out is not None:
-        raise UsageError("--ca-out needs --tls")
-    if args.overload not in OVERLOAD_MODES:
-        raise UsageError(f"--overload must be one of {', '.join(OVERLOAD_MODES)}, got {args.overload!r}")
-    if args.retry_hint is not None and not args.retry_hint >= 0:
-        raise UsageError(f"--retry-hint must be >= 0, got {args.retry_hint:g}")
-    if not 1 <= args.workers <= 64:
-        raise UsageError(f"--workers must be 1..64, got {args.workers}")
-    for opt in ("port", "admin_port", "proxy_port"):
-        v = getattr(args, opt)
-        if v is not None and not 0 <= v <= 65535:
-            raise UsageError(f"--{opt.replace('_', '-')} must be 0..65535, got {v}")
-    if args.max_size < 1:
-        raise UsageError(f"--max-size must be >= 1, got {args.max_size}")
-    for opt in ("open_timeout", "close_timeout"):
-        if not getattr(args, opt) > 0:
-            raise UsageError(f"--{opt.replace('_', '-')} must be > 0")
-    if not args.restart_down >= 0:
-        raise UsageError("--restart-down must be >= 0")
-    if args.uvloop:
-        try:
-            import uvloop  # noqa: F401
-        except ImportError:
-            raise UsageError("--uvloop needs the uvloop package (pip install uvloop==0.23.0)") from None
-
-
-def reserve_port(host: str, port: int) -> socket.socket:
-    """Bind (not listen) a SO_REUSEPORT socket on host:port to own the port; UsageError if it is taken.
-
-    A bound, non-listening socket keeps the port ours while every serving process is down, and the
-    kernel still refuses connections to it (nothing listens), which is what restart/crash need.
-    """
-    if port != 0:
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            probe.bind((host, port))  # without SO_REUSEPORT: fails if anyone holds the port
-        except OSError as exc:
-            raise UsageError(f"port {port} on {host} is in use ({exc.strerror or exc})") from None
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise UsageError(f"cannot bind {host}:{port} ({exc.strerror or exc})") from None
-    return sock
+from wsstorm.target.worker import (
+    CFG_ATTEMPT,
+    CFG_BURST,
+    CFG_CAPACITY,
+    CFG_COST,
+    CFG_HINT,
+    CFG_MODE,
+    CFG_RATE,
+    CFG_SESSION,
+    CFG_SIZE,
+    worker_main,
+)
 
 
 class Supervisor:
@@ -160,9 +60,15 @@ class Supervisor:
         self.ledger = self.ctx.RawArray("q", args.workers * len(LEDGER))
         self.reported: list[dict[str, int]] = [{} for _ in range(args.workers)]
         self.lock = self.ctx.Lock()
-        self.opts = {"max_size": args.max_size, "open_timeout": args.open_timeout,
-                     "close_timeout": args.close_timeout, "backlog": args.backlog, "uvloop": args.uvloop,
-                     "cpus": getattr(args, "cpu_list", None), "session_max_s": args.session_max_s}
+        self.opts = {
+            "max_size": args.max_size,
+            "open_timeout": args.open_timeout,
+            "close_timeout": args.close_timeout,
+            "backlog": args.backlog,
+            "uvloop": args.uvloop,
+            "cpus": getattr(args, "cpu_list", None),
+            "session_max_s": args.session_max_s,
+        }
         self.certs: Any = None
         self.store_proc: Any = None
         self.store_pipe: Any = None
@@ -176,7 +82,7 @@ class Supervisor:
         self.book = MetricsBook(n)
         self.last_store: dict | None = None
         try:
-            self.out: TextIO | None = open(args.metrics_out, "a", buffering=1) if args.metrics_out else None
+            self.out: TextIO | None = open(args.metrics_out, "a", buffering=1) if args.metrics_out else None  # noqa: SIM115 (shutdown closes)
         except OSError as exc:
             self.reserve.close()
             raise UsageError(f"--metrics-out {args.metrics_out}: {exc.strerror or exc}") from None
@@ -210,8 +116,12 @@ class Supervisor:
     async def start_store(self, timeout: float = 30.0) -> None:
         """Start the store process and wait for its port (handed to every serving process)."""
         parent, child = self.ctx.Pipe(duplex=True)
-        proc = self.ctx.Process(target=store_main, name="wsstorm-store", daemon=True,
-                                args=(self.args.store_concurrency, self.args.store_ms, child, self.opts["cpus"]))
+        proc = self.ctx.Process(
+            target=store_main,
+            name="wsstorm-store",
+            daemon=True,
+            args=(self.args.store_concurrency, self.args.store_ms, child, self.opts["cpus"]),
+        )
         proc.start()
         child.close()
         self.store_proc, self.store_pipe = proc, parent
@@ -237,10 +147,8 @@ class Supervisor:
     def stop_store(self) -> None:
         if self.store_proc is None:
             return
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self.store_pipe.send({"cmd": "stop"})
-        except (OSError, ValueError):
-            pass
         self.store_proc.join(2.0)
         if self.store_proc.is_alive():
             self.store_proc.kill()
@@ -250,12 +158,26 @@ class Supervisor:
 
     async def spawn(self, i: int, timeout: float = 30.0) -> None:
         parent, child = self.ctx.Pipe(duplex=True)
-        proc = self.ctx.Process(target=worker_main, name=f"wsstorm-serve-{i}", daemon=True,
-                                args=(i, self.port, self.args.host, child, self.cfg, self.bucket, self.held,
-                                      self.lock, self.ledger, self.opts))
+        proc = self.ctx.Process(
+            target=worker_main,
+            name=f"wsstorm-serve-{i}",
+            daemon=True,
+            args=(
+                i,
+                self.port,
+                self.args.host,
+                child,
+                self.cfg,
+                self.bucket,
+                self.held,
+                self.lock,
+                self.ledger,
+                self.opts,
+            ),
+        )
         self.held[i] = 0
         n = len(LEDGER)
-        self.ledger[i * n:(i + 1) * n] = [0] * n
+        self.ledger[i * n : (i + 1) * n] = [0] * n
         self.reported[i] = {}
         proc.start()
         child.close()
@@ -267,7 +189,7 @@ class Supervisor:
         self.loop.add_reader(proc.sentinel, self.on_exit, i, proc)
         try:
             await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UsageError(f"serving process {i} did not start within {timeout:g} s") from None
         self.state[i] = "serving"
 
@@ -309,7 +231,7 @@ class Supervisor:
         except (EOFError, OSError, ValueError):
             pass
         n = len(LEDGER)
-        counts = remainder(self.ledger[i * n:(i + 1) * n], self.reported[i])
+        counts = remainder(self.ledger[i * n : (i + 1) * n], self.reported[i])
         if counts is not None:
             # capacity and rate 0: the per-second sums of the analysis count this process once
             self.tick({**self.book.down_tick(i, 0, 0), **counts, "partial": True})
@@ -431,9 +353,14 @@ class Supervisor:
             self.cfg[CFG_ATTEMPT] = attempt_cost
         if session_cost is not None:
             self.cfg[CFG_SESSION] = session_cost
-        params = {"capacity": int(self.cfg[CFG_CAPACITY]), "handshake_rate": self.cfg[CFG_RATE],
-                  "handshake_burst": self.cfg[CFG_BURST], "handshake_cost_ms": self.cfg[CFG_COST],
-                  "attempt_cost_ms": self.cfg[CFG_ATTEMPT], "session_cost_ms": self.cfg[CFG_SESSION]}
+        params = {
+            "capacity": int(self.cfg[CFG_CAPACITY]),
+            "handshake_rate": self.cfg[CFG_RATE],
+            "handshake_burst": self.cfg[CFG_BURST],
+            "handshake_cost_ms": self.cfg[CFG_COST],
+            "attempt_cost_ms": self.cfg[CFG_ATTEMPT],
+            "session_cost_ms": self.cfg[CFG_SESSION],
+        }
         self.fault(-1, "capacity", **params)
         return 200, {"ok": True, **params}
 
@@ -454,23 +381,47 @@ class Supervisor:
 
         rss = psutil.Process().memory_info().rss
         return {
-            "url": f"{self.scheme}://{self.args.host}:{self.port}", "port": self.port, "pid": os.getpid(),
-            "capacity": int(self.cfg[CFG_CAPACITY]), "handshake_rate": self.cfg[CFG_RATE],
-            "handshake_burst": self.cfg[CFG_BURST], "handshake_cost_ms": self.cfg[CFG_COST],
-            "attempt_cost_ms": self.cfg[CFG_ATTEMPT], "session_cost_ms": self.cfg[CFG_SESSION],
-            "tls": bool(self.args.tls), "handshake_timeout": self.args.open_timeout,
+            "url": f"{self.scheme}://{self.args.host}:{self.port}",
+            "port": self.port,
+            "pid": os.getpid(),
+            "capacity": int(self.cfg[CFG_CAPACITY]),
+            "handshake_rate": self.cfg[CFG_RATE],
+            "handshake_burst": self.cfg[CFG_BURST],
+            "handshake_cost_ms": self.cfg[CFG_COST],
+            "attempt_cost_ms": self.cfg[CFG_ATTEMPT],
+            "session_cost_ms": self.cfg[CFG_SESSION],
+            "tls": bool(self.args.tls),
+            "handshake_timeout": self.args.open_timeout,
             "cpus": cpus_text(self.opts["cpus"]) if self.opts["cpus"] else None,
-            "store": ({"concurrency": self.args.store_concurrency, "store_ms": self.args.store_ms,
-                       "pid": self.store_proc.pid, "last_tick": self.last_store}
-                      if self.store_proc is not None else None),
+            "store": (
+                {
+                    "concurrency": self.args.store_concurrency,
+                    "store_ms": self.args.store_ms,
+                    "pid": self.store_proc.pid,
+                    "last_tick": self.last_store,
+                }
+                if self.store_proc is not None
+                else None
+            ),
             "overload": OVERLOAD_MODES[int(self.cfg[CFG_MODE])],
             "retry_hint": None if self.cfg[CFG_HINT] < 0 else self.cfg[CFG_HINT],
-            "workers": len(self.procs), "held": list(self.held[:]),
-            "procs": [{"proc": i, "state": self.state[i], "pid": p.pid if p is not None else None,
-                       "last_tick": self.book.last[i]} for i, p in enumerate(self.procs)],
-            "state": self.overall_state(), "connections": sum(self.held[:]),
-            "rss_bytes": rss + sum(t.get("rss_bytes", 0) for t in self.book.last if t and self.state[t["proc"]] != "down"),
-            "supervisor_rss_bytes": rss, "totals": self.book.totals_dict(),
+            "workers": len(self.procs),
+            "held": list(self.held[:]),
+            "procs": [
+                {
+                    "proc": i,
+                    "state": self.state[i],
+                    "pid": p.pid if p is not None else None,
+                    "last_tick": self.book.last[i],
+                }
+                for i, p in enumerate(self.procs)
+            ],
+            "state": self.overall_state(),
+            "connections": sum(self.held[:]),
+            "rss_bytes": rss
+            + sum(t.get("rss_bytes", 0) for t in self.book.last if t and self.state[t["proc"]] != "down"),
+            "supervisor_rss_bytes": rss,
+            "totals": self.book.totals_dict(),
             "proxy": self.proxy.status() if self.proxy is not None else None,
         }
 
@@ -483,12 +434,19 @@ class Supervisor:
             return 200, self.status()
 
         async def metrics(body: dict):
-            return 200, ("text/plain; version=0.0.4; charset=utf-8",
-                         self.book.prometheus(self.state, int(self.cfg[CFG_CAPACITY]), self.cfg[CFG_RATE]))
+            return 200, (
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.book.prometheus(self.state, int(self.cfg[CFG_CAPACITY]), self.cfg[CFG_RATE]),
+            )
 
-        routes = {("GET", "/status"): status, ("GET", "/metrics"): metrics,
-                  ("POST", "/restart"): self.api_restart, ("POST", "/crash"): self.api_crash,
-                  ("POST", "/capacity"): self.api_capacity, ("POST", "/overload"): self.api_overload}
+        routes = {
+            ("GET", "/status"): status,
+            ("GET", "/metrics"): metrics,
+            ("POST", "/restart"): self.api_restart,
+            ("POST", "/crash"): self.api_crash,
+            ("POST", "/capacity"): self.api_capacity,
+            ("POST", "/overload"): self.api_overload,
+        }
         if self.proxy is not None:
             for key, handler in self.proxy.routes().items():
                 if key != ("GET", "/status"):
@@ -501,6 +459,7 @@ class Supervisor:
             if status == 200:
                 self.fault(-1, name, **({"ms": body["ms"]} if "ms" in body else {}))
             return status, payload
+
         return run
 
     # --- life -------------------------------------------------------------------------------
@@ -533,8 +492,15 @@ class Supervisor:
         down_ticker = self.loop.create_task(self.down_ticker())
         if self.args.exit_with_parent:
             self.loop.create_task(self.watch_parent(os.getppid()))
-        ready = {"ready": True, "url": url, "admin": f"http://127.0.0.1:{aport}", "token": token,
-                 "port": self.port, "pid": os.getpid(), "workers": len(self.procs)}
+        ready = {
+            "ready": True,
+            "url": url,
+            "admin": f"http://127.0.0.1:{aport}",
+            "token": token,
+            "port": self.port,
+            "pid": os.getpid(),
+            "workers": len(self.procs),
+        }
         if self.certs is not None:
             ready["ca_file"] = self.certs.ca_file
         if self.opts["cpus"]:
@@ -551,10 +517,8 @@ class Supervisor:
         for i, pipe in enumerate(self.pipes):
             if self.procs[i] is not None and self.procs[i].is_alive():
                 self.expected_exit[i] = True
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     pipe.send({"cmd": "stop"})
-                except (OSError, ValueError):
-                    pass
         deadline = time.monotonic() + 2.0
         for proc in self.procs:
             if proc is not None:

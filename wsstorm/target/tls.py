@@ -12,6 +12,7 @@ does for each handshake, and reports handshakes that ended before the WebSocket 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -27,12 +28,14 @@ from typing import Any
 from wsstorm.errors import UsageError
 
 _DAYS = "7"
-_SERVER_EXT = ("subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n"
-               "basicConstraints=critical,CA:FALSE\n"
-               "keyUsage=critical,digitalSignature,keyEncipherment\n"
-               "extendedKeyUsage=serverAuth\n"
-               "authorityKeyIdentifier=keyid,issuer\n"
-               "subjectKeyIdentifier=hash\n")
+_SERVER_EXT = (
+    "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n"
+    "basicConstraints=critical,CA:FALSE\n"
+    "keyUsage=critical,digitalSignature,keyEncipherment\n"
+    "extendedKeyUsage=serverAuth\n"
+    "authorityKeyIdentifier=keyid,issuer\n"
+    "subjectKeyIdentifier=hash\n"
+)
 
 
 @dataclass(frozen=True)
@@ -73,16 +76,65 @@ def make_certificates(ca_out: str) -> Certificates:
     work = tempfile.mkdtemp(prefix="wsstorm-tls-")
     try:
         os.chmod(work, 0o700)
-        _openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-                  "-days", _DAYS, "-subj", "/CN=wsstorm embedded target CA",
-                  "-addext", "basicConstraints=critical,CA:TRUE",
-                  "-addext", "keyUsage=critical,keyCertSign,cRLSign"], work)
-        _openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-                  "-subj", "/CN=127.0.0.1"], work)
+        _openssl(
+            [
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                _DAYS,
+                "-subj",
+                "/CN=wsstorm embedded target CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+            work,
+        )
+        _openssl(
+            [
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+            work,
+        )
         Path(work, "server.ext").write_text(_SERVER_EXT)
-        _openssl(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                  "-set_serial", str(secrets.randbits(63)), "-days", _DAYS, "-extfile", "server.ext",
-                  "-out", "server.pem"], work)
+        _openssl(
+            [
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                str(secrets.randbits(63)),
+                "-days",
+                _DAYS,
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
+            ],
+            work,
+        )
         try:
             shutil.copyfile(os.path.join(work, "ca.pem"), ca_out)
         except OSError as exc:
@@ -91,8 +143,12 @@ def make_certificates(ca_out: str) -> Certificates:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return Certificates(cert=os.path.join(work, "server.pem"), key=os.path.join(work, "server.key"),
-                        ca_file=os.path.abspath(ca_out), workdir=work)
+    return Certificates(
+        cert=os.path.join(work, "server.pem"),
+        key=os.path.join(work, "server.key"),
+        ca_file=os.path.abspath(ca_out),
+        workdir=work,
+    )
 
 
 def server_context(cert: str, key: str) -> ssl.SSLContext:
@@ -170,10 +226,8 @@ def instrument_server_tls(on_lost: OnTlsLost) -> bool:
             else:
                 how = TLS_LEFT
             # The first _do_handshake call runs before any byte came in; the crypto happens on a later one.
-            try:
+            with contextlib.suppress(Exception):  # accounting must never break the transport
                 on_lost(app, getattr(self, "_wss_tls_ms", 0.0), getattr(self, "_wss_calls", 0) >= 2, how)
-            except Exception:
-                pass  # accounting must never break the transport
         lost(self, exc)
 
     cls._do_handshake = _do_handshake

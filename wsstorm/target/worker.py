@@ -13,6 +13,7 @@ goodput, a rejection, or abandoned (the client had left), in the tick counts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -60,8 +61,19 @@ def _set_pdeathsig() -> None:
 class Worker:
     """The serving process's state: listener, admitted connections, counters for the next tick."""
 
-    def __init__(self, proc: int, port: int, host: str, pipe: Any, cfg: Any, bucket: Any, held: Any,
-                 lock: Any, ledger: Any, opts: dict) -> None:
+    def __init__(
+        self,
+        proc: int,
+        port: int,
+        host: str,
+        pipe: Any,
+        cfg: Any,
+        bucket: Any,
+        held: Any,
+        lock: Any,
+        ledger: Any,
+        opts: dict,
+    ) -> None:
         self.proc, self.port, self.host, self.pipe = proc, port, host, pipe
         self.cfg, self.bucket, self.held, self.lock = cfg, bucket, held, lock
         self.opts = opts
@@ -119,10 +131,19 @@ class Worker:
         sock.setblocking(False)
         extra = {"ssl": self.ssl_context} if self.ssl_context is not None else {}
         self.ws_server = await serve(
-            self.handler, sock=sock, process_request=self.process_request,
-            process_response=self.process_response, create_connection=self.conn_class,
-            max_size=self.opts["max_size"], open_timeout=self.opts["open_timeout"], ping_interval=None,
-            close_timeout=self.opts["close_timeout"], compression=None, max_queue=4, server_header=None, **extra,
+            self.handler,
+            sock=sock,
+            process_request=self.process_request,
+            process_response=self.process_response,
+            create_connection=self.conn_class,
+            max_size=self.opts["max_size"],
+            open_timeout=self.opts["open_timeout"],
+            ping_interval=None,
+            close_timeout=self.opts["close_timeout"],
+            compression=None,
+            max_queue=4,
+            server_header=None,
+            **extra,
         )
 
     def stop_listening(self, keep_inflight: bool = False) -> None:
@@ -149,8 +170,7 @@ class Worker:
         conn.wss_outcome = REJECTED  # booked by process_response, once the final answer is known
         if self.state != "serving":
             self.tally.add("rejected", "http_503")
-            return Response(503, "Service Unavailable", Headers([("Retry-After", "1"), ("Content-Length", "0")]),
-                            b"")
+            return Response(503, "Service Unavailable", Headers([("Retry-After", "1"), ("Content-Length", "0")]), b"")
         cost.attempt_ms = cpu_work(self.cfg[CFG_ATTEMPT])  # e.g. authentication: real CPU, every attempt
         if self.store is not None:
             try:
@@ -205,9 +225,12 @@ class Worker:
             self.tally.add("rejected", "http_503")
             after = f"{hint:g}" if hint >= 0 else "1"
             body = retry_reason("overloaded", hint).encode() + b"\n"
-            return Response(503, "Service Unavailable",
-                            Headers([("Retry-After", after), ("Content-Type", "text/plain"),
-                                     ("Content-Length", str(len(body)))]), body)
+            return Response(
+                503,
+                "Service Unavailable",
+                Headers([("Retry-After", after), ("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]),
+                body,
+            )
         if mode == "refuse":
             # It slipped in before we stopped listening: reset it, then stop listening.
             self.tally.add("rejected", "refused")
@@ -294,8 +317,9 @@ class Worker:
         if max_s > 0:
             # Sessions end by themselves (a connection max age, as load balancers impose): the steady
             # churn that gives goodput a level before any fault. Uniform in [0.5, 1.5] x max_s.
-            expiry = self.loop.call_later(max_s * random.uniform(0.5, 1.5),
-                                          lambda: self.loop.create_task(ws.close(1001, "session expired")))
+            expiry = self.loop.call_later(
+                max_s * random.uniform(0.5, 1.5), lambda: self.loop.create_task(ws.close(1001, "session expired"))
+            )
         try:
             async for message in ws:
                 self.tally.add("messages")
@@ -395,7 +419,7 @@ class Worker:
         conns = [c for c in self.open_conns]
         if mode == "drain":
             for i in range(0, len(conns), batch):
-                for ws in conns[i:i + batch]:
+                for ws in conns[i : i + batch]:
                     self.loop.create_task(ws.close(1012, "service restart"))
                 if i + batch < len(conns):
                     await asyncio.sleep(interval)
@@ -428,6 +452,14 @@ class Worker:
         elif cmd == "stop":
             self.stopping.set()
 
+    def prune(self) -> None:
+        """Book handshakes nothing will ever finish (e.g. TLS without the instrumentation, under uvloop)
+        as lost, once they are well past the handshake timeout: queue_depth must not leak."""
+        limit = time.monotonic() - 2 * self.opts["open_timeout"] - 5.0
+        for conn in [c for c in self.handshaking if c.wss_t0 < limit]:
+            self.finish(conn, LOST)
+        self.loop.call_later(1.0, self.prune)
+
     def on_orphan_lookup(self, store_cpu_ms: float) -> None:
         # A lookup whose handshake was shed came back: the store worked for nobody.
         self.tally.add_ms("work_ms", store_cpu_ms)
@@ -449,12 +481,20 @@ class Worker:
             with self.tally.lock:
                 waits, self.store_waits = self.store_waits, []
             tick = {
-                "v": 1, "type": "tick", "t": round(time.time(), 3), "proc": self.proc,
-                "state": self.state, "connections": len(self.open_conns),
-                "capacity": int(self.cfg[CFG_CAPACITY]), "handshake_rate": self.cfg[CFG_RATE],
-                "queue_depth": len(self.handshaking), "cpu_pct": me.cpu_percent(None),
-                "rss_bytes": me.memory_info().rss, **self.tally.take(),
-                "held": int(self.held[self.proc]), "listening": self.ws_server is not None,
+                "v": 1,
+                "type": "tick",
+                "t": round(time.time(), 3),
+                "proc": self.proc,
+                "state": self.state,
+                "connections": len(self.open_conns),
+                "capacity": int(self.cfg[CFG_CAPACITY]),
+                "handshake_rate": self.cfg[CFG_RATE],
+                "queue_depth": len(self.handshaking),
+                "cpu_pct": me.cpu_percent(None),
+                "rss_bytes": me.memory_info().rss,
+                **self.tally.take(),
+                "held": int(self.held[self.proc]),
+                "listening": self.ws_server is not None,
             }
             if self.store is not None:
                 tick["store_wait_ms_p50"] = round(percentile(waits, 0.5), 3)
@@ -480,6 +520,7 @@ class Worker:
         self.loop.add_reader(self.pipe.fileno(), self.on_command)
         ticker = threading.Thread(target=self.ticker, name="wsstorm-ticker", daemon=True)
         ticker.start()
+        self.loop.call_later(1.0, self.prune)
         self.send({"type": "ready", "proc": self.proc, "pid": os.getpid()})
         await self.stopping.wait()
         self.ticker_stop.set()
@@ -491,8 +532,9 @@ class Worker:
             self.store.close()
 
 
-def worker_main(proc: int, port: int, host: str, pipe: Any, cfg: Any, bucket: Any, held: Any, lock: Any,
-                ledger: Any, opts: dict) -> None:
+def worker_main(
+    proc: int, port: int, host: str, pipe: Any, cfg: Any, bucket: Any, held: Any, lock: Any, ledger: Any, opts: dict
+) -> None:
     """Entry point of a serving process (multiprocessing spawn target)."""
     from wsstorm.target.settings import pin_self
 
@@ -502,8 +544,6 @@ def worker_main(proc: int, port: int, host: str, pipe: Any, cfg: Any, bucket: An
         import uvloop
 
         uvloop.install()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(Worker(proc, port, host, pipe, cfg, bucket, held, lock, ledger, opts).main())
-    except KeyboardInterrupt:
-        pass
     sys.exit(0)
