@@ -185,3 +185,19 @@ def tls_reason(exc: BaseException) -> str:
         if needle in text:
             return reason
     return "TLS error"
+
+
+def close_fields(info: CloseInfo, by: str) -> dict[str, Any]:
+    """The `close` event fields of a Close frame read (``by`` who closed first); protocol errors kept raw."""
+    out: dict[str, Any] = {"code": info.code, "reason": info.reason, "by": by, "clean": info.error is None}
+    if info.error is not None:
+        out.update(raw_code=info.raw_code, raw_reason_hex=info.raw_reason_hex, protocol_error=info.error)
+    return out
+
+
+def abnormal(how: str, detail: str | None = None) -> dict[str, Any]:
+    """The close fields of a connection that ended without a Close frame (1006, ``how`` it ended)."""
+    out: dict[str, Any] = {"code": 1006, "reason": "", "by": "none", "clean": False, "how": how}
+    if detail is not None:
+        out["detail"] = detail[:200]
+    return out

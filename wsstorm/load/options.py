@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsstorm.errors import UsageError
+from wsstorm.load.protocols import PROTOCOLS, AppSpec, compile_app
 from wsstorm.load.template import Extras, compile_extras
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 # Options whose values are secrets: never in the manifest, command.txt, logs or the web UI.
 SECRET_OPTIONS = ("target_token",)
 # Options whose values may be secrets: the manifest keeps their names only (header name, query key).
-REDACTED_OPTIONS = {"header": ":", "query": "="}
+REDACTED_OPTIONS = {"header": ":", "query": "=", "init_payload": "="}
+REDACTED_WHOLE = ("ready_send",)  # may carry a token: the manifest says only that it was given
 REDACTED = "<redacted>"
 
 
@@ -88,6 +90,30 @@ def add_options(parser: Any) -> None:
     g.add_argument(
         "--compression", default="", help="'deflate': offer permessage-deflate (RFC 7692); agreed or not is on open"
     )
+    # The application layer: a protocol on top of WebSocket, or an application handshake
+    g.add_argument("--protocol", default="", help=f"{' | '.join(PROTOCOLS)} (default ws)")
+    g.add_argument(
+        "--ready-send",
+        default="",
+        include_in_web_ui=False,
+        help="--protocol ws: text to send once the socket opens (templated like --header)",
+    )
+    g.add_argument(
+        "--ready-match",
+        default="",
+        help="--protocol ws: the reply that means ready: json:FIELD=VALUE (dotted path) or re:REGEX",
+    )
+    g.add_argument(
+        "--ready-timeout", type=float, default=None, help="seconds from open to the ready reply (default 10)"
+    )
+    g.add_argument(
+        "--init-payload",
+        action="append",
+        default=None,
+        include_in_web_ui=False,
+        help="socketio auth / graphql-ws connection_init payload field 'k=v' (repeatable, templated)",
+    )
+    g.add_argument("--subscribe", default="", help="graphql-ws: a subscription query sent after connection_ack")
     # The embedded target
     g.add_argument("--target-capacity", type=int, default=None, help="embedded target: max connections")
     g.add_argument("--target-handshake-rate", type=float, default=None, help="embedded target: handshakes/s")
@@ -133,6 +159,7 @@ class UserConfig:
     tls: TLSConfig = field(default_factory=TLSConfig)
     extras: Extras = field(default_factory=Extras)
     compression: bool = False  # offer permessage-deflate
+    app: AppSpec = field(default_factory=AppSpec)  # protocol adapter and ready condition
 
 
 def _pick(cli: Any, scenario_value: Any, default: Any) -> Any:
@@ -181,8 +208,18 @@ def _listed(opts: Any, client: Any, option: str, key: str) -> list[str]:
     return [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
 
 
-_SCENARIO_LISTS = {"header": "headers", "query": "query", "subprotocol": "subprotocols"}
-_SCENARIO_TEXTS = ("ca_file", "client_cert", "client_key", "server_name", "compression")
+_SCENARIO_LISTS = {"header": "headers", "query": "query", "subprotocol": "subprotocols", "init_payload": "init_payload"}
+_SCENARIO_TEXTS = (
+    "ca_file",
+    "client_cert",
+    "client_key",
+    "server_name",
+    "compression",
+    "protocol",
+    "ready_send",
+    "ready_match",
+    "subscribe",
+)
 
 
 def scenario_into_options(opts: Any, scenario: Any) -> None:
@@ -199,6 +236,8 @@ def scenario_into_options(opts: Any, scenario: Any) -> None:
             setattr(opts, name, str(getattr(client, name)))
     if getattr(client, "insecure", False):
         opts.insecure = True
+    if getattr(opts, "ready_timeout", None) is None and getattr(client, "ready_timeout", None) is not None:
+        opts.ready_timeout = float(client.ready_timeout)
 
 
 def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
@@ -234,6 +273,14 @@ def resolve_config(opts: Any, scenario: Any = None) -> UserConfig:
             _listed(opts, client, "subprotocol", "subprotocols"),
         ),
         compression=compression == "deflate",
+        app=compile_app(
+            _text(opts, client, "protocol"),
+            _text(opts, client, "ready_send"),
+            _text(opts, client, "ready_match"),
+            _pick(getattr(opts, "ready_timeout", None), getattr(client, "ready_timeout", None), None),
+            _listed(opts, client, "init_payload", "init_payload"),
+            _text(opts, client, "subscribe"),
+        ),
     )
     for name in ("message_rate", "ping_interval", "pong_timeout"):
         v = getattr(cfg, name)
@@ -315,4 +362,7 @@ def redacted_options(opts: Any) -> dict[str, Any]:
             values = [values]
         if values:
             out[name] = [f"{str(v).partition(sep)[0].strip()}{sep}{REDACTED}" for v in values]
+    for name in REDACTED_WHOLE:
+        if out.get(name):
+            out[name] = REDACTED
     return out

@@ -20,8 +20,11 @@ from typing import Any
 
 from wsstorm.errors import UsageError
 from wsstorm.load import sockets as sockets_mod
+from wsstorm.load.classify import abnormal as _abnormal
+from wsstorm.load.classify import close_fields as _close_fields
 from wsstorm.load.connection import CloseInfo, MessageTooBig, PeerEOF, WSConnection, answer_code, classify_exception
 from wsstorm.load.options import derive_seed
+from wsstorm.load.protocols import Adapter, echo_seq, plain_message
 from wsstorm.load.session import SESSION, ensure_recorder, log
 from wsstorm.load.template import Rendered, scrub
 from wsstorm.policies import Outcome, hint_from_reason
@@ -30,6 +33,7 @@ FAILURE_CODES = frozenset({1002, 1006, 1007, 1011, 1013})  # closes that are fai
 CLIENT_STOP_WAIT = 0.3  # seconds a stopping user waits for the server's Close reply
 STOP_HANDSHAKE_WAIT = 2.0  # seconds a stopping user waits for the answer to a handshake it sent
 INF = float("inf")
+_NO_EXTRAS = Rendered()
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +41,9 @@ class AttemptResult:
     """How one attempt ended: what the policy is told, and what the wait/giveup events say."""
 
     after: int | str  # the close code, or the fail kind (refused, http_503, timeout ...)
-    closed: bool  # it opened and then closed: the conn number moves on, the attempt count resets
+    closed: bool  # it opened and then closed: the conn number moves on
     outcome: Outcome
+    ready: bool = True  # it was connected (ready, where a ready reply is awaited): the attempt count resets
 
 
 _POLICY_ERRORS_LOGGED = [False]
@@ -86,6 +91,8 @@ class _Conn:
     result: dict[str, Any] | None = None  # close fields once the connection ended
     ping_sent: float | None = None
     pending: dict[int, float] = field(default_factory=dict)
+    app: Adapter | None = None  # the application protocol / ready condition, if any
+    app_fail: str | None = None  # fail kind recorded after open (ready_timeout, protocol): the policy's outcome
 
 
 class WebSocketUser(User):
@@ -119,6 +126,8 @@ class WebSocketUser(User):
         self.stopped = False
         self.source: str | None = None
         self.url = ""  # set in on_start, once the host is known
+        self.app = self.cfg.app if self.cfg.app.active else None  # None: plain ws, nothing extra per message
+        self.protocols = self.cfg.app.subprotocols(self.cfg.extras.subprotocols)
 
     # -- helpers
 
@@ -135,7 +144,7 @@ class WebSocketUser(User):
 
     def on_start(self) -> None:
         host = self.host or self.environment.host or ""
-        self.url = host
+        self.url = self.cfg.app.url(host)
         from urllib.parse import urlsplit
 
         hostname = urlsplit(host).hostname or ""
@@ -157,7 +166,7 @@ class WebSocketUser(User):
             attempt += 1
             self._rec("attempt", attempt=attempt, planned_delay=delay, scheduled_t=scheduled)
             result = self._try_once()
-            if result.closed:  # opened and then closed
+            if result.closed and result.ready:  # connected and then closed
                 attempt = 0
             after = result.after
             next_delay: float | None = None
@@ -204,28 +213,21 @@ class WebSocketUser(User):
         live = self._opened(c, connect_ms)
         _yield()
         self._report("connect", connect_ms)
-        self.policy.opened()
+        if live.app is None or not live.app.gated:  # else at the ready reply
+            self.policy.opened()
         return self._hold(live)
 
     def _connection(self) -> WSConnection:
         cfg = self.cfg
         ex = cfg.extras
-        if ex.empty:
-            return WSConnection(
-                self.url,
-                cfg.connect_timeout,
-                self.source,
-                SESSION.tls,
-                cfg.tls.server_name,
-                protocols=ex.subprotocols,
-                compression=cfg.compression,
-            )
-        r = self._extras
-        if r is None or ex.per_conn:
-            r = ex.render(self.user_id, self.number, self.conn_no, SESSION.run)
-            if not ex.per_conn:
-                self._extras = r
-        self._secrets = r.secrets
+        r = _NO_EXTRAS
+        if not ex.empty:
+            r = self._extras  # type: ignore[assignment]
+            if r is None or ex.per_conn:
+                r = ex.render(self.user_id, self.number, self.conn_no, SESSION.run)
+                if not ex.per_conn:
+                    self._extras = r
+            self._secrets = r.secrets
         return WSConnection(
             self.url,
             cfg.connect_timeout,
@@ -233,7 +235,7 @@ class WebSocketUser(User):
             SESSION.tls,
             cfg.tls.server_name,
             query=r.query,
-            protocols=ex.subprotocols,
+            protocols=self.protocols,
             extra=r.headers,
             compression=cfg.compression,
         )
@@ -254,6 +256,8 @@ class WebSocketUser(User):
         landing after this closes a connection whose open is on record)."""
         now = time.monotonic()
         live = _Conn(c, now, now)
+        if self.app is not None:
+            live.app = self.app.adapter(self.user_id, self.number, self.conn_no, SESSION.run)
         if c.protocols or c.compression:  # only then: the common open stays as small as it was
             extra: dict[str, Any] = {}
             if c.protocols:
@@ -267,10 +271,11 @@ class WebSocketUser(User):
         return live
 
     def _on_message(self, live: _Conn, data: bytes) -> None:
-        head = data[:24].split(b" ", 1)[0]
-        try:
-            seq = int(head)
-        except ValueError:
+        if live.app is not None:
+            seq = self._on_app(live, data)
+        else:
+            seq = echo_seq(data)
+        if seq is None:
             return
         sent = live.pending.pop(seq, None)
         if sent is not None:
@@ -278,6 +283,36 @@ class WebSocketUser(User):
             rtt_ms = (time.perf_counter() - sent) * 1000.0
             self._rec("echo", rtt_ms=round(rtt_ms, 3))
             self._report("message", rtt_ms, length=len(data))
+
+    def _on_app(self, live: _Conn, data: bytes) -> int | None:
+        """One message through the application protocol: replies, ready, a refusal; the echoed seq."""
+        app = live.app
+        assert app is not None
+        step = app.on_text(data)
+        for text in step.replies:
+            live.c.send_text(text)
+        if step.ready:
+            ms = (time.monotonic() - live.opened_mono) * 1000.0
+            self._rec("ready", ready_ms=round(ms, 3))
+            self._report("ready", ms)
+            self.policy.opened()
+        elif step.fail is not None and live.result is None:
+            self._app_fail(live, "protocol", step.fail)
+        elif step.end and live.result is None:  # the protocol's own disconnect: we close the socket
+            live.result = {"code": 1000, "reason": "", "by": "client", "clean": False}
+            live.c.send_close(1000)
+        elif step.message:
+            self._report("message", 0.0, length=len(data))
+        return step.echo
+
+    def _app_fail(self, live: _Conn, kind: str, detail: str) -> None:
+        """A failure after open (no ready reply, a protocol refusal): recorded, then we close (1000)."""
+        secrets = self._secrets + (live.app.secrets if live.app else ())
+        self._rec("fail", kind=kind, status=None, retry_after=None, detail=scrub(detail, secrets)[:200])
+        self._report(f"fail {kind}", (time.monotonic() - live.opened_mono) * 1000.0, WSFailure(f"fail {kind}"))
+        live.app_fail = kind
+        live.result = {"code": 1000, "reason": "", "by": "client", "clean": False}
+        live.c.send_close(1000)
 
     def _on_frame(self, live: _Conn, inc: Any) -> bool:
         """Handle one thing read; True when the connection has ended (a Close frame)."""
@@ -306,29 +341,48 @@ class WebSocketUser(User):
         """Read, ping and message on ``live`` in this one greenlet until it ends; record the close.
 
         One greenlet per connection: reads block with a timeout that ends at the next ping,
-        message or pong deadline, so a held connection costs no timer while nothing is due.
+        message, pong or ready deadline, so a held connection costs no timer while nothing is due.
+        An application protocol (live.app) may replace WebSocket pings by its own dead-peer rule
+        and holds the messages back until its ready reply.
         """
         cfg = self.cfg
         c = live.c
+        app = live.app
         start = time.monotonic()
-        next_ping = start + cfg.ping_interval if cfg.ping_interval > 0 else INF
+        next_ping = start + cfg.ping_interval if cfg.ping_interval > 0 and (app is None or app.ws_pings) else INF
         msg_gap = 1.0 / cfg.message_rate if cfg.message_rate > 0 else INF
         next_msg = start + self.rng.uniform(0, msg_gap) if msg_gap != INF else INF
         give_up = INF  # after a failed send: how long the read may still explain the end
+        ready_by = INF  # a gated connection's ready deadline
         seq = 0
         try:
+            if app is not None:
+                for text in app.hello():
+                    c.send_text(text)
+                if app.gated:
+                    ready_by, held_msg, next_msg = start + cfg.app.ready_timeout, next_msg, INF
             while True:
                 now = time.monotonic()
                 deadline = live.ping_sent + cfg.pong_timeout if live.ping_sent is not None else INF
+                if app is not None:
+                    if app.dead_after is not None:  # the protocol's rule: no packet for this long
+                        deadline = min(deadline, live.last_rx + app.dead_after)
+                    if ready_by != INF and app.ready:  # ready: the messages start
+                        ready_by, next_msg = INF, max(now, held_msg)
+                    if live.result is not None and give_up == INF:  # we closed: await the reply
+                        give_up = now + CLIENT_STOP_WAIT
                 if now >= give_up:
                     break
                 try:
                     if now >= deadline and live.result is None:
                         silence = now - live.last_rx
-                        live.result = {"code": 1006, "reason": "", "by": "none", "clean": False, "how": "ping_timeout"}
+                        live.result = _abnormal("ping_timeout")
                         self._rec("dead", silence_s=round(silence, 3))
                         self._report("dead", silence * 1000.0, WSFailure("dead: no pong"))
                         break
+                    if now >= ready_by and live.result is None:
+                        self._app_fail(live, "ready_timeout", f"no ready reply within {cfg.app.ready_timeout:g} s")
+                        continue
                     if now >= next_ping:
                         if live.ping_sent is None:
                             live.ping_sent = now
@@ -340,14 +394,14 @@ class WebSocketUser(User):
                         live.pending[seq] = time.perf_counter()
                         if len(live.pending) > 1000:
                             live.pending.pop(next(iter(live.pending)))
-                        c.send_text(_message(seq, cfg.message_size))
+                        c.send_text(app.message(seq, cfg.message_size) if app else plain_message(seq, cfg.message_size))
                         next_msg = now + msg_gap
                 except Exception:
                     # a send failed: reading on sees the same end of TCP and records it (1 s at most)
                     if give_up == INF:
                         give_up = now + 1.0
-                    next_ping = next_msg = INF
-                wake = min(next_ping, next_msg, deadline, give_up)
+                    next_ping = next_msg = ready_by = INF
+                wake = min(next_ping, next_msg, deadline, give_up, ready_by)
                 inc = c.read(None if wake == INF else max(0.001, wake - now))
                 if inc is not None and inc.kind == "close":
                     try:
@@ -361,35 +415,16 @@ class WebSocketUser(User):
             raise  # the run is stopping: on_stop closes this connection
         except PeerEOF as exc:
             if live.result is None:
-                live.result = {
-                    "code": 1006,
-                    "reason": "",
-                    "by": "none",
-                    "clean": False,
-                    "how": "eof",
-                    "detail": str(exc)[:200],
-                }
+                live.result = _abnormal("eof", str(exc))
         except (OSError, ConnectionError) as exc:
             if live.result is None:
-                live.result = {
-                    "code": 1006,
-                    "reason": "",
-                    "by": "none",
-                    "clean": False,
-                    "how": "reset",
-                    "detail": f"{type(exc).__name__}: {exc}"[:200],
-                }
+                live.result = _abnormal("reset", f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a broken frame: we fail the connection, 1009 if too big, else 1002
             if live.result is None:
                 code = 1009 if isinstance(exc, MessageTooBig) else 1002
                 c.send_close(code)
-                live.result = {
-                    "code": code,
-                    "reason": "",
-                    "by": "client",
-                    "clean": False,
-                    "protocol_error": f"{type(exc).__name__}: {exc}"[:200],
-                }
+                error = f"{type(exc).__name__}: {exc}"[:200]
+                live.result = {"code": code, "reason": "", "by": "client", "clean": False, "protocol_error": error}
         c.abort()
         return self._finish(live)
 
@@ -403,8 +438,12 @@ class WebSocketUser(User):
         live.result = res
         uptime = time.monotonic() - live.opened_mono
         fields = {k: v for k, v in res.items() if k != "detail"}
-        self._rec("close", **fields, uptime_s=round(uptime, 3))
         code = int(res["code"])
+        app = live.app
+        reason = app.close_reason(code, res.get("how")) if app is not None else None
+        if reason is not None:  # the protocol's own name for the disconnect
+            fields["app_reason"] = reason
+        self._rec("close", **fields, uptime_s=round(uptime, 3))
         name = f"close {code}"
         failure = code in FAILURE_CODES or "protocol_error" in res
         exc = None
@@ -416,8 +455,12 @@ class WebSocketUser(User):
                 text += f": protocol error: {res['protocol_error']}"
             exc = WSFailure(text)
         self._report(name, 0.0, exc)
+        if live.app_fail is not None:  # failed after open: the policy sees a failed attempt
+            kind = "timeout" if live.app_fail == "ready_timeout" else live.app_fail
+            return AttemptResult(live.app_fail, True, Outcome(fail=kind, uptime_s=uptime), ready=False)
         hint = hint_from_reason(res.get("reason") or "") if res.get("by") == "server" else None
-        return AttemptResult(code, True, Outcome(code=code, retry_after=hint, uptime_s=uptime))
+        connected = app is None or not app.gated or app.ready
+        return AttemptResult(code, True, Outcome(code=code, retry_after=hint, uptime_s=uptime), ready=connected)
 
     def on_stop(self) -> None:
         # The user greenlet may have been killed anywhere: an attempt in flight gets its outcome,
@@ -491,15 +534,3 @@ def _yield() -> None:
     this keeps attempts due during a storm from waiting behind the whole batch.
     """
     gevent.sleep(0)
-
-
-def _close_fields(info: CloseInfo, by: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"code": info.code, "reason": info.reason, "by": by, "clean": info.error is None}
-    if info.error is not None:
-        out.update(raw_code=info.raw_code, raw_reason_hex=info.raw_reason_hex, protocol_error=info.error)
-    return out
-
-
-def _message(seq: int, size: int) -> str:
-    head = f"{seq} "
-    return head + "x" * max(0, size - len(head))
