@@ -78,12 +78,13 @@ def plain_log_ticks(axis: Any) -> None:
 
 
 def code_label(code: Any) -> str:
-    """'1012 Service Restart' for a close code, or the fail kind as given (escaped: it is run text)."""
+    """'1012 Service Restart' for a close code (the names' one home: schemas.close_code_label, graphql-ws's
+    44xx included), or the fail kind as given (escaped: it is run text)."""
     try:
-        c = int(float(code))
-    except (TypeError, ValueError):
+        int(float(code))
+    except (TypeError, ValueError, OverflowError):
         return plain(code)
-    return f"{c} {CODE_NAMES.get(c, '')}".strip()
+    return schemas.close_code_label(code)
 
 
 def _fig(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = SIZE) -> tuple[Figure, Any]:
