@@ -25,6 +25,7 @@ from wsstorm.load.classify import close_fields as _close_fields
 from wsstorm.load.connection import CloseInfo, MessageTooBig, PeerEOF, WSConnection, answer_code, classify_exception
 from wsstorm.load.options import derive_seed
 from wsstorm.load.protocols import Adapter, echo_seq, plain_message
+from wsstorm.load.protocols_user import AppUserMixin, WSFailure
 from wsstorm.load.session import SESSION, ensure_recorder, log
 from wsstorm.load.template import Rendered, scrub
 from wsstorm.policies import Outcome, hint_from_reason
@@ -77,10 +78,6 @@ def policy_decision(policy: Any, outcome: Outcome | Mapping[str, Any]) -> tuple[
     return delay, None
 
 
-class WSFailure(Exception):
-    """What Locust shows for a failed connect or a close that is a failure by nature."""
-
-
 @dataclass(slots=True)
 class _Conn:
     """State of one open connection (read, pinged and recorded by its user's greenlet)."""
@@ -95,7 +92,7 @@ class _Conn:
     app_fail: str | None = None  # fail kind recorded after open (ready_timeout, protocol): the policy's outcome
 
 
-class WebSocketUser(User):
+class WebSocketUser(AppUserMixin, User):
     """A WebSocket client: connect, hold, ping, message; on close wait per policy and reconnect."""
 
     abstract = False
@@ -283,36 +280,6 @@ class WebSocketUser(User):
             rtt_ms = (time.perf_counter() - sent) * 1000.0
             self._rec("echo", rtt_ms=round(rtt_ms, 3))
             self._report("message", rtt_ms, length=len(data))
-
-    def _on_app(self, live: _Conn, data: bytes) -> int | None:
-        """One message through the application protocol: replies, ready, a refusal; the echoed seq."""
-        app = live.app
-        assert app is not None
-        step = app.on_text(data)
-        for text in step.replies:
-            live.c.send_text(text)
-        if step.ready:
-            ms = (time.monotonic() - live.opened_mono) * 1000.0
-            self._rec("ready", ready_ms=round(ms, 3))
-            self._report("ready", ms)
-            self.policy.opened()
-        elif step.fail is not None and live.result is None:
-            self._app_fail(live, "protocol", step.fail)
-        elif step.end and live.result is None:  # the protocol's own disconnect: we close the socket
-            live.result = {"code": 1000, "reason": "", "by": "client", "clean": False}
-            live.c.send_close(1000)
-        elif step.message:
-            self._report("message", 0.0, length=len(data))
-        return step.echo
-
-    def _app_fail(self, live: _Conn, kind: str, detail: str) -> None:
-        """A failure after open (no ready reply, a protocol refusal): recorded, then we close (1000)."""
-        secrets = self._secrets + (live.app.secrets if live.app else ())
-        self._rec("fail", kind=kind, status=None, retry_after=None, detail=scrub(detail, secrets)[:200])
-        self._report(f"fail {kind}", (time.monotonic() - live.opened_mono) * 1000.0, WSFailure(f"fail {kind}"))
-        live.app_fail = kind
-        live.result = {"code": 1000, "reason": "", "by": "client", "clean": False}
-        live.c.send_close(1000)
 
     def _on_frame(self, live: _Conn, inc: Any) -> bool:
         """Handle one thing read; True when the connection has ended (a Close frame)."""
