@@ -18,8 +18,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wsstorm.runfolder.jsonl import loads
-
 try:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -32,13 +30,12 @@ BLOCK = 16 << 20  # pyarrow parse block: large blocks parse faster, one per thre
 
 
 def _plausible(data: bytes) -> bool:
-    """Cheap byte-level proof that the tolerant reader would accept every line of ``data`` (which
-    ends with a newline) as one object, whenever pyarrow does."""
+    """Cheap byte-level checks that, together with pyarrow accepting ``data`` (newline-terminated)
+    with one row per line, prove the tolerant reader would read every line as one object."""
     n = data.count(b"\n")
-    if not n or data[:1] != b"{" or b"\n\n" in data:
-        return False  # empty lines: both readers skip them, but counting them exactly is not cheap
-    # every line starts with '{' and ends with '}': no whitespace-only, non-object or BOM lines
-    if data.count(b"\n{") != n - 1 or data.count(b"}\n") != n:
+    # Every line ends with '}' (so none is empty, whitespace-only or a bare null/number/array, which
+    # pyarrow would skip or take as a row) and the file does not start with a BOM (pyarrow skips it).
+    if not n or data[:1] != b"{" or data.count(b"}\n") != n:
         return False
     if b"NaN" in data or b"Inf" in data:  # pyarrow accepts NaN/Infinity literals, orjson does not
         return False
@@ -47,8 +44,7 @@ def _plausible(data: bytes) -> bool:
             data.decode("utf-8")
         except UnicodeDecodeError:
             return False
-    openers = data.count(b"[") + data.count(b"{")
-    if openers - n >= MAX_OPENERS:
+    if data.count(b"[") + data.count(b"{") - n >= MAX_OPENERS:
         arr = np.frombuffer(data, dtype=np.uint8)
         pos = np.flatnonzero((arr == ord("[")) | (arr == ord("{")))
         line = np.searchsorted(np.flatnonzero(arr == ord("\n")), pos)
@@ -57,10 +53,32 @@ def _plausible(data: bytes) -> bool:
     return True
 
 
+MIXED = ("after_code",)  # fields that are an int or a text (a close code or a fail kind)
+TEXT = "#text"  # suffix of the renamed text-valued copy of a MIXED key
+
+
+def _split_mixed(data: bytes) -> bytes | None:
+    """``data`` with each text-valued MIXED key renamed ``<key>#text``, so pyarrow reads the ints and
+    the texts as two typed columns; None when the data already holds such a name.
+
+    A key's quotes cannot be inside a JSON string (a quote there is escaped), so the replaced bytes
+    are always keys; other spellings (spacing, escapes) reach pyarrow as text in an int column,
+    which it rejects: then the tolerant path reads the shard."""
+    for f in MIXED:
+        if (f + TEXT).encode() in data:
+            return None
+        for sep in (b": ", b":"):
+            key = b'"' + f.encode() + b'"' + sep + b'"'
+            if key in data:
+                data = data.replace(key, b'"' + (f + TEXT).encode() + b'"' + sep + b'"')
+    return data
+
+
 def _arrow_table(data: bytes, floats: list[str], strings: list[str]) -> Any:
     """The shard's columns as a pyarrow Table; None when pyarrow rejects the data."""
-    schema = pa.schema([(f, pa.float64()) for f in floats] + [(f, pa.string()) for f in strings])
-    opts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    fields = [(f, pa.float64()) for f in floats] + [(f, pa.string()) for f in strings]
+    fields += [(f, pa.int64()) for f in MIXED] + [(f + TEXT, pa.string()) for f in MIXED]
+    opts = pj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
     try:
         return pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=BLOCK), parse_options=opts)
     except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
@@ -68,40 +86,50 @@ def _arrow_table(data: bytes, floats: list[str], strings: list[str]) -> Any:
 
 
 def _codes(col: Any) -> tuple[np.ndarray, list[Any]]:
-    """Dictionary codes (-1 for null) and the dictionary of a string column."""
+    """Dictionary codes (-1 for null) and the dictionary of a column."""
     enc = col.combine_chunks().dictionary_encode() if isinstance(col, pa.ChunkedArray) else col.dictionary_encode()
     idx = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     return idx, enc.dictionary.to_pylist()
 
 
-def _categorical(idx: np.ndarray, values: list[Any], rows: np.ndarray | None, cats: Callable) -> pd.Categorical:
-    """The column the tolerant path builds with ``cats(values of rows)``, from dictionary codes
-    (rows=None: every row)."""
-    sub = idx if rows is None else idx[rows]
-    present = np.unique(sub)
-    seen = [values[i] for i in present if i >= 0] + ([None] if len(present) and present[0] < 0 else [])
+def _categorical(
+    n: int, parts: list[tuple[np.ndarray, list[Any]]], rows: np.ndarray | None, cats: Callable
+) -> pd.Categorical | None:
+    """The column the tolerant path builds with ``cats(values of rows)`` (rows=None: every row), from
+    dictionary codes; ``parts`` are (codes, dictionary) of columns of which at most one is set per row.
+    None when two are set on one row (a duplicated key: orjson would keep the last)."""
+    seen: list[Any] = []
+    remaps, subs = [], []
+    unset = np.ones(n if rows is None else len(rows), dtype=bool)
+    for idx, values in parts:
+        sub = idx if rows is None else idx[rows]
+        have = sub >= 0
+        if (have & ~unset).any():
+            return None
+        unset &= ~have
+        present = np.unique(sub[have])
+        remap = np.full(len(values) + 1, -1, dtype=np.int64)  # last slot: code of a null
+        remap[present] = np.arange(len(seen), len(seen) + len(present))
+        seen += [values[i] for i in present.tolist()]
+        remaps.append(remap)
+        subs.append(sub)
+    if unset.any():
+        seen.append(None)
     cat = cats(seen)
-    remap = np.asarray(cat.categories.get_indexer(pd.Index(values, dtype=object)), dtype=np.int64)
-    codes = np.where(idx >= 0, remap[np.maximum(idx, 0)] if len(remap) else -1, -1)
+    seen_codes = np.append(np.asarray(cat.codes, dtype=np.int64), -1)
+    codes = np.full(len(unset), -1, dtype=np.int64)
+    for sub, remap in zip(subs, remaps, strict=True):
+        have = sub >= 0
+        codes[have] = seen_codes[remap[sub[have]]]
     if rows is not None:
-        keep = np.zeros(len(idx), dtype=bool)
-        keep[rows] = True
-        codes = np.where(keep, codes, -1)
+        full = np.full(n, -1, dtype=np.int64)
+        full[rows] = codes
+        codes = full
     return pd.Categorical.from_codes(codes, categories=cat.categories)
-
-
-def _line_values(data: bytes, rows: np.ndarray, key: str) -> list[Any]:
-    """``key`` of the given rows (row i = line i: one object per line was proven), parsed by orjson."""
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord("\n"))
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    parts = [data[s:e] for s, e in zip(starts[rows].tolist(), ends[rows].tolist(), strict=True)]
-    recs = loads(b"[" + b",".join(parts) + b"]")
-    return [r.get(key) for r in recs]
 
 
 def events_table(
     data: bytes,
-    common: tuple[str, ...],
     by_event: dict[str, dict[str, str]],
     float_cols: list[str],
     cats: Callable[[list[Any]], pd.Categorical],
@@ -110,22 +138,26 @@ def events_table(
     values the tolerant path (analysis.load._events_frame) builds; None if it cannot prove that."""
     if pa is None or not _plausible(data):
         return None
+    n_lines = data.count(b"\n")
+    split = _split_mixed(data)
+    if split is None:
+        return None
     per_field = {f: k for fields in by_event.values() for f, k in fields.items()}
-    strings = ["user", "event", *(f for f, k in per_field.items() if k in ("c", "o") and f != "after_code")]
-    tb = _arrow_table(data, list(float_cols), strings)
-    if tb is None or tb.num_rows != data.count(b"\n"):  # two objects on one line: not what orjson reads
+    strings = ["user", "event", *(f for f, k in per_field.items() if k in ("c", "o") and f not in MIXED)]
+    tb = _arrow_table(split, list(float_cols), strings)
+    del split
+    if tb is None or tb.num_rows != n_lines:  # two objects on one line: not what orjson reads
         return None
     n = tb.num_rows
     out: dict[str, Any] = {c: tb.column(c).to_numpy() for c in ("t", "conn", "v")}
-    uidx, uvals = _codes(tb.column("user"))
-    out["user"] = _categorical(uidx, uvals, None, cats)
-    eidx, evals = _codes(tb.column("event"))
-    event = _categorical(eidx, evals, None, cats)
+    out["user"] = _categorical(n, [_codes(tb.column("user"))], None, cats)
+    event = _categorical(n, [_codes(tb.column("event"))], None, cats)
     out["event"] = event
     ev_codes = np.asarray(event.codes)
     for c in float_cols[3:]:
         out[c] = np.full(n, np.nan)
-    for c in ("kind", "by", "after_code"):
+    cat_cols = [f for f, k in per_field.items() if k == "c"]
+    for c in cat_cols:
         out[c] = None
     out["reason"] = np.full(n, None, dtype=object)
     for name, fields in by_event.items():
@@ -137,15 +169,12 @@ def events_table(
                 out[f][idx] = tb.column(f).take(pa.array(idx)).to_numpy()
             elif kind == "o":
                 out[f][idx] = tb.column(f).take(pa.array(idx)).to_numpy(zero_copy_only=False)
-            elif f in strings:
-                fidx, fvals = _codes(tb.column(f))
-                out[f] = _categorical(fidx, fvals, idx, cats)
-            else:  # mixed-type field (after_code: a close code or a fail kind): orjson's values, as tolerant
-                cat = cats(_line_values(data, idx, f))
-                codes = np.full(n, -1, dtype=np.int32)
-                codes[idx] = cat.codes
-                out[f] = pd.Categorical.from_codes(codes, categories=cat.categories)
-    for c in ("kind", "by", "after_code"):
+            else:
+                cols = [f, f + TEXT] if f in MIXED else [f]
+                out[f] = _categorical(n, [_codes(tb.column(c)) for c in cols], idx, cats)
+                if out[f] is None:
+                    return None
+    for c in cat_cols:
         if out[c] is None:
             out[c] = pd.Categorical.from_codes(np.full(n, -1, dtype=np.int8), categories=pd.Index([], dtype=object))
     return pd.DataFrame(out)
@@ -160,7 +189,9 @@ def read_shard(
     on the whole file; an unterminated last line always goes through the tolerant reader."""
     data = Path(path).read_bytes()
     cut = data.rfind(b"\n") + 1
-    head = frame(data[:cut] if cut < len(data) else data) if cut else None
+    # A whitespace-only last line alone would parse as nothing, yet after the others it is a bad line.
+    clean_tail = cut == len(data) or bool(data[cut:].strip())
+    head = frame(data[:cut] if cut < len(data) else data) if cut and clean_tail else None
     if head is None:
         del data
         return tolerant(path)

@@ -132,7 +132,7 @@ def shard_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:
 
 
 def _columnar_frame(data: bytes) -> pd.DataFrame | None:
-    return columnar.events_table(data, COMMON, BY_EVENT, EVENT_FLOATS, _cats)
+    return columnar.events_table(data, BY_EVENT, EVENT_FLOATS, _cats)
 
 
 def tolerant_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:
@@ -197,6 +197,26 @@ def _events_frame(chunk: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _text_categories(col: pd.Series) -> pd.Series:
+    """The column with sorted text categories (after_code: 1012 and "1012" are one category), however
+    it was split into chunks or shards: a close code read as an int in one chunk and as text in
+    another (where it met a fail kind) must not count as two codes."""
+    cats = col.cat.categories
+    if len(cats) == 0:
+        return col if cats.dtype == object else col.cat.set_categories(pd.Index([], dtype=object))
+    if (
+        pd.api.types.is_string_dtype(cats.dtype)
+        and cats.is_monotonic_increasing
+        and all(isinstance(x, str) for x in cats)
+    ):
+        return col
+    text = [str(x) for x in cats]
+    uniq = pd.Index(sorted(set(text)))
+    remap = np.append(uniq.get_indexer(text), -1)  # code -1 (null) stays -1
+    codes = remap[np.asarray(col.cat.codes)]
+    return pd.Series(pd.Categorical.from_codes(codes, categories=uniq), index=col.index, name=col.name)
+
+
 PLAUSIBLE_SPAN_S = 7 * 86400  # a run longer than a week is taken to be a corrupt timestamp
 
 
@@ -236,6 +256,9 @@ def load_events(
     for c in EVENT_CATS:  # concat of differing categories falls back to object
         if not isinstance(df[c].dtype, pd.CategoricalDtype):
             df[c] = df[c].astype("category")
+        df[c] = _text_categories(df[c])
+    if df["reason"].dtype == object and len(frames) > 1:  # text in one frame, all-null in another
+        df["reason"] = pd.Series(df["reason"].to_numpy(dtype=object), index=df.index)  # as one frame infers
     n = len(df)
     ok = df["t"].notna() & df["event"].notna() & df["user"].notna() & np.isfinite(df["t"])
     if (~ok).any():

@@ -110,3 +110,161 @@ def test_every_series_column_is_one_the_run_folder_schema_names(tmp_path):
     cols = {c for c in run.series.columns if not c.startswith("closes_")}
     assert cols <= known, cols - known
     assert {"server_goodput", "server_wasted_ms", "server_abandoned", *schemas.SERIES_LATENCY} <= cols
+
+
+# -- the columnar (pyarrow) path reads exactly what the tolerant path reads ----------------------
+
+import json  # noqa: E402
+
+import pandas as pd  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from wsstorm.analysis import load as L  # noqa: E402
+
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12) | st.sampled_from(
+    ["", "NaN", 'after_code": 5', "after_code#text", "{[", "\\", '"', "}\n{", "Infinity", "é✓"]
+)
+_NUM = st.one_of(
+    st.integers(-3, 2000), st.floats(allow_nan=False, allow_infinity=False, width=64), st.integers(2**62, 2**70)
+)
+_ANY = st.one_of(st.none(), st.booleans(), _NUM, _TEXT, st.lists(st.integers(), max_size=2))
+_EVENTS = st.sampled_from([*L.KNOWN_EVENTS, "attempt", "close", "wait", "fail", "mystery"])
+
+
+@st.composite
+def _event(draw) -> dict:
+    """One event, mostly well-formed; sometimes a field of the wrong type, missing or extra."""
+    ev = {
+        "v": draw(st.sampled_from([1, 1, 1, 2, None])),
+        "t": 1_700_000_000 + draw(st.floats(0, 60, allow_nan=False)),
+        "user": f"w0/{draw(st.integers(0, 6))}",
+        "conn": draw(st.integers(1, 4)),
+        "event": draw(_EVENTS),
+    }
+    ev.update(
+        draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "scheduled_t": st.floats(1.7e9, 1.7e9 + 60),
+                    "kind": st.sampled_from(["refused", "timeout", "http_status"]),
+                    "status": st.sampled_from([None, 503, 429]),
+                    "code": st.sampled_from([1000, 1006, 1012, 1013]),
+                    "by": st.sampled_from(["server", "client"]),
+                    "reason": _TEXT,
+                    "uptime_s": st.floats(0, 60),
+                    "delay": st.floats(0, 30),
+                    "after_code": st.sampled_from([1012, 1006, "refused", "http_503", None, 0]),
+                    "rtt_ms": st.floats(0, 500),
+                    "policy": _TEXT,
+                    "extra": st.dictionaries(st.sampled_from(["a", "after_code"]), _ANY, max_size=2),
+                },
+            )
+        )
+    )
+    if draw(st.integers(0, 9)) == 0:  # a field of the wrong type, or missing
+        key = draw(st.sampled_from(["t", "user", "conn", "event", "code", "kind", "reason", "after_code", "v"]))
+        if draw(st.booleans()):
+            ev[key] = draw(_ANY)
+        else:
+            ev.pop(key, None)
+    return ev
+
+
+_BAD_LINES = [
+    b"this is not json",
+    b"[1, 2]",
+    b"null",
+    b"5",
+    b"   ",
+    b"",
+    b'{"t": NaN, "user": "w0/1", "event": "open"}',
+    b'{"t": 1700000001, "user": "w0/1", "event": "open", "x": Infinity}',
+    b'{"t": 1700000001, "user": "w0/1", "event": "open"} {"t": 1700000002, "user": "w0/2", "event": "open"}',
+    b'{"t": 1700000001, "user": "w0/1", "event": "open", "x": "\xff"}',
+    b'\xef\xbb\xbf{"t": 1700000001, "user": "w0/1", "event": "open"}',
+    b'{"t": 1700000001, "user": "w0/1", "event": "wait", "after_code": 1012, "after_code": "refused"}',
+    b'{"t": 1700000001, "user": "w0/1", "event": "wait", "after_code": 1012.0}',
+    b'{"t": 1700000001, "user": "w0/1", "event": "wait", "after\\u005fcode": "refused"}',
+    b'{"t": 1700000001, "user": "w0/1", "event": "open", "x": ' + b"[" * 1100 + b"]" * 1100 + b"}",
+    b'{"t": 1700000001, "user": "w0/1", "event": "open"}\r',
+    b'{"t": 1700000001, "user": "w0/1", "event": "open",}',
+]
+
+
+@st.composite
+def _shard(draw) -> bytes:
+    """A shard's bytes: events written with random separators, maybe corrupt lines, maybe cut short."""
+    seps = draw(st.sampled_from([(", ", ": "), (",", ":")]))
+    ascii_only = draw(st.booleans())
+    events = draw(st.lists(_event(), max_size=40))
+    lines = [json.dumps(e, separators=seps, ensure_ascii=ascii_only).encode() for e in events]
+    for _ in range(draw(st.integers(0, 2)) if draw(st.booleans()) else 0):
+        lines.insert(draw(st.integers(0, len(lines))), draw(st.sampled_from(_BAD_LINES)))
+    data = b"".join(ln + b"\n" for ln in lines)
+    if lines and draw(st.integers(0, 3)) == 0:  # the writer died mid-line (or just before the newline)
+        data = data[: -draw(st.integers(1, min(30, len(lines[-1]) + 1)))]
+    return data
+
+
+def _load(folder, columnar: bool):
+    old = L.COLUMNAR
+    L.COLUMNAR = columnar
+    try:
+        warnings: list[str] = []
+        counts: dict[str, int] = {}
+        frame = L.load_events(folder, {"workers": ["w0", "w1"]}, warnings, counts)
+        return frame, warnings, counts
+    finally:
+        L.COLUMNAR = old
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shards=st.lists(_shard(), min_size=1, max_size=2))
+def test_columnar_and_tolerant_paths_give_identical_frames(tmp_path, shards):
+    folder = tmp_path / "run"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    for i, data in enumerate(shards):
+        (folder / f"events-w{i}.jsonl").write_bytes(data)
+    fast, fast_warnings, fast_counts = _load(folder, True)
+    slow, slow_warnings, slow_counts = _load(folder, False)
+    assert fast_warnings == slow_warnings
+    assert fast_counts == slow_counts
+    if slow is None:
+        assert fast is None
+    else:
+        pd.testing.assert_frame_equal(fast, slow)
+
+
+def _no_tolerant(path):
+    raise AssertionError(f"{path}: took the tolerant path")
+
+
+def test_a_clean_shard_takes_the_columnar_path(folder, monkeypatch):
+    slow = load_run(folder).events
+    monkeypatch.setattr(L, "tolerant_frames", _no_tolerant)
+    run = load_run(folder)  # mixed after_code (close codes and fail kinds), reasons, every event type
+    assert run.warnings == [] and run.counts["events"] == 200 * 8
+    pd.testing.assert_frame_equal(run.events, slow)
+
+
+def test_a_truncated_last_line_only_sends_that_line_to_the_tolerant_reader(folder, monkeypatch):
+    shard = folder / "events-local.jsonl"
+    shard.write_bytes(shard.read_bytes() + b'{"v": 1, "t": 17000')
+    seen = []
+    tolerant = L.tolerant_frames
+    monkeypatch.setattr(L, "tolerant_frames", lambda p: (seen.append(p.read_bytes()), tolerant(p))[1])
+    run = load_run(folder)
+    assert seen == [b'{"v": 1, "t": 17000']
+    assert any("truncated" in w for w in run.warnings) and run.counts["events"] == 200 * 8
+
+
+def test_a_garbage_line_sends_the_shard_to_the_tolerant_reader(folder):
+    shard = folder / "events-local.jsonl"
+    lines = shard.read_bytes().splitlines(keepends=True)
+    shard.write_bytes(b"".join([*lines[:3], b'{"t": NaN}\n', *lines[3:]]))
+    fast, slow = _load(folder, True), _load(folder, False)
+    assert fast[1] == slow[1] and any("1 unreadable line(s)" in w for w in fast[1])
+    pd.testing.assert_frame_equal(fast[0], slow[0])
