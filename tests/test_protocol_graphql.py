@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.test_user_e2e import locust_cmd, read_events
 from wsstorm.analysis import charts
@@ -50,6 +52,23 @@ def test_graphql_close_codes_are_named_in_reports(code):
     label = schemas.close_code_label(code)
     assert label.startswith(f"{code} ") and "graphql-ws" in label
     assert charts.code_label(code) == label  # the charts and the report use the one table
+
+
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.recursive(
+            st.none() | st.text(max_size=10) | st.integers(),
+            lambda c: st.lists(c) | st.dictionaries(st.text(max_size=5), c),
+            max_leaves=10,
+        ).map(lambda v: json.dumps(v).encode()),
+    )
+)
+def test_any_message_is_read_without_raising(data):
+    a = GraphQLWS({}, "subscription { ticks }")
+    a.message(1, 64)
+    step = a.on_text(data)
+    assert all(isinstance(r, str) for r in step.replies)
 
 
 class Peer:

@@ -13,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.test_user_e2e import locust_cmd, read_events
 from wsstorm.load.protocols import SocketIO, compile_app
@@ -43,6 +45,29 @@ def test_socketio_url_and_packets():
     assert a.close_reason(1006, "ping_timeout") == "ping timeout"
     assert a.on_text(b"0 not json").fail  # a broken open packet is a protocol failure
     assert a.on_text(b"").replies == () and a.on_text(b"42 garbage").echo is None
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        b'0{"pingInterval":"nan","pingTimeout":1}',
+        b'0{"pingInterval":1e400,"pingTimeout":1}',
+        b"0[1]",
+        b'0{"pingInterval":-5000,"pingTimeout":1000}',
+        b'0{"pingInterval":1000}',
+    ],
+)
+def test_a_bad_open_packet_is_a_protocol_failure(packet):
+    a = SocketIO({})
+    assert a.on_text(packet).fail and a.dead_after is None
+
+
+@given(st.binary(max_size=300))
+def test_any_packet_is_read_without_raising(data):
+    a = SocketIO({"token": "x"})
+    for d in (data, b"4" + data, b"42" + data, b"0" + data):
+        step = a.on_text(d)
+        assert all(isinstance(r, str) for r in step.replies)
 
 
 class Peer:

@@ -266,9 +266,12 @@ class SocketIO(Adapter):
         if kind == b"0":  # the open packet: the heartbeat rule, then the namespace connect
             try:
                 hs = json.loads(data[1:])
-                self.dead_after = (float(hs["pingInterval"]) + float(hs["pingTimeout"])) / 1000.0
+                dead_after = (float(hs["pingInterval"]) + float(hs["pingTimeout"])) / 1000.0
             except (ValueError, KeyError, TypeError):
+                dead_after = -1.0
+            if not 0 < dead_after < 1e7:  # untrusted numbers: NaN, inf or <= 0 would break the rule
                 return Step(fail=f"Engine.IO: bad open packet {data[:60]!r}")
+            self.dead_after = dead_after
             return Step(replies=(self.connect,))
         if kind == b"1":  # the server closes the Engine.IO session
             self.reason = self.reason or "io server disconnect"
