@@ -35,8 +35,9 @@ class AppUserMixin:
         app: Adapter | None = live.app
         assert app is not None
         step = app.on_text(data)
-        for text in step.replies:
-            live.c.send_text(text)
+        if step.replies and not live.c.close_sent:  # nothing may follow our Close frame
+            for text in step.replies:
+                live.c.send_text(text)
         if step.ready:
             ms = (time.monotonic() - live.opened_mono) * 1000.0
             self._rec("ready", ready_ms=round(ms, 3))
