@@ -219,11 +219,14 @@ class WebSocketUser(AppUserMixin, User):
         ex = cfg.extras
         r = _NO_EXTRAS
         if not ex.empty:
-            r = self._extras  # type: ignore[assignment]
-            if r is None or ex.per_conn:
-                r = ex.render(self.user_id, self.number, self.conn_no, SESSION.run)
-                if not ex.per_conn:
-                    self._extras = r
+            cached = self._extras
+            r = (
+                cached
+                if cached is not None and not ex.per_conn
+                else ex.render(self.user_id, self.number, self.conn_no, SESSION.run)
+            )
+            if not ex.per_conn:
+                self._extras = r
             self._secrets = r.secrets
         return WSConnection(
             self.url,
