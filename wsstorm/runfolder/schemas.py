@@ -153,6 +153,9 @@ class StoreTick(TypedDict, total=False):
     queue_depth: int
     busy: int  # slots in use at the tick
     concurrency: int
+    wait_ms_p50: float  # time a lookup waited for a free slot
+    wait_ms_p99: float
+    cpu_ms: float  # the store's own work in that second
 
 
 # -- faults.jsonl ------------------------------------------------------------------------
