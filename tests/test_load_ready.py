@@ -7,6 +7,7 @@ the client's close; the server's own count of connections equals the harness's o
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from wsstorm.load.options import redacted_options
 from wsstorm.load.protocols import ReadyWS, compile_app, parse_matcher
 
 WS_PEER = Path(__file__).parent / "peers" / "ws_server.py"
+SECRET = "ready-s3cret-token"
 
 
 @pytest.mark.parametrize(
@@ -111,7 +113,7 @@ def runs(tmp_path_factory):
             "ready": ("--ready-send", "hello {n}", "--ready-match", r"re:^hello \d+$", "--message-rate", "5"),
             "timeout": (
                 "--ready-send",
-                '{{"type":"subscribe"}}',
+                '{{"type":"subscribe","token":"{env:READY_TOKEN}"}}',
                 "--ready-match",
                 "json:type=ack",
                 "--ready-timeout",
@@ -128,14 +130,15 @@ def runs(tmp_path_factory):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
+                env=dict(os.environ, READY_TOKEN=SECRET),
             )
             for k, extra in cases.items()
         }
         out = {}
         for k, proc in procs.items():
             text, _ = proc.communicate(timeout=90)
-            out[k] = (read_events(base / k), text)
-        opens = sum(1 for events, _ in out.values() for e in events if e["event"] == "open")
+            out[k] = (read_events(base / k), text, base / k)
+        opens = sum(1 for events, _, _ in out.values() for e in events if e["event"] == "open")
         deadline = time.monotonic() + 5  # the server prints each connection after its close handshake
         while len(said) < opens and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -155,7 +158,7 @@ def by_conn(events: list[dict]) -> dict[tuple[str, int], list[dict]]:
 
 @pytest.mark.e2e
 def test_ready_after_open_then_messages(runs):
-    events, text = runs[0]["ready"]
+    events, text, _ = runs[0]["ready"]
     conns = by_conn(events)
     assert len(conns) == 2, text[-2000:]
     for seq in conns.values():
@@ -170,7 +173,7 @@ def test_ready_after_open_then_messages(runs):
 
 @pytest.mark.e2e
 def test_ready_timeout_is_a_failure_then_the_client_closes(runs):
-    events, text = runs[0]["timeout"]
+    events, text, run_dir = runs[0]["timeout"]
     conns = by_conn(events)
     assert len(conns) >= 4, text[-2000:]  # 2 users, each timed out and retried at least once
     timed_out = 0
@@ -189,10 +192,16 @@ def test_ready_timeout_is_a_failure_then_the_client_closes(runs):
     assert waits and {w["after_code"] for w in waits} == {"ready_timeout"}
     attempts = [e["attempt"] for e in events if e["event"] == "attempt" and e["user"] == events[0]["user"]]
     assert attempts[:3] == [1, 2, 3]  # never ready: the attempt count goes on
+    assert SECRET not in text
+    for f in run_dir.rglob("*"):  # the token sent in the hello reaches no file of the run folder
+        if f.is_file():
+            assert SECRET.encode() not in f.read_bytes(), f
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["options"]["ready_send"] == "<redacted>"
 
 
 @pytest.mark.e2e
 def test_server_connections_equal_the_harness_opens(runs):
     out, said = runs
-    opens = sum(1 for events, _ in out.values() for e in events if e["event"] == "open")
+    opens = sum(1 for events, _, _ in out.values() for e in events if e["event"] == "open")
     assert len(said) == opens
