@@ -205,3 +205,41 @@ def test_server_connections_equal_the_harness_opens(runs):
     out, said = runs
     opens = sum(1 for events, _, _ in out.values() for e in events if e["event"] == "open")
     assert len(said) == opens
+
+
+def _opts(**kw):
+    import argparse
+
+    base = dict(
+        policy="full-jitter",
+        policy_file="",
+        message_rate=None,
+        message_size=64,
+        ping_interval=None,
+        pong_timeout=None,
+        connect_timeout=None,
+        seed=3,
+    )
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def test_scenario_client_keys_and_command_line_precedence():
+    from wsstorm.load.options import resolve_config, scenario_into_options
+
+    client = SimpleNamespace(
+        protocol="graphql-ws", init_payload=["token=abc"], subscribe="subscription { t }", ready_timeout=3
+    )
+    scenario = SimpleNamespace(client=client)
+    o = _opts()
+    scenario_into_options(o, scenario)  # what a worker receives with the master's options
+    cfg = resolve_config(o)
+    assert cfg.app.protocol == "graphql-ws" and cfg.app.ready_timeout == 3.0 and cfg.app.subscribe
+    assert [k for k, _ in cfg.app.payload] == ["token"]
+    o = _opts(protocol="ws", ready_match="re:ok", ready_timeout=1.5, init_payload=[], subscribe="x")
+    with pytest.raises(UsageError, match="--subscribe is for"):  # the command line chose ws: no subscription
+        resolve_config(o, scenario)
+    o = _opts(protocol="ws", ready_match="re:ok", ready_timeout=1.5)
+    cfg = resolve_config(o, SimpleNamespace(client=SimpleNamespace(ready_timeout=9)))
+    assert cfg.app.gated and cfg.app.ready_timeout == 1.5  # the command line wins
+    assert not resolve_config(_opts()).app.active  # nothing given: no adapter
