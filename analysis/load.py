@@ -197,6 +197,21 @@ def _events_frame(chunk: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _align_categories(frames: list[pd.DataFrame]) -> None:
+    """Give each text categorical column the same (sorted, union) categories in every frame, so
+    concat keeps it categorical: the object fallback would re-factorize a million strings."""
+    for c in EVENT_CATS:
+        cats = [f[c].cat.categories for f in frames]
+        if all(x.equals(cats[0]) for x in cats) or not all(
+            pd.api.types.is_string_dtype(x.dtype) and all(isinstance(v, str) for v in x) for x in cats if len(x)
+        ):
+            continue
+        union = pd.Index(sorted(set().union(*(x.tolist() for x in cats))))
+        for f in frames:
+            remap = np.append(union.get_indexer(f[c].cat.categories), -1)  # code -1 (null) stays -1
+            f[c] = pd.Categorical.from_codes(remap[np.asarray(f[c].cat.codes)], categories=union)
+
+
 def _text_categories(col: pd.Series) -> pd.Series:
     """The column with sorted text categories (after_code: 1012 and "1012" are one category), however
     it was split into chunks or shards: a close code read as an int in one chunk and as text in
@@ -252,6 +267,8 @@ def load_events(
     if not frames:
         warnings.append("the event shards hold no events")
         return None
+    if len(frames) > 1:
+        _align_categories(frames)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     for c in EVENT_CATS:  # concat of differing categories falls back to object
         if not isinstance(df[c].dtype, pd.CategoricalDtype):
