@@ -47,7 +47,8 @@ def plan(faults: tuple[Fault, ...] | list[Fault]) -> list[Firing]:
     out: list[Firing] = []
     for i, f in enumerate(faults):
         params = dict(f.params)
-        duration = params.pop("duration", None)
+        # a lame duck's duration is its closing window (the server's own parameter), not a heal time
+        duration = params.pop("duration", None) if f.action != "lame-duck" else None
         for t in f.times():
             out.append(Firing(t, f.action, params, i))
             if duration:
@@ -92,6 +93,8 @@ def call_target(client: AdminClient, action: str, params: dict[str, Any]) -> dic
             params.get("interval"),
             params.get("proc"),
         )
+    if action == "lame-duck":
+        return client.lame_duck(params.get("grace"), params.get("duration"), params.get("code"), params.get("proc"))
     if action == "crash":
         return client.crash(params.get("down", 0))
     if action == "latency":

@@ -14,12 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from wsstorm.errors import UsageError
-from wsstorm.target.settings import OVERLOAD_MODES, cpus_text, parse_cpus
+from wsstorm.target.settings import (
+    LAME_DUCK_CODES,
+    LAME_DUCK_GRACE_S,
+    LAME_DUCK_WINDOW_S,
+    OVERLOAD_MODES,
+    cpus_text,
+    parse_cpus,
+    sendable_close_code,
+)
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "scenarios"
 RESTART_MODES = ("all", "drain")
 # The actions that need the embedded target (its admin API); http/shell work against any server.
-TARGET_ACTIONS = ("restart", "crash", "partition", "heal", "reset", "latency", "capacity", "overload")
+TARGET_ACTIONS = ("restart", "crash", "partition", "heal", "reset", "latency", "capacity", "overload", "lame-duck")
 PROXY_ACTIONS = ("partition", "heal", "reset", "latency")
 ACTIONS = (*TARGET_ACTIONS, "http", "shell")
 
@@ -34,6 +42,7 @@ FAULT_KEYS: dict[str, tuple[str, ...]] = {
     "latency": ("ms", "duration"),
     "capacity": ("capacity", "handshake_rate", "attempt_cost_ms", "session_cost_ms"),
     "overload": ("mode",),
+    "lame-duck": ("grace", "duration", "code", "proc"),
     "http": ("url", "method", "headers", "body", "timeout"),
     "shell": ("command", "timeout"),
 }
@@ -53,6 +62,10 @@ _TARGET_KEYS = (
     "handshake_timeout",
     "cpus",
     "session_max_s",
+    "resume_window",
+    "resume_cost_ms",
+    "session_start_rate",
+    "session_refuse_code",
 )
 _CLIENT_KEYS = ("message_rate", "ping_interval", "pong_timeout", "connect_timeout")
 
@@ -82,6 +95,13 @@ class Target:
     handshake_timeout: float = 10.0
     cpus: str | None = None  # canonical CPU list, e.g. "1" or "0-1"
     session_max_s: float = 0.0  # the server ends each held connection after U(0.5,1.5) x this (0: never)
+    # Session start versus resume (Discord's gateway): a client reconnecting within resume_window s of its
+    # last close resumes (resume_cost_ms); others start a session (session_cost_ms), at most
+    # session_start_rate per s (0: no limit), the rest closed with session_refuse_code after the upgrade.
+    resume_window: float = 0.0
+    resume_cost_ms: float = 0.0
+    session_start_rate: float = 0.0
+    session_refuse_code: int = 1013
 
     def serve_options(self) -> dict[str, Any]:
         """The `wsstorm serve` options for this shape (control.start_target keywords); defaults left out."""
@@ -97,9 +117,19 @@ class Target:
             out["proxy_port"] = 0
         if self.tls:
             out["tls"] = True
-        for key in ("attempt_cost_ms", "session_cost_ms", "store_ms", "session_max_s"):
+        for key in (
+            "attempt_cost_ms",
+            "session_cost_ms",
+            "store_ms",
+            "session_max_s",
+            "resume_window",
+            "resume_cost_ms",
+            "session_start_rate",
+        ):
             if getattr(self, key):
                 out[key] = getattr(self, key)
+        if self.session_refuse_code != 1013:
+            out["session_refuse_code"] = self.session_refuse_code
         if self.store_concurrency:
             out["store_concurrency"] = self.store_concurrency
         if self.cpus:
@@ -136,8 +166,12 @@ class Fault:
         return [self.at + k * self.every for k in range(self.repeat)]
 
     def span(self) -> float:
-        """Offset of the last thing this fault does (its last firing, plus its heal)."""
-        return self.times()[-1] + float(self.param("duration", 0) or 0)
+        """Offset of the last thing this fault does (its last firing, plus its heal; a lame duck: its grace
+        and closing window, after which the target serves again)."""
+        extra = float(self.param("duration", 0) or 0)
+        if self.action == "lame-duck":
+            extra += float(self.param("grace", 0) or 0)
+        return self.times()[-1] + extra
 
     def to_dict(self) -> dict[str, Any]:
         """The fault as in the TOML file."""
@@ -337,6 +371,19 @@ def _fault(source: str, i: int, raw: Any, duration: float, target: Target) -> Fa
         for key in ("attempt_cost_ms", "session_cost_ms"):
             if key in raw:
                 params[key] = c.number(key, None)
+    elif action == "lame-duck":
+        params["grace"] = c.number("grace", LAME_DUCK_GRACE_S)
+        params["duration"] = c.number("duration", LAME_DUCK_WINDOW_S)
+        params["code"] = c.number("code", 1001, integer=True)
+        if params["code"] not in LAME_DUCK_CODES:
+            raise c.error(f"{where}.code must be 1001 or 1012, got {params['code']}")
+        if "proc" in raw:
+            proc = c.number("proc", None, integer=True)
+            if proc >= target.workers:
+                raise c.error(
+                    f"{where}.proc = {proc} but the target has {target.workers} worker(s) (proc counts from 0)"
+                )
+            params["proc"] = proc
     elif action == "overload":
         if "mode" not in raw:
             raise c.error(f"{where}: missing 'mode' (one of {', '.join(OVERLOAD_MODES)})")
@@ -367,7 +414,8 @@ def _fault(source: str, i: int, raw: Any, duration: float, target: Target) -> Fa
         what = f"its firing {fault.repeat} at {last:g} s" if repeat > 1 else f"at = {at:g} s"
         raise c.error(f"{where}: {what} is after the end of the run (duration = {duration:g} s)")
     if fault.span() >= duration:
-        raise c.error(f"{where}: heals at {fault.span():g} s, after the end of the run (duration = {duration:g} s)")
+        what = "serves again" if action == "lame-duck" else "heals"
+        raise c.error(f"{where}: {what} at {fault.span():g} s, after the end of the run (duration = {duration:g} s)")
     return fault
 
 
@@ -404,7 +452,16 @@ def from_dict(data: dict[str, Any], source: str = "<scenario>", default_name: st
         handshake_timeout=t.number("handshake_timeout", 10.0, strict=True),
         cpus=cpus,
         session_max_s=t.number("session_max_s", 0.0),
+        resume_window=t.number("resume_window", 0.0),
+        resume_cost_ms=t.number("resume_cost_ms", 0.0),
+        session_start_rate=t.number("session_start_rate", 0.0),
+        session_refuse_code=t.number("session_refuse_code", 1013, integer=True),
     )
+    if not sendable_close_code(target.session_refuse_code):
+        raise t.error(
+            "target.session_refuse_code must be a close code a server may send (1000-1003, 1007-1014, "
+            f"3000-4999), got {target.session_refuse_code}"
+        )
     if target.store_concurrency > 256:
         raise t.error(f"target.store_concurrency must be <= 256, got {target.store_concurrency}")
     if target.store_ms > 0 and target.store_concurrency == 0:

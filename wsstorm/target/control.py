@@ -81,6 +81,19 @@ class AdminClient:
                 body[key] = value
         return self.call("POST", "/restart", body)
 
+    def lame_duck(
+        self,
+        grace: float | None = None,
+        duration: float | None = None,
+        code: int | None = None,
+        proc: int | None = None,
+    ) -> dict:
+        """Lame duck: stop accepting, wait `grace` s, close clients over `duration` s with `code` (1001/1012)."""
+        body = {
+            k: v for k, v in (("grace", grace), ("duration", duration), ("code", code), ("proc", proc)) if v is not None
+        }
+        return self.call("POST", "/lame-duck", body)
+
     def crash(self, down: float = 3.0, proc: int | None = None) -> dict:
         body: dict[str, Any] = {"down": down}
         if proc is not None:

@@ -26,6 +26,9 @@ LEDGER = (
     "store_calls",
     "wasted_ms",
     "work_ms",
+    "resumed",
+    "session_starts",
+    "session_refused",
     *(f"rejected.{k}" for k in EMPTY_REJECTED),
     *(f"closes_sent.{c}" for c in ("1000", "1001", "1002", "1007", "1008", "1009", "1011", "1012", "1013")),
     *(f"closes_received.{c}" for c in ("1000", "1001")),
@@ -36,7 +39,17 @@ MS_FIELDS = ("wasted_ms", "work_ms")
 _MS_SCALE = 1000
 _SLOT = {name: i for i, name in enumerate(LEDGER)}
 _GROUPS = ("rejected", "closes_sent", "closes_received", "bad_input")
-_SCALARS = ("attempts", "goodput", "abandoned", "store_calls", "wasted_ms", "work_ms")
+_SCALARS = (
+    "attempts",
+    "goodput",
+    "abandoned",
+    "store_calls",
+    "wasted_ms",
+    "work_ms",
+    "resumed",
+    "session_starts",
+    "session_refused",
+)
 # (totals key, metric, help) for the cost model's counters; CPU ms are exported as seconds
 _COST_COUNTERS = (
     ("attempts", "wsstorm_attempts", "Connect attempts accepted by TCP"),
@@ -45,6 +58,9 @@ _COST_COUNTERS = (
     ("store_calls", "wsstorm_store_calls", "Lookups in the dependency store"),
     ("wasted_ms", "wsstorm_wasted_cpu_seconds", "CPU spent on attempts that could not succeed"),
     ("work_ms", "wsstorm_attempt_cpu_seconds", "CPU spent on all attempts (the cost model)"),
+    ("resumed", "wsstorm_sessions_resumed", "Admissions that resumed a session closed within the resume window"),
+    ("session_starts", "wsstorm_session_starts", "Admissions that started a new session"),
+    ("session_refused", "wsstorm_session_starts_refused", "Session starts refused by the session start rate"),
 )
 
 # (metric, help, label, key in the totals) for the counters broken down by one label
@@ -75,6 +91,9 @@ def empty_counts() -> dict[str, Any]:
         "store_calls": 0,
         "wasted_ms": 0,
         "work_ms": 0,
+        "resumed": 0,
+        "session_starts": 0,
+        "session_refused": 0,
         "rejected": dict(EMPTY_REJECTED),
         "closes_sent": dict(EMPTY_CLOSES),
         "closes_received": {},

@@ -8,7 +8,15 @@ import socket
 
 from wsstorm.errors import UsageError
 from wsstorm.runfolder import names
-from wsstorm.target.settings import OVERLOAD_MODES, check_cost, parse_cpus
+from wsstorm.target.settings import (
+    LAME_DUCK_CODES,
+    LAME_DUCK_GRACE_S,
+    LAME_DUCK_WINDOW_S,
+    OVERLOAD_MODES,
+    check_cost,
+    check_session_settings,
+    parse_cpus,
+)
 
 
 def configure(name: str, parser: argparse.ArgumentParser) -> None:
@@ -52,6 +60,34 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="close each held connection with 1001 after U(0.5, 1.5) x this many s (0: never; steady churn)",
     )
+    a(
+        "--resume-window",
+        type=float,
+        default=0.0,
+        help="s after a session's close within which the same client (header X-WSStorm-Session) resumes it "
+        "(0: no resume, every admission starts a session)",
+    )
+    a("--resume-cost-ms", type=float, default=0.0, help="CPU ms a resumed session costs instead of --session-cost-ms")
+    a(
+        "--session-start-rate",
+        type=float,
+        default=0.0,
+        help="new sessions started per second, all serving processes together (token bucket; 0: no limit)",
+    )
+    a(
+        "--session-refuse-code",
+        type=int,
+        default=1013,
+        help="close code sent right after the upgrade to a session start over --session-start-rate (default 1013)",
+    )
+    a("--lame-duck-grace", type=float, default=LAME_DUCK_GRACE_S, help="SIGUSR2 lame duck: s before closing starts")
+    a(
+        "--lame-duck-duration",
+        type=float,
+        default=LAME_DUCK_WINDOW_S,
+        help="SIGUSR2 lame duck: s over which the clients are closed, after the grace",
+    )
+    a("--lame-duck-code", type=int, default=1001, help="SIGUSR2 lame duck: the close code (1001 or 1012)")
     a("--overload", default="close", help="how it refuses when full: close (1013) | http (503) | refuse (TCP)")
     a("--retry-hint", type=float, default=None, help="seconds: put retry-after=<s> in the 1013 reason / Retry-After")
     a("--workers", type=int, default=1, help="serving processes on one port (SO_REUSEPORT)")
@@ -93,6 +129,8 @@ def validate(args: argparse.Namespace) -> None:
         raise UsageError(f"--store-concurrency must be 0..256, got {args.store_concurrency}")
     if not args.session_max_s >= 0:
         raise UsageError(f"--session-max-s must be >= 0, got {args.session_max_s:g}")
+    check_session_settings(args.resume_window, args.resume_cost_ms, args.session_start_rate, args.session_refuse_code)
+    check_lame_duck(args.lame_duck_grace, args.lame_duck_duration, args.lame_duck_code, prefix="--lame-duck-")
     args.cpu_list = parse_cpus(args.cpus) if args.cpus is not None else None
     if args.tls:
         from wsstorm.target.tls import check_ca_out
@@ -125,6 +163,15 @@ def validate(args: argparse.Namespace) -> None:
             import uvloop  # noqa: F401
         except ImportError:
             raise UsageError("--uvloop needs the uvloop package (pip install uvloop==0.23.0)") from None
+
+
+def check_lame_duck(grace: float, duration: float, code: int, prefix: str = "") -> None:
+    """Lame-duck parameters: grace and window finite and >= 0, the code 1001 or 1012."""
+    for name, value in (("grace", grace), ("duration", duration)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise UsageError(f"{prefix}{name} must be a number >= 0, got {value!r}")
+    if code not in LAME_DUCK_CODES:
+        raise UsageError(f"{prefix}code must be 1001 or 1012, got {code!r}")
 
 
 def reserve_port(host: str, port: int) -> socket.socket:

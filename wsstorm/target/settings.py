@@ -79,3 +79,36 @@ def check_cost(name: str, value: float | None) -> None:
     """Costs are milliseconds of work: finite and >= 0."""
     if value is not None and not (value >= 0 and value != float("inf")):
         raise UsageError(f"--{name.replace('_', '-')} must be >= 0 ms, got {value:g}")
+
+
+# Lame-duck mode, as NATS's (docs.nats.io "Lame Duck Mode"): stop accepting, wait a grace period
+# (lame_duck_grace_period, default 10 s), then evict the clients spread over a window. NATS's
+# lame_duck_duration (default 2 min) includes the grace; wsstorm's `duration` is the window after it.
+LAME_DUCK_GRACE_S = 10.0
+LAME_DUCK_WINDOW_S = 110.0
+LAME_DUCK_CODES: tuple[int, ...] = (1001, 1012)
+
+
+def sendable_close_code(code: int) -> bool:
+    """A close code a server may send (RFC 6455 7.4: 1000-1003, 1007-1014, and 3000-4999 for applications)."""
+    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014) or 3000 <= code <= 4999
+
+
+def check_session_settings(
+    resume_window: float, resume_cost_ms: float, session_start_rate: float, session_refuse_code: int
+) -> None:
+    """The session settings: windows, costs and rates finite and >= 0; the refuse code one a server may send."""
+    for name, value in (
+        ("resume_window", resume_window),
+        ("resume_cost_ms", resume_cost_ms),
+        ("session_start_rate", session_start_rate),
+    ):
+        if not (value >= 0 and value != float("inf")):
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {value:g}")
+    if isinstance(session_refuse_code, bool) or not isinstance(session_refuse_code, int):
+        raise UsageError(f"--session-refuse-code must be an integer close code, got {session_refuse_code!r}")
+    if not sendable_close_code(session_refuse_code):
+        raise UsageError(
+            f"--session-refuse-code must be a close code a server may send (1000-1003, 1007-1014, "
+            f"3000-4999), got {session_refuse_code}"
+        )

@@ -17,12 +17,21 @@ import time
 from typing import Any, TextIO
 
 from wsstorm.errors import UsageError
+from wsstorm.target import sessions
 from wsstorm.target.admin import AdminServer, BadRequest, body_number, new_token
 from wsstorm.target.metrics import LEDGER, MetricsBook, ledger_counts, remainder
-from wsstorm.target.options import configure, reserve_port, validate  # noqa: F401 (configure: the CLI looks here)
+from wsstorm.target.options import (  # noqa: F401 (configure: the CLI looks here)
+    check_lame_duck,
+    configure,
+    reserve_port,
+    validate,
+)
 from wsstorm.target.settings import OVERLOAD_MODES, cpus_text, pin_self
 from wsstorm.target.store import store_main
 from wsstorm.target.worker import (
+    B_SIZE,
+    B_STARTS,
+    B_STARTS_LAST,
     CFG_ATTEMPT,
     CFG_BURST,
     CFG_CAPACITY,
@@ -30,8 +39,12 @@ from wsstorm.target.worker import (
     CFG_HINT,
     CFG_MODE,
     CFG_RATE,
+    CFG_REFUSE_CODE,
+    CFG_RESUME_COST,
+    CFG_RESUME_WINDOW,
     CFG_SESSION,
     CFG_SIZE,
+    CFG_START_RATE,
     worker_main,
 )
 
@@ -53,9 +66,21 @@ class Supervisor:
         self.cfg[CFG_MODE] = OVERLOAD_MODES.index(args.overload)
         self.cfg[CFG_HINT] = -1.0 if args.retry_hint is None else args.retry_hint
         self.cfg[CFG_COST] = args.handshake_cost_ms
-        self.bucket = self.ctx.RawArray("d", 2)
+        self.cfg[CFG_RESUME_WINDOW] = args.resume_window
+        self.cfg[CFG_RESUME_COST] = args.resume_cost_ms
+        self.cfg[CFG_START_RATE] = args.session_start_rate
+        self.cfg[CFG_REFUSE_CODE] = args.session_refuse_code
+        self.bucket = self.ctx.RawArray("d", B_SIZE)
         self.bucket[0] = self.cfg[CFG_BURST]
         self.bucket[1] = time.monotonic()
+        self.bucket[B_STARTS] = max(1.0, args.session_start_rate / 10.0)
+        self.bucket[B_STARTS_LAST] = time.monotonic()
+        # The session table (wsstorm.target.sessions), shared by the serving processes; only with resume on.
+        self.sessions = (
+            (self.ctx.RawArray("q", sessions.TABLE_SLOTS), self.ctx.RawArray("d", sessions.TABLE_SLOTS))
+            if args.resume_window > 0
+            else None
+        )
         self.held = self.ctx.RawArray("l", args.workers)
         self.ledger = self.ctx.RawArray("q", args.workers * len(LEDGER))
         self.reported: list[dict[str, int]] = [{} for _ in range(args.workers)]
@@ -173,6 +198,7 @@ class Supervisor:
                 self.lock,
                 self.ledger,
                 self.opts,
+                self.sessions,
             ),
         )
         self.held[i] = 0
@@ -248,6 +274,10 @@ class Supervisor:
         except (OSError, ValueError):
             pass
         self.held[i] = 0  # its connections died with it
+        if self.sessions is not None:
+            # Its sessions closed when it died: resumable from now. Without the lock: a process
+            # SIGKILLed while holding it never gives it back, and these are plain stores of doubles.
+            sessions.end_all_of(self.sessions[1], i, time.monotonic())
         self.state[i] = "down"
         self.book.down(i)
         if self.stop_event.is_set():
@@ -312,6 +342,31 @@ class Supervisor:
             self.fault(i, "restart", mode=mode, down_s=down, **extra)
             done.append(i)
         return (200 if done else 409), {"ok": bool(done), "procs": done, "skipped": skipped}
+
+    async def api_lame_duck(self, body: dict) -> tuple[int, Any]:
+        """Lame duck (NATS): stop accepting, wait `grace` s, close clients over `duration` s with `code`."""
+        grace = body_number(body, "grace", self.args.lame_duck_grace)
+        duration = body_number(body, "duration", self.args.lame_duck_duration)
+        code = body_number(body, "code", self.args.lame_duck_code, integer=True)
+        try:
+            check_lame_duck(grace, duration, code)
+        except UsageError as exc:
+            raise BadRequest(str(exc)) from None
+        done, skipped = [], []
+        for i in self._procs_arg(body):
+            if self.state[i] != "serving":
+                skipped.append(i)
+                continue
+            self.pipes[i].send({"cmd": "lame-duck", "grace": grace, "duration": duration, "code": code})
+            self.state[i] = "lame-duck"
+            # down_s: when it serves again (the analysis's end of the trigger)
+            self.fault(i, "lame-duck", grace_s=grace, duration_s=duration, code=code, down_s=grace + duration)
+            done.append(i)
+        return (200 if done else 409), {"ok": bool(done), "procs": done, "skipped": skipped}
+
+    def lame_duck_all(self) -> None:
+        """SIGUSR2 (NATS's `--signal ldm`): lame duck with --lame-duck-grace/-duration/-code."""
+        self.loop.create_task(self.api_lame_duck({}))
 
     def restart_all(self) -> None:
         """SIGHUP: restart every serving process, all at once, with --restart-down."""
@@ -390,6 +445,10 @@ class Supervisor:
             "handshake_cost_ms": self.cfg[CFG_COST],
             "attempt_cost_ms": self.cfg[CFG_ATTEMPT],
             "session_cost_ms": self.cfg[CFG_SESSION],
+            "resume_window": self.cfg[CFG_RESUME_WINDOW],
+            "resume_cost_ms": self.cfg[CFG_RESUME_COST],
+            "session_start_rate": self.cfg[CFG_START_RATE],
+            "session_refuse_code": int(self.cfg[CFG_REFUSE_CODE]),
             "tls": bool(self.args.tls),
             "handshake_timeout": self.args.open_timeout,
             "cpus": cpus_text(self.opts["cpus"]) if self.opts["cpus"] else None,
@@ -446,6 +505,7 @@ class Supervisor:
             ("POST", "/crash"): self.api_crash,
             ("POST", "/capacity"): self.api_capacity,
             ("POST", "/overload"): self.api_overload,
+            ("POST", "/lame-duck"): self.api_lame_duck,
         }
         if self.proxy is not None:
             for key, handler in self.proxy.routes().items():
@@ -487,6 +547,7 @@ class Supervisor:
         except OSError as exc:
             raise UsageError(f"admin port {self.args.admin_port} is in use ({exc.strerror or exc})") from None
         self.loop.add_signal_handler(signal.SIGHUP, self.restart_all)
+        self.loop.add_signal_handler(signal.SIGUSR2, self.lame_duck_all)
         self.loop.add_signal_handler(signal.SIGTERM, self.stop_event.set)
         self.loop.add_signal_handler(signal.SIGINT, self.stop_event.set)
         down_ticker = self.loop.create_task(self.down_ticker())

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any
 
+from wsstorm.target import sessions
 from wsstorm.target.costs import ABANDONED, GOODPUT, KILLED, LOST, REJECTED, SHED, AttemptCost, account, cpu_work
 from wsstorm.target.metrics import Tally
 from wsstorm.target.netio import linger_rst, peer_closed
@@ -33,9 +34,12 @@ from wsstorm.target.tls import TLS_BAD, TLS_SHED
 # Indexes into the shared settings array (doubles). CFG_COST (handshake_cost_ms, the v1 name) and
 # CFG_SESSION are both CPU after admission; CFG_ATTEMPT is CPU before the admission decision.
 CFG_CAPACITY, CFG_RATE, CFG_BURST, CFG_MODE, CFG_HINT, CFG_COST, CFG_ATTEMPT, CFG_SESSION = range(8)
-CFG_SIZE = 8
-# Indexes into the shared bucket array (doubles).
-B_TOKENS, B_LAST = 0, 1
+# Session start versus resume (wsstorm.target.sessions): window s, resume CPU ms, starts/s, refuse code.
+CFG_RESUME_WINDOW, CFG_RESUME_COST, CFG_START_RATE, CFG_REFUSE_CODE = range(8, 12)
+CFG_SIZE = 12
+# Indexes into the shared bucket array (doubles): the handshake bucket, then the session start bucket.
+B_TOKENS, B_LAST, B_STARTS, B_STARTS_LAST = 0, 1, 2, 3
+B_SIZE = 4
 
 
 def refill(tokens: float, last: float, now: float, rate: float, burst: float) -> float:
@@ -73,8 +77,10 @@ class Worker:
         lock: Any,
         ledger: Any,
         opts: dict,
+        sessions: tuple[Any, Any] | None = None,
     ) -> None:
         self.proc, self.port, self.host, self.pipe = proc, port, host, pipe
+        self.sessions = sessions  # the shared session table (keys, times); None: no resume possible
         self.cfg, self.bucket, self.held, self.lock = cfg, bucket, held, lock
         self.opts = opts
         self.state = "serving"
@@ -111,6 +117,38 @@ class Worker:
                 return True
             self.bucket[B_TOKENS] = tokens
             return False
+
+    def session_gate(self, conn: Any) -> bool:
+        """An admitted attempt's session: resume it (closed within the resume window) or start one, which
+        the session start bucket may refuse (False). Sets conn.wss_resumed; counts resumed/starts/refused."""
+        window = self.cfg[CFG_RESUME_WINDOW]
+        key = conn.wss_session if self.sessions is not None and window > 0 else 0
+        rate = self.cfg[CFG_START_RATE]
+        with self.lock:
+            now = time.monotonic()
+            resumed = key != 0 and sessions.resumable(*self.sessions, key, now, window)
+            if not resumed and rate > 0:
+                burst = max(1.0, rate / 10.0)  # the handshake bucket's rule
+                tokens = refill(self.bucket[B_STARTS], self.bucket[B_STARTS_LAST], now, rate, burst)
+                self.bucket[B_STARTS_LAST] = now
+                if tokens < 1.0:
+                    self.bucket[B_STARTS] = tokens
+                    self.tally.add("session_refused")
+                    return False
+                self.bucket[B_STARTS] = tokens - 1.0
+            if key != 0:
+                sessions.begin(*self.sessions, key, self.proc, now, window)
+                conn.wss_session_open = True
+        conn.wss_resumed = resumed
+        self.tally.add("resumed" if resumed else "session_starts")
+        return True
+
+    def session_closed(self, conn: Any) -> None:
+        """The connected session of `conn` ended: it may be resumed from now on (once per connection)."""
+        if getattr(conn, "wss_session_open", False):
+            conn.wss_session_open = False
+            with self.lock:
+                sessions.end(*self.sessions, conn.wss_session, time.monotonic())
 
     def tokens_available(self) -> bool:
         if self.cfg[CFG_RATE] <= 0:
@@ -184,10 +222,13 @@ class Worker:
             if self.state != "serving":  # a restart began while it waited
                 self.tally.add("rejected", "http_503")
                 return Response(503, "Service Unavailable", Headers([("Content-Length", "0")]), b"")
+        conn.wss_session = sessions.session_key(request.headers.get(sessions.SESSION_HEADER))
         response = self.decide(conn)
         if getattr(conn, "wss_admitted", False):
             conn.wss_outcome = GOODPUT
-            cost.session_ms = cpu_work(self.cfg[CFG_SESSION] + self.cfg[CFG_COST])
+            # a resumed session costs resume_cost_ms instead of session_cost_ms (the handshake cost either way)
+            session = self.cfg[CFG_RESUME_COST] if conn.wss_resumed else self.cfg[CFG_SESSION]
+            cost.session_ms = cpu_work(session + self.cfg[CFG_COST])
         return response
 
     def process_response(self, conn: Any, request: Any, response: Any) -> None:
@@ -198,6 +239,8 @@ class Worker:
         `wss_gone` (the server has seen the client leave) decides abandoned exactly.
         """
         outcome = getattr(conn, "wss_outcome", REJECTED)
+        if outcome == GOODPUT and response.status_code == 101 and self.cfg[CFG_RESUME_WINDOW] > 0:
+            response.headers[sessions.RESUMED_HEADER] = "1" if conn.wss_resumed else "0"
         if outcome == GOODPUT and response.status_code != 101:
             outcome = REJECTED
         if outcome == GOODPUT and not conn.wss_gone and peer_closed(conn.transport):
@@ -215,6 +258,12 @@ class Worker:
         mode = self.mode()
         hint = self.cfg[CFG_HINT]
         if self.held_total() < self.cfg[CFG_CAPACITY] and self.take_token():
+            if not self.session_gate(conn):
+                # Over the session start rate: the upgrade completes, then the close with the refuse code.
+                conn.wss_reject = True
+                conn.wss_reject_code = int(self.cfg[CFG_REFUSE_CODE])
+                self.tally.add("rejected", "session_start")
+                return None
             conn.wss_admitted = conn.wss_holding = True
             self.held[self.proc] += 1
             self.tally.add("accepted")
@@ -309,7 +358,10 @@ class Worker:
 
         ws.wss_opened = True
         if getattr(ws, "wss_reject", False):
-            await ws.close(1013, retry_reason("overloaded", self.cfg[CFG_HINT]))
+            if ws.wss_reject_code:  # a session start over the session start rate
+                await ws.close(ws.wss_reject_code, "session start rate limited")
+            else:
+                await ws.close(1013, retry_reason("overloaded", self.cfg[CFG_HINT]))
             return
         self.open_conns.add(ws)
         expiry = None
@@ -329,12 +381,14 @@ class Worker:
         finally:
             if expiry is not None:
                 expiry.cancel()
+            self.session_closed(ws)
             self.open_conns.discard(ws)
             await ws.wait_closed()
 
     def conn_lost(self, conn: Any) -> None:
         """Classify how a TCP connection ended; release its capacity slot."""
         conn.wss_gone = True
+        self.session_closed(conn)
         if not getattr(conn, "wss_in_process", False) and not conn.wss_done:
             # Its handshake never reached process_request: garbage, or the client left (a timeout
             # was booked as shed when it fired).
@@ -377,6 +431,9 @@ class Worker:
                     self.wss_tls_ms = 0.0
                     self.wss_gone = self.wss_done = False
                     self.wss_cut: str | None = None
+                    self.wss_session = 0  # the client's identity (sessions.session_key); 0: none
+                    self.wss_resumed = self.wss_session_open = False
+                    self.wss_reject_code = 0  # set for a refused session start
                     self.wss_exc_before_eof = None
                     worker.handshaking.add(self)
                     worker.tally.add("attempts")
@@ -431,6 +488,24 @@ class Worker:
         self.state = "serving"
         self.send({"type": "state", "proc": self.proc, "state": "serving", "t": time.time()})
 
+    async def lame_duck(self, grace: float, window: float, code: int) -> None:
+        """NATS-style lame duck: refuse new connections at once, wait `grace` s, close the clients still
+        connected spread evenly over `window` s with `code`, then serve again."""
+        self.state = "lame-duck"
+        self.paused = False
+        self.stop_listening()  # the kernel refuses new connections, as in a restart's down time
+        await asyncio.sleep(grace)
+        start = time.monotonic()
+        conns = list(self.open_conns)
+        for ws, offset in zip(conns, sessions.lame_duck_offsets(len(conns), window), strict=True):
+            await asyncio.sleep(max(0.0, start + offset - time.monotonic()))
+            if ws in self.open_conns:
+                self.loop.create_task(ws.close(code, "lame duck"))
+        await asyncio.sleep(max(0.0, start + window - time.monotonic()))
+        await self.start_listening()
+        self.state = "serving"
+        self.send({"type": "state", "proc": self.proc, "state": "serving", "t": time.time()})
+
     # --- pipe to the supervisor -------------------------------------------------------
 
     def send(self, msg: dict) -> None:
@@ -449,6 +524,9 @@ class Worker:
         if cmd == "restart":
             if self.state == "serving":
                 self.loop.create_task(self.restart(msg["mode"], msg["down"], msg["batch"], msg["interval"]))
+        elif cmd == "lame-duck":
+            if self.state == "serving":
+                self.loop.create_task(self.lame_duck(msg["grace"], msg["duration"], msg["code"]))
         elif cmd == "stop":
             self.stopping.set()
 
@@ -533,7 +611,17 @@ class Worker:
 
 
 def worker_main(
-    proc: int, port: int, host: str, pipe: Any, cfg: Any, bucket: Any, held: Any, lock: Any, ledger: Any, opts: dict
+    proc: int,
+    port: int,
+    host: str,
+    pipe: Any,
+    cfg: Any,
+    bucket: Any,
+    held: Any,
+    lock: Any,
+    ledger: Any,
+    opts: dict,
+    sessions: tuple[Any, Any] | None = None,
 ) -> None:
     """Entry point of a serving process (multiprocessing spawn target)."""
     from wsstorm.target.settings import pin_self
@@ -545,5 +633,5 @@ def worker_main(
 
         uvloop.install()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(Worker(proc, port, host, pipe, cfg, bucket, held, lock, ledger, opts).main())
+        asyncio.run(Worker(proc, port, host, pipe, cfg, bucket, held, lock, ledger, opts, sessions).main())
     sys.exit(0)

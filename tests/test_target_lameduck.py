@@ -1,0 +1,150 @@
+"""Lame-duck mode of `wsstorm serve` (NATS's): refuse at once, wait the grace, close clients spread over the window."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.peers.wsclients import attempt, close_of, connect
+from wsstorm.errors import UsageError
+from wsstorm.run.scenario import from_dict
+from wsstorm.target.control import AdminError, start_target
+from wsstorm.target.options import check_lame_duck
+from wsstorm.target.sessions import lame_duck_offsets
+
+
+def test_offsets_spread_evenly_over_the_window():
+    assert lame_duck_offsets(0, 5.0) == []
+    assert lame_duck_offsets(4, 2.0) == [0.0, 0.5, 1.0, 1.5]
+    assert lame_duck_offsets(1, 3.0) == [0.0]
+    assert lame_duck_offsets(3, 0.0) == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("grace", "duration", "code", "word"),
+    [(-1, 1, 1001, "grace"), (0, -0.5, 1001, "duration"), (0, float("inf"), 1012, "duration"), (1, 1, 1000, "code")],
+)
+def test_bad_lame_duck_parameters_are_one_line_errors(grace, duration, code, word):
+    with pytest.raises(UsageError, match=word):
+        check_lame_duck(grace, duration, code)
+
+
+def _scenario(fault: dict, duration: float = 30) -> dict:
+    return {"duration": duration, "faults": [{"at": 1, "action": "lame-duck", **fault}]}
+
+
+def test_scenario_lame_duck_fault_validated():
+    sc = from_dict(_scenario({"grace": 2, "duration": 4, "code": 1012}))
+    f = sc.faults[0]
+    assert dict(f.params) == {"grace": 2.0, "duration": 4.0, "code": 1012}
+    assert f.span() == 7.0  # serves again at 1 + 2 + 4
+    assert sc.needs_target() and not sc.needs_proxy()
+    with pytest.raises(UsageError, match="code must be 1001 or 1012"):
+        from_dict(_scenario({"code": 4000}))
+    with pytest.raises(UsageError, match="grace must be >= 0"):
+        from_dict(_scenario({"grace": -1}))
+    with pytest.raises(UsageError, match="serves again at"):
+        from_dict(_scenario({"grace": 5, "duration": 30}))
+    with pytest.raises(UsageError, match="unknown key 'down'"):
+        from_dict(_scenario({"down": 3}))
+
+
+def test_plan_keeps_the_lame_duck_window_as_a_parameter():
+    from wsstorm.run.faults import plan
+
+    sc = from_dict(_scenario({"grace": 1, "duration": 3, "code": 1001}))
+    (firing,) = plan(sc.faults)  # no automatic heal: the window is the server's own parameter
+    assert firing.action == "lame-duck" and firing.params == {"grace": 1.0, "duration": 3.0, "code": 1001}
+
+
+def _read(path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+@pytest.mark.e2e
+def test_lame_duck_refuses_then_closes_spread_over_the_window_then_serves(tmp_path):
+    out = tmp_path / "server.jsonl"
+    n, grace, window = 6, 1.0, 2.0
+    with start_target(capacity=50, metrics_out=out) as t:
+        held = [connect(t.url) for _ in range(n)]
+        closes: list[tuple[float, int | None]] = []
+        lock = threading.Lock()
+
+        def watch(ws):
+            code, _ = close_of(ws, timeout=10)
+            with lock:
+                closes.append((time.monotonic(), code))
+
+        threads = [threading.Thread(target=watch, args=(ws,), daemon=True) for ws in held]
+        for th in threads:
+            th.start()
+        t0 = time.monotonic()
+        answer = t.admin.lame_duck(grace=grace, duration=window, code=1012)
+        assert answer["ok"] and answer["procs"] == [0]
+        # during the grace: no new connection is accepted, nobody is closed yet
+        kind, _ = attempt(t.url, timeout=2)
+        assert kind == "refused"
+        assert time.monotonic() - t0 < grace and not closes
+        with pytest.raises(AdminError) as exc:  # a second lame duck while in one: nothing to do
+            t.admin.lame_duck(grace=0, duration=0)
+        assert exc.value.status == 409
+        for th in threads:
+            th.join(grace + window + 5)
+        assert len(closes) == n and all(code == 1012 for _, code in closes)
+        times = sorted(c - t0 for c, _ in closes)
+        assert times[0] >= grace - 0.05  # nobody before the grace ended
+        assert times[-1] <= grace + window + 0.5
+        # spread: the i-th close near grace + window*i/n, not all at once
+        assert times[-1] - times[0] >= window * (n - 1) / n - 0.4
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert max(gaps) < 2 * window / n + 0.3
+        # after the window it serves again
+        ws = connect(t.url) if _serving_again(t.url, deadline=t0 + grace + window + 3) else None
+        assert ws is not None
+        ws.send("back")
+        assert ws.recv() == "back"
+        ws.close()
+        faults = [r for r in _read(out) if r.get("type") == "fault"]
+        (fault,) = [r for r in faults if r["fault"] == "lame-duck"]
+        assert (fault["grace_s"], fault["duration_s"], fault["code"], fault["down_s"]) == (1.0, 2.0, 1012, 3.0)
+        time.sleep(1.2)
+        ticks = [r for r in _read(out) if r.get("type") == "tick"]
+        assert any(tk["state"] == "lame-duck" and not tk["listening"] for tk in ticks)
+        assert sum(tk["closes_sent"].get("1012", 0) for tk in ticks) == n
+
+
+def _serving_again(url: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        kind, ws = attempt(url, timeout=1)
+        if kind == "open":
+            ws.close()
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.e2e
+def test_sigusr2_starts_a_lame_duck_with_the_command_line_parameters(tmp_path):
+    out = tmp_path / "server.jsonl"
+    with start_target(
+        capacity=10, metrics_out=out, lame_duck_grace=0.2, lame_duck_duration=0.4, lame_duck_code=1001
+    ) as t:
+        ws = connect(t.url)
+        t.proc.send_signal(signal.SIGUSR2)
+        code, reason = close_of(ws, timeout=5)
+        assert (code, reason) == (1001, "lame duck")
+        assert _serving_again(t.url, deadline=time.monotonic() + 4)
+        assert any(r.get("fault") == "lame-duck" and r["code"] == 1001 for r in _read(out))
+
+
+@pytest.mark.e2e
+def test_bad_lame_duck_over_the_admin_api_is_a_400():
+    with start_target(capacity=10) as t:
+        for body in ({"code": 1013}, {"grace": -1}, {"duration": "x"}):
+            with pytest.raises(AdminError) as exc:
+                t.admin.call("POST", "/lame-duck", body)
+            assert exc.value.status == 400
