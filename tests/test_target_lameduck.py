@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import threading
@@ -100,7 +101,7 @@ def test_lame_duck_refuses_then_closes_spread_over_the_window_then_serves(tmp_pa
         assert times[-1] <= grace + window + 0.5
         # spread: the i-th close near grace + window*i/n, not all at once
         assert times[-1] - times[0] >= window * (n - 1) / n - 0.4
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert max(gaps) < 2 * window / n + 0.3
         # after the window it serves again
         ws = connect(t.url) if _serving_again(t.url, deadline=t0 + grace + window + 3) else None

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.peers.wsclients import close_of, connect
+from tests.peers.wsclients import close_of
 from wsstorm.errors import UsageError
 from wsstorm.run.scenario import from_dict
 from wsstorm.target import sessions
