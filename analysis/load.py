@@ -131,8 +131,8 @@ def shard_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:
     return tolerant_frames(path)
 
 
-def _columnar_frame(data: bytes) -> pd.DataFrame | None:
-    return columnar.events_table(data, BY_EVENT, EVENT_FLOATS, _cats)
+def _columnar_frame(box: list[bytes]) -> pd.DataFrame | None:
+    return columnar.events_table(box, BY_EVENT, EVENT_FLOATS, _cats)
 
 
 def tolerant_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:

@@ -103,7 +103,7 @@ strings = ["user", "event", *(f for f, k in per.items() if k in ("c", "o") and f
 tables = [C._arrow_table(s, list(L.EVENT_FLOATS), strings) for s in split]
 mark("JSON parsing (pyarrow.json.read_json)")
 del split, tables
-frames = [C.events_table(d, L.BY_EVENT, L.EVENT_FLOATS, L._cats) for d in datas]
+frames = [C.events_table([d], L.BY_EVENT, L.EVENT_FLOATS, L._cats) for d in datas]
 mark("(again: checks + renaming + parsing + frame building)")
 del datas, frames
 run = L.load_run(folder)
