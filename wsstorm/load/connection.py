@@ -132,6 +132,7 @@ class WSConnection:
         "protocols",
         "query",
         "request_sent",
+        "resumed",
         "server_name",
         "source_address",
         "ssl_context",
@@ -163,6 +164,7 @@ class WSConnection:
         self.protocols = protocols
         self.extra = extra  # rendered header lines (secrets too): same rule
         self.subprotocol: str | None = None  # the one the server chose
+        self.resumed: bool | None = None  # the embedded target's X-WSStorm-Resumed on the 101, if sent
         self.request_sent = False  # the server may be answering: a stop must wait for the answer
         self._key = ""
         self._url_now = url
@@ -322,6 +324,8 @@ class WSConnection:
             self.subprotocol = chosen.strip() if chosen is not None else None
         if self.compression:
             self.deflate = parse_deflate(headers.get("sec-websocket-extensions"))
+        if "x-wsstorm-resumed" in headers:  # wsstorm.target.sessions.RESUMED_HEADER
+            self.resumed = headers["x-wsstorm-resumed"].strip() == "1"
         CookieJar.add(headers.get("set-cookie"))
         sock.settimeout(None)
         return None

@@ -236,6 +236,11 @@ def _start_embedded_target(environment: Any, opts: Any, s: Session) -> None:
     if ca_file and not getattr(opts, "ca_file", "") and not getattr(opts, "insecure", False):
         # trust the CA the TLS target made; workers get the path with the master's options
         opts.ca_file = str(ca_file)
+    if options.get("resume_window"):  # the target resumes sessions: each user sends a stable identity
+        from wsstorm.target.sessions import SESSION_HEADER
+
+        if not any(str(h).lower().startswith(SESSION_HEADER.lower() + ":") for h in opts.header or []):
+            opts.header = [*(opts.header or []), f"{SESSION_HEADER}: {{user}}"]
     log.info("wsstorm: embedded target at %s", s.target.url)
 
 

@@ -258,8 +258,10 @@ class WebSocketUser(AppUserMixin, User):
         live = _Conn(c, now, now)
         if self.app is not None:
             live.app = self.app.adapter(self.user_id, self.number, self.conn_no, SESSION.run)
-        if c.protocols or c.compression:  # only then: the common open stays as small as it was
+        if c.protocols or c.compression or c.resumed is not None:  # only then: the common open stays small
             extra: dict[str, Any] = {}
+            if c.resumed is not None:
+                extra["resumed"] = c.resumed
             if c.protocols:
                 extra["subprotocol"] = c.subprotocol
             if c.compression:
