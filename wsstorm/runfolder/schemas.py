@@ -131,6 +131,8 @@ class ServerTick(TypedDict, total=False):
     store_wait_ms_p50: float
     store_wait_ms_p99: float
     resumed: int  # sessions resumed instead of started
+    session_starts: int  # admissions that started a new session (every admission when resume is off)
+    session_refused: int  # session starts refused by the session start rate (closed with its refuse code)
 
 
 class ServerFault(TypedDict, total=False):
