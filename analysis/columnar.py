@@ -33,28 +33,29 @@ MAX_OPENERS = 1000  # orjson refuses nesting deeper than 1024; pyarrow does not:
 BLOCK = 4 << 20  # pyarrow parse block (one per thread): 4 MiB measured fastest here, 1 and 16 slower
 
 
-def _plausible(data: bytes) -> bool:
+def _plausible(data: bytes) -> int:
     """Cheap byte-level checks that, together with pyarrow accepting ``data`` (newline-terminated)
-    with one row per line, prove the tolerant reader would read every line as one object."""
+    with one row per line, prove the tolerant reader would read every line as one object.
+    Returns the number of lines, or 0 when a check fails."""
     n = data.count(b"\n")
     # Every line ends with '}' (so none is empty, whitespace-only or a bare null/number/array, which
     # pyarrow would skip or take as a row) and the file does not start with a BOM (pyarrow skips it).
     if not n or data[:1] != b"{" or data.count(b"}\n") != n:
-        return False
+        return 0
     if b"NaN" in data or b"Inf" in data:  # pyarrow accepts NaN/Infinity literals, orjson does not
-        return False
+        return 0
     if not data.isascii():
         try:  # pyarrow does not check the UTF-8 of fields it ignores; orjson checks every string
             data.decode("utf-8")
         except UnicodeDecodeError:
-            return False
+            return 0
     if data.count(b"[") + data.count(b"{") - n >= MAX_OPENERS:
         arr = np.frombuffer(data, dtype=np.uint8)
         pos = np.flatnonzero((arr == ord("[")) | (arr == ord("{")))
         line = np.searchsorted(np.flatnonzero(arr == ord("\n")), pos)
         if np.bincount(line).max() >= MAX_OPENERS:
-            return False
-    return True
+            return 0
+    return n
 
 
 MIXED = ("after_code",)  # fields that are an int or a text (a close code or a fail kind)
@@ -142,9 +143,9 @@ def events_table(
     so they are freed once parsed) with the columns, dtypes and values the tolerant path
     (analysis.load._events_frame) builds; None if it cannot prove that."""
     data = box.pop()
-    if pa is None or not _plausible(data):
+    n_lines = _plausible(data) if pa is not None else 0
+    if not n_lines:
         return None
-    n_lines = data.count(b"\n")
     split = _split_mixed(data)
     del data  # the shard's bytes: only their renamed copy is needed now (peak memory)
     if split is None:
