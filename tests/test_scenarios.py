@@ -12,7 +12,17 @@ import pytest
 from wsstorm.errors import UsageError
 from wsstorm.run import scenario as scenarios
 
-SHIPPED = ["steady", "overload", "restart", "drain-restart", "rolling-restart", "crash", "partition", "flapping"]
+SHIPPED = [
+    "steady",
+    "overload",
+    "restart",
+    "drain-restart",
+    "rolling-restart",
+    "crash",
+    "partition",
+    "flapping",
+    "lame-duck",
+]
 BASE = 'name = "t"\nduration = 20\nusers = 10\n'
 
 
@@ -206,3 +216,14 @@ def test_existing_shipped_scenarios_keep_their_token_bucket():
 def test_cpu_lists_are_canonical():
     sc = scenarios.parse(BASE + "[target]\ncpus = \"0,0-0\"\n", source="c.toml")
     assert sc.target.cpus == "0"
+
+
+def test_shipped_lame_duck_resumes_and_ends_in_time():
+    sc = scenarios.load("lame-duck")
+    (f,) = sc.faults
+    assert f.action == "lame-duck" and f.param("code") in (1001, 1012)
+    assert f.span() < sc.duration  # the target serves again before the run ends
+    t = sc.target
+    assert t.resume_window > 0 and t.resume_cost_ms < t.session_cost_ms and t.session_start_rate > 0
+    opts = t.serve_options()
+    assert (opts["resume_window"], opts["session_start_rate"], opts["session_refuse_code"]) == (30.0, 100.0, 4009)
