@@ -149,3 +149,65 @@ def test_bad_lame_duck_over_the_admin_api_is_a_400():
             with pytest.raises(AdminError) as exc:
                 t.admin.call("POST", "/lame-duck", body)
             assert exc.value.status == 400
+
+
+E2E_SCENARIO = """
+name = "lame-duck-e2e"
+duration = 6
+users = 6
+spawn_rate = 50
+
+[target]
+capacity = 50
+handshake_cost_ms = 0
+session_cost_ms = 5
+resume_window = 10
+resume_cost_ms = 1
+
+[[faults]]
+at = 1
+action = "lame-duck"
+grace = 0.5
+duration = 1.5
+code = 1012
+"""
+
+
+@pytest.mark.e2e
+def test_locust_run_records_resumed_opens_after_a_lame_duck(tmp_path):
+    """The embedded Locust user sends its identity by default; after the lame duck's 1012s the users
+    come back and resume; open events, server ticks and the faults log agree."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from wsstorm.analysis.server_log import disruptions_of
+
+    sc = tmp_path / "ld.toml"
+    sc.write_text(E2E_SCENARIO)
+    run_dir = tmp_path / "run"
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "locust", "-f", str(root / "locustfile.py"), "--headless", "-u", "6", "-r", "50"]
+    cmd += ["-t", "6s", "--run-dir", str(run_dir), "--scenario", str(sc), "--policy", "fixed:delay=0.3"]
+    cmd += ["--only-summary", "--stop-timeout", "2", "--message-rate", "0", "--ping-interval", "0"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    events = []
+    for shard in sorted(run_dir.glob("events-*.jsonl")):
+        events += [json.loads(x) for x in shard.read_text().splitlines() if x.strip()]
+    assert events, r.stdout[-2000:] + r.stderr[-3000:]
+    opens = [e for e in events if e["event"] == "open"]
+    assert all("resumed" in e for e in opens)
+    assert sum(not e["resumed"] for e in opens) == 6  # each user's first session is new
+    closes = [e for e in events if e["event"] == "close" and e["by"] == "server"]
+    assert sum(e["code"] == 1012 for e in closes) == 6
+    assert sum(e["resumed"] for e in opens) == 6  # every user came back within the window and resumed
+    refused = [e for e in events if e["event"] == "fail" and e["kind"] == "refused"]
+    assert refused  # retries during the lame duck met no listener
+    ticks = [json.loads(x) for x in (run_dir / "server.jsonl").read_text().splitlines() if '"tick"' in x]
+    assert sum(tk.get("resumed", 0) for tk in ticks) == 6
+    assert sum(tk.get("session_starts", 0) for tk in ticks) == 6
+    faults = [json.loads(x) for x in (run_dir / "faults.jsonl").read_text().splitlines()]
+    assert [(f["fault"], f["ok"]) for f in faults] == [("lame-duck", True)]
+    assert faults[0]["params"] == {"grace": 0.5, "duration": 1.5, "code": 1012}
+    d = disruptions_of(faults, [], faults[0]["t"])
+    assert list(d["fault"]) == ["lame-duck"]  # the analysis counts it as a disruption
