@@ -270,11 +270,13 @@ def load_events(
     if len(frames) > 1:
         _align_categories(frames)
     df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    n_frames = len(frames)
+    frames.clear()  # the shards' frames: freed before the copies below (filter, dedupe, sort) - peak RSS
     for c in EVENT_CATS:  # concat of differing categories falls back to object
         if not isinstance(df[c].dtype, pd.CategoricalDtype):
             df[c] = df[c].astype("category")
         df[c] = _text_categories(df[c])
-    if df["reason"].dtype == object and len(frames) > 1:  # text in one frame, all-null in another
+    if df["reason"].dtype == object and n_frames > 1:  # text in one frame, all-null in another
         df["reason"] = pd.Series(df["reason"].to_numpy(dtype=object), index=df.index)  # as one frame infers
     n = len(df)
     ok = df["t"].notna() & df["event"].notna() & df["user"].notna() & np.isfinite(df["t"])
