@@ -235,6 +235,20 @@ def headline_rows(m: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def session_rows(run: Any) -> list[tuple[str, str]]:
+    """The resumed-against-new-sessions row, from the server ticks, when the target resumes sessions."""
+    sv = run.server
+    if sv is None or "resumed" not in sv or not sv["resumed"].notna().any():
+        return []
+    resumed, starts, refused = (int(sv[c].sum()) for c in ("resumed", "session_starts", "session_refused"))
+    target = run.manifest.get("target")
+    if not (resumed or refused or (isinstance(target, dict) and target.get("resume_window"))):
+        return []  # resume off: every admission is a new session; nothing to compare
+    total = resumed + starts
+    share = f" ({fmt(100 * resumed / total, '%', 0)} resumed)" if total else ""
+    return [("Sessions resumed / new / starts refused", f"{resumed} / {starts} / {refused}{share}")]
+
+
 def _known(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
 
@@ -338,7 +352,10 @@ def render_html(
         f"<p class='verdict {'good' if ok else 'bad'}'>{esc(text)}</p>",
         "<h2>Headline</h2>",
         "<table>"
-        + "".join(f"<tr><th>{esc(k)}</th><td class='num'>{esc(v)}</td></tr>" for k, v in headline_rows(m))
+        + "".join(
+            f"<tr><th>{esc(k)}</th><td class='num'>{esc(v)}</td></tr>"
+            for k, v in [*headline_rows(m), *session_rows(run)]
+        )
         + "</table>",
     ]
     if warns:

@@ -23,6 +23,8 @@ COST_FIELDS = {
     "attempts": "server_attempts",
     "work_ms": "server_work_ms",
 }
+# session start versus resume (a target with resume_window): counts per tick, absent before they existed
+SESSION_FIELDS = ("resumed", "session_starts", "session_refused")
 
 
 def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None, list[dict[str, Any]]]:
@@ -56,6 +58,7 @@ def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None,
                         "cpu_pct": number(r.get("cpu_pct")),
                         # the cost model's counts: absent (None -> NaN) in runs that predate it
                         **{k: number(r.get(k)) for k in COST_FIELDS},
+                        **{k: number(r.get(k)) for k in SESSION_FIELDS},
                     }
                 )
     if not rows:

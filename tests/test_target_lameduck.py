@@ -86,7 +86,9 @@ def test_lame_duck_refuses_then_closes_spread_over_the_window_then_serves(tmp_pa
         t0 = time.monotonic()
         answer = t.admin.lame_duck(grace=grace, duration=window, code=1012)
         assert answer["ok"] and answer["procs"] == [0]
-        # during the grace: no new connection is accepted, nobody is closed yet
+        # during the grace: no new connection is accepted, nobody is closed yet (the admin call
+        # returns once the command is on the pipe: give the serving process a moment to read it)
+        time.sleep(0.3)
         kind, _ = attempt(t.url, timeout=2)
         assert kind == "refused"
         assert time.monotonic() - t0 < grace and not closes
@@ -211,3 +213,7 @@ def test_locust_run_records_resumed_opens_after_a_lame_duck(tmp_path):
     assert faults[0]["params"] == {"grace": 0.5, "duration": 1.5, "code": 1012}
     d = disruptions_of(faults, [], faults[0]["t"])
     assert list(d["fault"]) == ["lame-duck"]  # the analysis counts it as a disruption
+    from wsstorm.analysis.load import load_run
+    from wsstorm.analysis.report import session_rows
+
+    assert session_rows(load_run(run_dir)) == [("Sessions resumed / new / starts refused", "6 / 6 / 0 (50% resumed)")]

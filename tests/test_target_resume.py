@@ -198,3 +198,20 @@ def test_session_start_rate_refuses_with_the_code_and_resumes_pass(tmp_path):
         assert tot["rejected"].get("session_start") == 3
         assert tot["closes_sent"].get("4009") == 3
         assert "wsstorm_session_starts_refused_total 3.0" in t.admin.metrics()
+
+
+def test_report_row_shows_resumed_against_new_sessions():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from wsstorm.analysis.report import session_rows
+
+    ticks = pd.DataFrame({"resumed": [0, 3, 1], "session_starts": [4, 0, 0], "session_refused": [0, 2, 0]})
+    run = SimpleNamespace(server=ticks, manifest={"target": {"resume_window": 30}})
+    assert session_rows(run) == [("Sessions resumed / new / starts refused", "4 / 4 / 2 (50% resumed)")]
+    off = ticks.assign(resumed=0, session_refused=0)
+    assert session_rows(SimpleNamespace(server=off, manifest={"target": {}})) == []  # resume off: no row
+    old = pd.DataFrame({"resumed": [None], "session_starts": [None], "session_refused": [None]})
+    assert session_rows(SimpleNamespace(server=old, manifest={})) == []  # ticks from before the fields
+    assert session_rows(SimpleNamespace(server=None, manifest={})) == []
