@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.browser import chromium
 from tests.synth import wasted_loop
 from wsstorm.analysis.report import write_report
 
@@ -127,28 +128,10 @@ def test_cli_prints_path_and_exits_2_on_bad_folder(report, tmp_path):
 
 
 @pytest.mark.e2e
-def test_renders_in_headless_chromium(report, tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian package chromium not installed (make system-deps)")
+def test_renders_in_headlesschromium(report, tmp_path):
     _, page, _ = report
     shot = tmp_path / "shot.png"
-    cmd = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"--screenshot={shot}",
-        "--window-size=1280,2000",
-        page.resolve().as_uri(),
-    ]
-    subprocess.run(cmd, capture_output=True, timeout=90)
+    chromium(page.resolve().as_uri(), tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,2000")
     assert shot.exists() and shot.stat().st_size > 0
     from PIL import Image
 
@@ -266,42 +249,21 @@ CHECK_JS = """<script>addEventListener('load', () => {
 });</script>"""
 
 
-def _chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian package chromium not installed (make system-deps)")
-    cmd = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        *extra,
-        url,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-
-
 @pytest.mark.e2e
-def test_both_reports_render_and_every_chart_image_loads_in_chromium(comparison, tmp_path):
+def test_both_reports_render_and_every_chart_image_loads_inchromium(comparison, tmp_path):
     from PIL import Image
 
     _, page, folders = comparison
     for i, rep in enumerate((page, folders[0] / "report.html")):
         shot = tmp_path / f"shot{i}.png"
-        _chromium(rep.resolve().as_uri(), tmp_path / f"p{i}", f"--screenshot={shot}", "--window-size=1280,2000")
+        chromium(rep.resolve().as_uri(), tmp_path / f"p{i}", f"--screenshot={shot}", "--window-size=1280,2000")
         px = np.asarray(Image.open(shot).convert("L"), dtype=float)
         assert px.shape[0] >= 1000 and px.std() > 10 and (px < 128).mean() > 0.005
         # the same page with a probe script (the reports themselves carry none): every image decoded
         probe = rep.parent / f".probe-{i}.html"
         probe.write_text(rep.read_text(encoding="utf-8").replace("</body>", CHECK_JS + "</body>"), encoding="utf-8")
         try:
-            dom = _chromium(
+            dom = chromium(
                 probe.resolve().as_uri(), tmp_path / f"q{i}", "--dump-dom", "--virtual-time-budget=5000"
             ).stdout
         finally:

@@ -45,6 +45,7 @@ def figures(folder: Path) -> dict:
 
 
 @pytest.mark.e2e
+@pytest.mark.validation  # minutes of real runs: `make validate`, not `make test`
 @pytest.mark.timeout(480)
 def test_simulation_and_real_runs_reach_the_same_metastable_verdict(tmp_path):
     from wsstorm.run import scenario as scenarios

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import chromium
+from wsstorm.run.plan import free_port
 from wsstorm.runfolder import names
 from wsstorm.runfolder.jsonl import records
 
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCUST = [sys.executable, "-m", "locust", "-f", str(ROOT / "locustfile.py")]
 
 pytestmark = pytest.mark.e2e
+VIEW = ("--window-size=1280,900", "--virtual-time-budget=6000")  # the React page polls: let it render
 
 SCENARIO = """
 name = "live"
@@ -50,42 +52,9 @@ down = 0.5
 """
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=5) as r:
         return r.read()
-
-
-def chromium(url: str, tmp: Path, *extra: str) -> subprocess.CompletedProcess:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    return subprocess.run(
-        [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp / 'profile'}",
-            "--window-size=1280,900",
-            "--virtual-time-budget=6000",
-            *extra,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
 
 
 def test_live_tab_renders_and_agrees_with_the_event_log(tmp_path):
@@ -145,10 +114,10 @@ def test_live_tab_renders_and_agrees_with_the_event_log(tmp_path):
         during = json.loads(get(base + "/wsstorm/live"))
         assert during["capacity"] == 100 and during["connected"] > 0
         if shutil.which("chromium") or shutil.which("chromium-browser"):
-            dom = chromium(base + "/?tab=wsstorm", tmp_path, "--dump-dom").stdout
+            dom = chromium(base + "/?tab=wsstorm", tmp_path / "profile", *VIEW, "--dump-dom").stdout
             assert "herd factor so far" in dom and "scheduling error p99" in dom, dom[-2000:]
             shot = tmp_path / "tab.png"
-            chromium(base + "/?tab=wsstorm", tmp_path, f"--screenshot={shot}")
+            chromium(base + "/?tab=wsstorm", tmp_path / "profile", *VIEW, f"--screenshot={shot}")
             assert shot.exists() and shot.stat().st_size > 5000
         # After the run (users stopped, every event flushed), the endpoint's totals are the log's.
         time.sleep(5)
