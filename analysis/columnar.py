@@ -160,6 +160,7 @@ def events_table(
     out: dict[str, Any] = {c: tb.column(c).to_numpy() for c in ("t", "conn", "v")}
     out["user"] = _categorical(n, [_codes(tb.column("user"))], None, cats)
     event = _categorical(n, [_codes(tb.column("event"))], None, cats)
+    assert event is not None  # one part alone can never be set twice on a row
     out["event"] = event
     ev_codes = np.asarray(event.codes)
     for c in float_cols[3:]:

@@ -22,8 +22,9 @@ SIZES = (50, 100, 150)
 def main() -> int:
     with open(ROOT / "tests/data/aws_backoff/reference.csv", newline="", encoding="utf-8") as fh:
         ref = {(int(r["clients"]), r["Algorithm"]): (float(r["calls"]), float(r["time"])) for r in csv.DictReader(fh)}
-    print(f"{'clients':>7} {'algorithm':<12} {'calls':>8} {'AWS':>6} {'ratio':>6} "
-          f"{'time ms':>8} {'AWS':>7} {'ratio':>6}")
+    print(
+        f"{'clients':>7} {'algorithm':<12} {'calls':>8} {'AWS':>6} {'ratio':>6} {'time ms':>8} {'AWS':>7} {'ratio':>6}"
+    )
     t0 = time.perf_counter()
     worst = 0.0
     for n in SIZES:

@@ -34,9 +34,25 @@ def whole_process(scenario: str, policy: str, clients: int, repeats: int) -> lis
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(repeats):
             t0 = time.perf_counter()
-            p = subprocess.run([sys.executable, "-m", "wsstorm", "simulate", "--scenario", scenario, "--policy", policy,
-                                "--clients", str(clients), "--out", str(Path(tmp) / f"r{r}")],
-                               cwd=ROOT, capture_output=True, text=True)
+            p = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "wsstorm",
+                    "simulate",
+                    "--scenario",
+                    scenario,
+                    "--policy",
+                    policy,
+                    "--clients",
+                    str(clients),
+                    "--out",
+                    str(Path(tmp) / f"r{r}"),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
             walls.append(time.perf_counter() - t0)
             if p.returncode != 0:
                 raise SystemExit(f"wsstorm simulate failed: {p.stderr.strip()[-500:]}")
@@ -49,9 +65,11 @@ def main() -> int:
     walls = whole_process("restart", policy_text, 1_000_000, 3)
     med = statistics.median(walls)
     ok &= med <= PROCESS_BUDGET_S
-    print(f"bench_simulate: `wsstorm simulate --scenario restart --policy {policy_text} --clients 1000000`: "
-          f"median {med:.2f} s over {len(walls)} runs ({', '.join(f'{w:.2f}' for w in walls)}); "
-          f"{'within' if med <= PROCESS_BUDGET_S else 'OVER'} the {PROCESS_BUDGET_S:g} s budget")
+    print(
+        f"bench_simulate: `wsstorm simulate --scenario restart --policy {policy_text} --clients 1000000`: "
+        f"median {med:.2f} s over {len(walls)} runs ({', '.join(f'{w:.2f}' for w in walls)}); "
+        f"{'within' if med <= PROCESS_BUDGET_S else 'OVER'} the {PROCESS_BUDGET_S:g} s budget"
+    )
 
     sc = scenarios.with_overrides(scenarios.load("restart"), duration=120)
     policy = parse_policy_text(policy_text)
@@ -66,18 +84,24 @@ def main() -> int:
             times.append(time.perf_counter() - t0)
         s = summarize(res, cfg)
         meds[n] = statistics.median(times)
-        print(f"  {n:>10,} clients: median {meds[n]:6.2f} s over {len(times)} run(s), "
-              f"{meds[n] / n * 1e6:6.2f} us/client; herd {s['herd_factor']:.2f}x, T95 {s['recovery_T95_s']:.0f} s, "
-              f"{s['attempts'] / n:.2f} attempts/client")
-    print(f"  ratio 10^5/10^4 = {meds[100_000] / meds[10_000]:.1f}, 10^6/10^5 = {meds[1_000_000] / meds[100_000]:.1f} "
-          f"(linear: 10; a fixed cost per tick makes the small sizes relatively slower)")
+        print(
+            f"  {n:>10,} clients: median {meds[n]:6.2f} s over {len(times)} run(s), "
+            f"{meds[n] / n * 1e6:6.2f} us/client; herd {s['herd_factor']:.2f}x, T95 {s['recovery_T95_s']:.0f} s, "
+            f"{s['attempts'] / n:.2f} attempts/client"
+        )
+    print(
+        f"  ratio 10^5/10^4 = {meds[100_000] / meds[10_000]:.1f}, 10^6/10^5 = {meds[1_000_000] / meds[100_000]:.1f} "
+        f"(linear: 10; a fixed cost per tick makes the small sizes relatively slower)"
+    )
 
     if "metastable" in scenarios.shipped():
         for pol in ("immediate", "full-jitter:cap=30", "code-aware"):
             w = whole_process("metastable", pol, 1_000_000, 1)[0]
             ok &= w <= METASTABLE_BUDGET_S
-            print(f"  metastable, {pol}, 10^6 clients, whole process: {w:.1f} s "
-                  f"({'within' if w <= METASTABLE_BUDGET_S else 'OVER'} the {METASTABLE_BUDGET_S:g} s budget)")
+            print(
+                f"  metastable, {pol}, 10^6 clients, whole process: {w:.1f} s "
+                f"({'within' if w <= METASTABLE_BUDGET_S else 'OVER'} the {METASTABLE_BUDGET_S:g} s budget)"
+            )
     else:
         print("  (no shipped 'metastable' scenario in this version: its 10^6-client timing is skipped)")
     return 0 if ok else 1

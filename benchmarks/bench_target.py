@@ -17,15 +17,17 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from wsstorm.target.control import start_target  # noqa: E402
+from wsstorm.target.control import start_target
 
-REQUEST = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
 CLOSE_FRAME = b"\x88\x82\x00\x00\x00\x00\x03\xe8"  # masked (zero key) Close 1000
 
 
 def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -41,7 +43,7 @@ def handshake(port: int) -> tuple[socket.socket, bool]:
     return s, buf.startswith(b"HTTP/1.1 101")
 
 
-def churn_client(port: int, seconds: float, out: "mp.Queue") -> None:
+def churn_client(port: int, seconds: float, out: mp.Queue) -> None:
     """Open, handshake, close; as fast as possible for `seconds`."""
     t0 = time.monotonic()  # timed here: process start-up must not count
     n, end = 0, t0 + seconds
@@ -57,7 +59,7 @@ def churn_client(port: int, seconds: float, out: "mp.Queue") -> None:
     out.put(n / (time.monotonic() - t0))
 
 
-def hold_client(port: int, count: int, out: "mp.Queue", stop: "mp.Event") -> None:
+def hold_client(port: int, count: int, out: mp.Queue, stop: mp.Event) -> None:
     """Open `count` connections and hold them idle until `stop`."""
     raise_nofile()
     held, opened = [], 0
@@ -109,8 +111,9 @@ def bench_handshakes(seconds: float, cost_ms: float, clients: int) -> tuple[floa
 def bench_idle(conns: int, workers: int, capacity: int) -> dict:
     """Hold `conns` idle connections against `capacity`; measure held, RSS and CPU per 1,000."""
     per = 5000
-    with start_target(capacity=capacity, workers=workers, handshake_rate=1e6, handshake_burst=1e6,
-                      handshake_cost_ms=0, backlog=8192) as t:
+    with start_target(
+        capacity=capacity, workers=workers, handshake_rate=1e6, handshake_burst=1e6, handshake_cost_ms=0, backlog=8192
+    ) as t:
         port = int(t.status()["port"])
         time.sleep(1.2)
         cpu0, rss0, _ = proc_stats(t)
@@ -132,12 +135,18 @@ def bench_idle(conns: int, workers: int, capacity: int) -> dict:
         stop.set()
         for p in procs:
             p.join(60)
-        return {"attempted": conns, "handshake_101": opened, "held": held, "capacity": capacity,
-                "rejected_1013": st["totals"]["rejected"]["1013"], "open_s": open_s,
-                "rss_per_1000_mb": (rss1 - rss0) / max(1, held) * 1000 / 2**20,
-                "rss_total_mb": rss1 / 2**20,
-                "cpu_ms_per_1000_handshakes": (cpu1 - cpu0) * 1000 / max(1, opened) * 1000,
-                "idle_cpu_pct_per_1000": (cpu2 - cpu1) / 5.0 * 100 / max(1, held) * 1000}
+        return {
+            "attempted": conns,
+            "handshake_101": opened,
+            "held": held,
+            "capacity": capacity,
+            "rejected_1013": st["totals"]["rejected"]["1013"],
+            "open_s": open_s,
+            "rss_per_1000_mb": (rss1 - rss0) / max(1, held) * 1000 / 2**20,
+            "rss_total_mb": rss1 / 2**20,
+            "cpu_ms_per_1000_handshakes": (cpu1 - cpu0) * 1000 / max(1, opened) * 1000,
+            "idle_cpu_pct_per_1000": (cpu2 - cpu1) / 5.0 * 100 / max(1, held) * 1000,
+        }
 
 
 def main() -> int:
@@ -153,17 +162,23 @@ def main() -> int:
         runs = [bench_handshakes(args.seconds, cost, clients=2) for _ in range(args.repeats)]
         rates = [r for r, _ in runs]
         cpus = [c for _, c in runs]
-        print(f"handshakes/s, 1 worker, cost {cost:g} ms: median {statistics.median(rates):.0f} "
-              f"(runs {', '.join(f'{r:.0f}' for r in rates)}); server CPU {statistics.median(cpus):.2f} ms/handshake")
+        print(
+            f"handshakes/s, 1 worker, cost {cost:g} ms: median {statistics.median(rates):.0f} "
+            f"(runs {', '.join(f'{r:.0f}' for r in rates)}); server CPU {statistics.median(cpus):.2f} ms/handshake"
+        )
 
     # Capacity first: ask for 1% more than the configured capacity; the extra ones get 1013.
     capacity = args.conns
     res = bench_idle(int(args.conns * 1.01), args.workers, capacity)
-    print(f"idle, {args.workers} workers, capacity {capacity}: attempted {res['attempted']}, "
-          f"held {res['held']}, 1013 {res['rejected_1013']}, opened in {res['open_s']:.1f} s")
-    print(f"  memory {res['rss_per_1000_mb']:.1f} MB per 1,000 held (servers total {res['rss_total_mb']:.0f} MB); "
-          f"CPU {res['cpu_ms_per_1000_handshakes']:.0f} ms per 1,000 handshakes; "
-          f"idle CPU {res['idle_cpu_pct_per_1000']:.2f} % per 1,000 held")
+    print(
+        f"idle, {args.workers} workers, capacity {capacity}: attempted {res['attempted']}, "
+        f"held {res['held']}, 1013 {res['rejected_1013']}, opened in {res['open_s']:.1f} s"
+    )
+    print(
+        f"  memory {res['rss_per_1000_mb']:.1f} MB per 1,000 held (servers total {res['rss_total_mb']:.0f} MB); "
+        f"CPU {res['cpu_ms_per_1000_handshakes']:.0f} ms per 1,000 handshakes; "
+        f"idle CPU {res['idle_cpu_pct_per_1000']:.2f} % per 1,000 held"
+    )
     ok = res["held"] == capacity
     print(f"capacity reached before the server's own limits: {'yes' if ok else 'NO'}")
     return 0

@@ -24,8 +24,10 @@ REPS = 40  # the reference averages 100 runs; 40 keep our own mean within a few 
 def reference() -> dict[tuple[int, str], tuple[float, float]]:
     """(clients, algorithm) -> (calls, time in s) from the AWS simulator's CSV."""
     with open(REFERENCE, newline="", encoding="utf-8") as fh:
-        return {(int(r["clients"]), r["Algorithm"]): (float(r["calls"]), float(r["time"]) / 1000.0)
-                for r in csv.DictReader(fh)}
+        return {
+            (int(r["clients"]), r["Algorithm"]): (float(r["calls"]), float(r["time"]) / 1000.0)
+            for r in csv.DictReader(fh)
+        }
 
 
 @pytest.mark.parametrize("clients", [50, 100, 150])
@@ -37,8 +39,10 @@ def test_contention_reproduces_the_aws_simulator_within_15_percent(clients):
         s = experiment(aws_policy(alg), clients, reps=REPS, seed=clients)
         calls, time_s = ref[(clients, alg)]
         rc, rt = s.calls / calls, s.time_s / time_s
-        lines.append(f"{alg:<12} calls {s.calls:8.0f} vs {calls:6.0f} ({rc:.2f})  "
-                     f"time {s.time_s:7.3f} s vs {time_s:7.3f} s ({rt:.2f})")
+        lines.append(
+            f"{alg:<12} calls {s.calls:8.0f} vs {calls:6.0f} ({rc:.2f})  "
+            f"time {s.time_s:7.3f} s vs {time_s:7.3f} s ({rt:.2f})"
+        )
         if abs(rc - 1) > TOLERANCE or abs(rt - 1) > TOLERANCE:
             bad.append(alg)
     print("\n".join(lines))

@@ -11,8 +11,16 @@ from wsstorm.sim.fleetmodel import FleetModel
 from wsstorm.sim.simulate import build_config, fleet_policy, parse_policy_text, run_model, summarize
 
 
-def scenario(faults: str = "", users: int = 200, capacity: int = 1000, rate: float = 500, duration: float = 20,
-             overload: str = "close", spawn_rate: float = 1000, client: str = "") -> scenarios.Scenario:
+def scenario(
+    faults: str = "",
+    users: int = 200,
+    capacity: int = 1000,
+    rate: float = 500,
+    duration: float = 20,
+    overload: str = "close",
+    spawn_rate: float = 1000,
+    client: str = "",
+) -> scenarios.Scenario:
     return scenarios.parse(f"""
 name = "t"
 duration = {duration}
@@ -33,8 +41,14 @@ pong_timeout = 3
 
 def run(sc: scenarios.Scenario, policy: str, clients: int | None = None, seed: int = 1, service_ms: float = 0.0):
     # no server time per handshake or close: the server is limited only by capacity and budget
-    cfg, _ = build_config(sc, clients or sc.users, seed=seed, handshake_service_ms=service_ms,
-                          reject_service_ms=service_ms, close_service_ms=0.0)
+    cfg, _ = build_config(
+        sc,
+        clients or sc.users,
+        seed=seed,
+        handshake_service_ms=service_ms,
+        reject_service_ms=service_ms,
+        close_service_ms=0.0,
+    )
     model = FleetModel(cfg, fleet_policy(parse_policy_text(policy), cfg.clients, seed))
     return cfg, model.run()
 
@@ -52,10 +66,10 @@ def test_restart_with_fixed_delay_longer_than_down_everyone_attempts_at_t_plus_d
     sc = scenario(RESTART.format(down=1.5), rate=5000)  # a bucket of 500: room for everyone at once
     _cfg, res = run(sc, "fixed:delay=2")
     s = res.series
-    assert s["connected"][4] == 200                   # all in before the fault
-    assert s["closes_1012"][5] == 200                 # the restart closes every one of them
-    assert s["attempts"][5:7].sum() == 0              # nobody tries while they wait
-    assert s["attempts"][7] == 200 and s["attempts_open"][7] == 200   # all at t+2 s, all admitted
+    assert s["connected"][4] == 200  # all in before the fault
+    assert s["closes_1012"][5] == 200  # the restart closes every one of them
+    assert s["attempts"][5:7].sum() == 0  # nobody tries while they wait
+    assert s["attempts"][7] == 200 and s["attempts_open"][7] == 200  # all at t+2 s, all admitted
     assert s["connected"][7] == 200
 
 
@@ -64,7 +78,7 @@ def test_immediate_policy_after_restart_with_down_d_all_reconnect_at_t_plus_d():
     _cfg, res = run(sc, "immediate")
     k0, k1 = int(5 / res.dt), int(7 / res.dt)
     assert res.connected_tick[k0 - 1] == 200
-    assert res.connected_tick[k0:k1].max() == 0       # refused for exactly `down` seconds ...
+    assert res.connected_tick[k0:k1].max() == 0  # refused for exactly `down` seconds ...
     s = res.series
     assert s["attempts_refused"][5:7].sum() > 0 and s["attempts_open"][5:7].sum() == 0
     # ... then all of them are in within the first tick the budget allows (burst 50, then 500/s)
@@ -99,27 +113,34 @@ def test_overload_http_mode_gives_503_not_opens():
 
 
 def test_crash_counts_1006_for_everyone_connected():
-    sc = scenario("""
+    sc = scenario(
+        """
 [[faults]]
 at = 4
 action = "crash"
 down = 1
-""", rate=5000)
+""",
+        rate=5000,
+    )
     _cfg, res = run(sc, "fixed:delay=0.5")
     s = res.series
     assert s["connected"][3] == 200
     assert s["closes_1006"][4] == 200 and s["closes_1012"].sum() == 0
-    assert s["attempts_refused"][4] == 200        # the retry at 4.5 s finds it down
-    assert s["connected"][6] == 200               # back after down + a retry
+    assert s["attempts_refused"][4] == 200  # the retry at 4.5 s finds it down
+    assert s["connected"][6] == 200  # back after down + a retry
 
 
 def test_partition_is_noticed_after_ping_interval_plus_pong_timeout():
-    sc = scenario("""
+    sc = scenario(
+        """
 [[faults]]
 at = 4
 action = "partition"
 duration = 10
-""", duration=20, rate=5000)
+""",
+        duration=20,
+        rate=5000,
+    )
     _cfg, res = run(sc, "fixed:delay=30")
     s = res.series
     assert s["connected"][4] == 200 - s["closes_1006"][4]
@@ -130,15 +151,18 @@ duration = 10
 
 
 def test_partition_shorter_than_detection_loses_nobody():
-    sc = scenario("""
+    sc = scenario(
+        """
 [[faults]]
 at = 4
 action = "partition"
 duration = 2
-""", rate=5000)
+""",
+        rate=5000,
+    )
     _cfg, res = run(sc, "fixed:delay=1")
     assert res.series["closes_1006"].sum() == 0
-    assert res.connected_tick[int(4 / res.dt):].min() == 200
+    assert res.connected_tick[int(4 / res.dt) :].min() == 200
 
 
 def test_none_policy_gives_up_and_downtimes_are_censored():
@@ -158,14 +182,18 @@ def test_downtimes_are_from_close_to_the_open_that_holds():
 
 
 def test_drain_closes_in_batches():
-    sc = scenario("""
+    sc = scenario(
+        """
 [[faults]]
 at = 4
 action = "restart"
 mode = "drain"
 batch = 50
 interval = 1
-""", duration=12, rate=5000)
+""",
+        duration=12,
+        rate=5000,
+    )
     _cfg, res = run(sc, "fixed:delay=30")
     closes = res.series["closes_1012"]
     assert closes[4:8].tolist() == [50, 50, 50, 50]
@@ -220,8 +248,8 @@ def test_service_times_from_a_probe_event_log(tmp_path):
     from wsstorm.sim.servicetime import service_times
 
     t0 = 1_700_000_000.0
-    lines = [{"event": "open", "t": t0 + 0.004 * i} for i in range(500)]            # 4 ms apart
-    lines += [{"event": "open", "t": t0 + 5.6 + 0.0001 * i} for i in range(100)]   # reconnects: left out
+    lines = [{"event": "open", "t": t0 + 0.004 * i} for i in range(500)]  # 4 ms apart
+    lines += [{"event": "open", "t": t0 + 5.6 + 0.0001 * i} for i in range(100)]  # reconnects: left out
     lines += [{"event": "close", "code": 1012, "t": t0 + 5.05 + 0.0005 * i} for i in range(500)]
     lines.append({"event": "close", "code": 1000, "t": t0 + 6})
     (tmp_path / "events-local.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
@@ -246,5 +274,7 @@ def test_a_fleet_in_lock_step_gets_the_same_delays_through_the_whole_state_path(
         assert np.array_equal(a, b)
     fast.opened(idx)
     plain.vec.opened(idx)
-    assert np.array_equal(fast.next_delays(idx, "1012", np.full(2000, 9.0), None),
-                          np.asarray(plain.vec.next_delays(idx, 1012, np.full(2000, 9.0), retry_after=None)))
+    assert np.array_equal(
+        fast.next_delays(idx, "1012", np.full(2000, 9.0), None),
+        np.asarray(plain.vec.next_delays(idx, 1012, np.full(2000, 9.0), retry_after=None)),
+    )

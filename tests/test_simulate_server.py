@@ -17,8 +17,15 @@ from wsstorm.sim.fleetmodel import FleetModel
 from wsstorm.sim.simulate import fleet_policy, parse_policy_text
 
 
-def scenario(users: int = 500, capacity: int = 100_000, rate: float = 0.0, duration: float = 20,
-             overload: str = "http", spawn_rate: float = 100_000, faults: str = "") -> scenarios.Scenario:
+def scenario(
+    users: int = 500,
+    capacity: int = 100_000,
+    rate: float = 0.0,
+    duration: float = 20,
+    overload: str = "http",
+    spawn_rate: float = 100_000,
+    faults: str = "",
+) -> scenarios.Scenario:
     sc = scenarios.parse(f"""
 name = "t"
 duration = {duration}
@@ -39,8 +46,15 @@ pong_timeout = 5
 
 
 def run(sc, policy: str, costs: ServerCosts, service_ms: float = 0.0, seed: int = 1):
-    cfg, _ = build_config(sc, sc.users, seed=seed, handshake_service_ms=service_ms, reject_service_ms=service_ms,
-                          close_service_ms=0.0, costs=costs)
+    cfg, _ = build_config(
+        sc,
+        sc.users,
+        seed=seed,
+        handshake_service_ms=service_ms,
+        reject_service_ms=service_ms,
+        close_service_ms=0.0,
+        costs=costs,
+    )
     return cfg, FleetModel(cfg, fleet_policy(parse_policy_text(policy), cfg.clients, seed)).run()
 
 
@@ -64,8 +78,10 @@ def test_tls_adds_its_handshake_cpu_to_every_attempt_and_runs_first():
     for tls in (False, True):
         _, res = run(sc, "fixed:delay=100", ServerCosts(tls=tls, attempt_cost_ms=2.0))
         done[tls] = res
+
     def all_in(res):
         return int(np.flatnonzero(res.connected_tick == 1000)[0]) * res.dt
+
     assert all_in(done[False]) == pytest.approx(2.0, abs=0.02)
     assert all_in(done[True]) == pytest.approx(2.0 + 1000 * TLS_HANDSHAKE_MS / 1000, abs=0.02)
     k = round(TLS_HANDSHAKE_MS / done[True].dt)  # 1.2 s: every TLS handshake done, no upgrade yet
@@ -75,8 +91,9 @@ def test_tls_adds_its_handshake_cpu_to_every_attempt_and_runs_first():
 def test_the_store_bounds_admissions_by_its_concurrency():
     # 4 slots of 20 ms: 200 lookups per second, however cheap the server's own work
     sc = scenario(users=1000)
-    _, res = run(sc, "fixed:delay=100", ServerCosts(store_concurrency=4, store_ms=20.0, connect_timeout=30,
-                                                    handshake_timeout=30))
+    _, res = run(
+        sc, "fixed:delay=100", ServerCosts(store_concurrency=4, store_ms=20.0, connect_timeout=30, handshake_timeout=30)
+    )
     opens = res.series["server_goodput"]
     assert opens[1:4].tolist() == pytest.approx([200, 200, 200], abs=2)
     assert res.series["connected"][5] == 1000 and res.series["server_wasted_ms"].sum() == 0
@@ -125,12 +142,27 @@ def test_a_handshake_rate_of_zero_turns_the_bucket_off():
 def test_server_costs_read_the_scenario_keys_tolerantly():
     old = SimpleNamespace(target=SimpleNamespace(capacity=10), client=SimpleNamespace())
     assert server_costs(old) == ServerCosts()
-    new = SimpleNamespace(target={"tls": True, "attempt_cost_ms": 3, "session_cost_ms": 1, "store_concurrency": 8,
-                                  "store_ms": 5, "handshake_timeout": 4},
-                          client={"connect_timeout": 2})
+    new = SimpleNamespace(
+        target={
+            "tls": True,
+            "attempt_cost_ms": 3,
+            "session_cost_ms": 1,
+            "store_concurrency": 8,
+            "store_ms": 5,
+            "handshake_timeout": 4,
+        },
+        client={"connect_timeout": 2},
+    )
     c = server_costs(new)
-    assert (c.tls, c.attempt_cost_ms, c.session_cost_ms, c.store_concurrency, c.store_ms, c.handshake_timeout,
-            c.connect_timeout) == (True, 3.0, 1.0, 8, 5.0, 4.0, 2.0)
+    assert (
+        c.tls,
+        c.attempt_cost_ms,
+        c.session_cost_ms,
+        c.store_concurrency,
+        c.store_ms,
+        c.handshake_timeout,
+        c.connect_timeout,
+    ) == (True, 3.0, 1.0, 8, 5.0, 4.0, 2.0)
     with pytest.raises(UsageError, match="attempt_cost_ms"):
         server_costs(SimpleNamespace(target={"attempt_cost_ms": -1}, client={}))
     with pytest.raises(UsageError, match="connect_timeout"):
@@ -159,12 +191,19 @@ def test_work_that_outlives_client_timeouts_collapses_goodput_for_immediate_only
     longer than that, so the server ends up working for clients that already left while the ones waiting
     wait behind it. Immediate retries keep it there for good; a capped full jitter lets it drain."""
     sc = scenario(users=400, duration=60, spawn_rate=40, overload="close", faults=METASTABLE)
-    costs = ServerCosts(tls=True, attempt_cost_ms=3.0, session_cost_ms=2.0, store_concurrency=2, store_ms=4.0,
-                        connect_timeout=2.0, handshake_timeout=30)
+    costs = ServerCosts(
+        tls=True,
+        attempt_cost_ms=3.0,
+        session_cost_ms=2.0,
+        store_concurrency=2,
+        store_ms=4.0,
+        connect_timeout=2.0,
+        handshake_timeout=30,
+    )
     _, res = run(sc, policy, costs, service_ms=0.5)
     s = res.series
     level = s["server_goodput"][:15].max()
-    after = s["server_goodput"][17 + 5:].mean()  # from 5 s after the trigger ended
+    after = s["server_goodput"][17 + 5 :].mean()  # from 5 s after the trigger ended
     assert s["connected"][14] == 400 and level >= 40
     if collapses:
         assert after < 0.2 * level and s["connected"][-1] < 0.5 * 400
@@ -177,8 +216,9 @@ def test_a_store_pinned_to_the_servers_core_takes_its_cpu_from_the_server():
     """5 ms of attempt work and one store slot of 5 ms: on its own core the store works beside the server
     (200 handshakes/s); pinned with it to one core ([target] cpus), each handshake costs that core 10 ms."""
     sc = scenario(users=1000)
-    costs = ServerCosts(attempt_cost_ms=5.0, store_concurrency=1, store_ms=5.0, connect_timeout=60,
-                        handshake_timeout=60)
+    costs = ServerCosts(
+        attempt_cost_ms=5.0, store_concurrency=1, store_ms=5.0, connect_timeout=60, handshake_timeout=60
+    )
     done = {}
     for cpus in (None, "0"):
         s2 = dataclasses.replace(sc, target=dataclasses.replace(sc.target, cpus=cpus))

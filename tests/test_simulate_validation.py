@@ -61,9 +61,12 @@ def figures(folder: Path) -> dict:
     assert len(d) and (d["source"] == "faults.jsonl").all(), d  # the fault's own time, on both sides
     s_d = math.floor(float(d["t"].iloc[0]))
     end = int(s.index.max()) + 1
-    return {"connected": s["connected"].reindex(range(end), fill_value=0).to_numpy(dtype=float), "s_d": s_d,
-            "peak": M.peak_attempt_rate(s, s_d, end),
-            "T95": M.recovery_from_series(s, s_d, end, (0.95,))["T95"]}
+    return {
+        "connected": s["connected"].reindex(range(end), fill_value=0).to_numpy(dtype=float),
+        "s_d": s_d,
+        "peak": M.peak_attempt_rate(s, s_d, end),
+        "T95": M.recovery_from_series(s, s_d, end, (0.95,))["T95"],
+    }
 
 
 @pytest.mark.e2e
@@ -73,16 +76,53 @@ def test_simulation_predicts_a_measured_restart(tmp_path):
     scen.write_text(SCENARIO)
     real_out, sim_out = tmp_path / "real", tmp_path / "sim"
     # 1. measure this machine's service times (a separate short run), and predict
-    p = subprocess.run([sys.executable, "-m", "wsstorm", "simulate", "--scenario", str(scen), "--policy", POLICY,
-                        "--out", str(sim_out), "--seed", "1", "--probe"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=90)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wsstorm",
+            "simulate",
+            "--scenario",
+            str(scen),
+            "--policy",
+            POLICY,
+            "--out",
+            str(sim_out),
+            "--seed",
+            "1",
+            "--probe",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     sim_block = json.loads((sim_out / "manifest.json").read_text())["simulation"]
     assert sim_block["service_source"].startswith("probe") and sim_block["probe"]["opens"] >= 500
     # 2. the measured run
-    p = subprocess.run([sys.executable, "-m", "wsstorm", "run", "--scenario", str(scen), "--policy", POLICY,
-                        "--out", str(real_out), "--no-report", "--plain", "--seed", "1"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=90)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wsstorm",
+            "run",
+            "--scenario",
+            str(scen),
+            "--policy",
+            POLICY,
+            "--out",
+            str(real_out),
+            "--no-report",
+            "--plain",
+            "--seed",
+            "1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     real_dir = next(d for d in real_out.iterdir() if d.is_dir())
     # 3. the same figures for both
@@ -90,10 +130,12 @@ def test_simulation_predicts_a_measured_restart(tmp_path):
     assert real["s_d"] == sim["s_d"] == 10
     a = real["s_d"]
     gap = np.abs(real["connected"][a:DURATION] - sim["connected"][a:DURATION]).mean() / USERS
-    report = (f"service times (probe): handshake {sim_block['handshake_service_ms']:.2f} ms, "
-              f"close {sim_block['close_service_ms']:.2f} ms; connected gap {gap:.1%} of the fleet; "
-              f"peak attempts/s real {real['peak']:.0f} sim {sim['peak']:.0f}; "
-              f"T95 real {real['T95']:.0f} s sim {sim['T95']:.0f} s")
+    report = (
+        f"service times (probe): handshake {sim_block['handshake_service_ms']:.2f} ms, "
+        f"close {sim_block['close_service_ms']:.2f} ms; connected gap {gap:.1%} of the fleet; "
+        f"peak attempts/s real {real['peak']:.0f} sim {sim['peak']:.0f}; "
+        f"T95 real {real['T95']:.0f} s sim {sim['T95']:.0f} s"
+    )
     print(report)
     assert gap <= TOLERANCE, report
     assert sim["peak"] == pytest.approx(real["peak"], rel=TOLERANCE), report

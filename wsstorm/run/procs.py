@@ -250,7 +250,7 @@ def read_result(folder: Path) -> AnalysisResult | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("report"), str):
         return None
-    return AnalysisResult(**{k: v for k, v in data.items() if k in AnalysisResult.__annotations__})  # type: ignore[typeddict-item]
+    return AnalysisResult(**{k: v for k, v in data.items() if k in AnalysisResult.__annotations__})
 
 
 def result_report(folder: Path, result: AnalysisResult | None) -> Path | None:

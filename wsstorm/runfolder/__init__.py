@@ -9,4 +9,4 @@ parsing from :mod:`.jsonl`. ``names``, ``schemas`` and ``jsonl`` are pure (stdli
 from wsstorm.runfolder import names, schemas
 from wsstorm.runfolder.jsonl import Tail, jsonable, read_jsonl, records
 
-__all__ = ["names", "schemas", "Tail", "jsonable", "read_jsonl", "records"]
+__all__ = ["Tail", "jsonable", "names", "read_jsonl", "records", "schemas"]

@@ -10,12 +10,14 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+_json: ModuleType
 try:  # 2-3x faster parsing of big event logs
     import orjson as _json
 except ImportError:  # pragma: no cover - stdlib fallback
-    _json = json  # type: ignore[no-redef]
+    _json = json
 
 CHUNK = 200_000  # lines per parse batch: bounds the peak of Python dicts in memory
 
@@ -38,7 +40,7 @@ def read_jsonl(path: Path, warnings: list[str], what: str) -> Iterator[list[dict
         lines = [ln for ln in lines if ln]
     bad = 0
     for i in range(0, len(lines), CHUNK):
-        part = lines[i:i + CHUNK]
+        part = lines[i : i + CHUNK]
         try:
             # One C-level parse of the whole chunk is ~2x faster than a loop of loads().
             recs = _json.loads(b"[" + b",".join(part) + b"]")
@@ -61,7 +63,9 @@ def read_jsonl(path: Path, warnings: list[str], what: str) -> Iterator[list[dict
             recs = good
         yield recs
     if truncated_last:
-        warnings.append(f"{what} {Path(path).name}: the last line is truncated (the writer was interrupted); it was skipped")
+        warnings.append(
+            f"{what} {Path(path).name}: the last line is truncated (the writer was interrupted); it was skipped"
+        )
     if bad:
         warnings.append(f"{what} {Path(path).name}: {bad} unreadable line(s) skipped")
 

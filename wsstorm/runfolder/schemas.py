@@ -18,8 +18,17 @@ EVENTS: tuple[str, ...] = ("attempt", "open", "ready", "fail", "close", "wait", 
 
 # `fail.kind`: why an attempt failed before open (ready_timeout: opened, but the application's
 # ready reply never came; stopped: the run ended while the attempt was in flight).
-FAIL_KINDS: tuple[str, ...] = ("refused", "timeout", "http_status", "tls", "dns", "protocol", "reset",
-                               "ready_timeout", "stopped")
+FAIL_KINDS: tuple[str, ...] = (
+    "refused",
+    "timeout",
+    "http_status",
+    "tls",
+    "dns",
+    "protocol",
+    "reset",
+    "ready_timeout",
+    "stopped",
+)
 CLOSE_BY: tuple[str, ...] = ("server", "client", "none")
 
 
@@ -97,6 +106,7 @@ class EchoEvent(EventBase):
 
 # -- server metrics: server.jsonl --------------------------------------------------------
 
+
 class ServerTick(TypedDict, total=False):
     """One second of one serving process; counts are deltas over that second."""
 
@@ -162,6 +172,7 @@ class StoreTick(TypedDict, total=False):
 
 # -- faults.jsonl ------------------------------------------------------------------------
 
+
 class FaultLine(TypedDict, total=False):
     v: int
     t: float
@@ -175,12 +186,24 @@ class FaultLine(TypedDict, total=False):
     index: int
 
 
-FAULT_NAMES: tuple[str, ...] = ("restart", "crash", "partition", "heal", "reset", "latency", "capacity",
-                                "overload", "http", "shell", "lame-duck")
+FAULT_NAMES: tuple[str, ...] = (
+    "restart",
+    "crash",
+    "partition",
+    "heal",
+    "reset",
+    "latency",
+    "capacity",
+    "overload",
+    "http",
+    "shell",
+    "lame-duck",
+)
 DISRUPTIONS: tuple[str, ...] = ("restart", "crash", "partition", "reset", "lame-duck")  # faults that cut clients off
 
 
 # -- manifest.json -----------------------------------------------------------------------
+
 
 class Manifest(TypedDict, total=False):
     v: int
@@ -213,10 +236,20 @@ OUTCOME_COLUMNS: tuple[str, ...] = tuple(f"attempts_{o}" for o in OUTCOMES)
 REJECT_OUTCOMES: tuple[str, ...] = ("1013", "http_503", "http_429", "timeout")
 
 SERIES_CLIENT: tuple[str, ...] = ("connected", "attempts", *OUTCOME_COLUMNS)
-SERIES_SERVER: tuple[str, ...] = ("server_connections", "capacity", "handshake_rate", "server_rejected",
-                                  "server_accepted", "server_queue_depth", "server_not_serving",
-                                  "server_goodput", "server_wasted_ms", "server_abandoned",
-                                  "server_attempts", "server_work_ms")
+SERIES_SERVER: tuple[str, ...] = (
+    "server_connections",
+    "capacity",
+    "handshake_rate",
+    "server_rejected",
+    "server_accepted",
+    "server_queue_depth",
+    "server_not_serving",
+    "server_goodput",
+    "server_wasted_ms",
+    "server_abandoned",
+    "server_attempts",
+    "server_work_ms",
+)
 SERIES_LATENCY: tuple[str, ...] = ("rtt_p50_ms", "rtt_p99_ms", "rtt_n")
 
 
@@ -225,8 +258,9 @@ def fail_outcome(kind: str | None, status: int | float | None) -> str:
     if kind in ("refused", "timeout"):
         return kind
     if kind == "http_status":
-        return {503: "http_503", 429: "http_429"}.get(int(status) if status == status and status is not None else 0,
-                                                      "http_other")
+        return {503: "http_503", 429: "http_429"}.get(
+            int(status) if status == status and status is not None else 0, "http_other"
+        )
     return "other"
 
 
@@ -234,13 +268,28 @@ QUICK_1013_S = 1.0  # an open the server closes with 1013 within this long is ou
 
 # Names of close codes, for people (RFC 6455 and IANA's registry; graphql-transport-ws's 44xx).
 CLOSE_CODE_NAMES: dict[int, str] = {
-    1000: "Normal", 1001: "Going Away", 1002: "Protocol Error", 1003: "Unsupported Data", 1005: "No Status",
-    1006: "Abnormal", 1007: "Bad Data", 1008: "Policy Violation", 1009: "Too Big", 1010: "Missing Extension",
-    1011: "Internal Error", 1012: "Service Restart", 1013: "Try Again Later", 1014: "Bad Gateway",
+    1000: "Normal",
+    1001: "Going Away",
+    1002: "Protocol Error",
+    1003: "Unsupported Data",
+    1005: "No Status",
+    1006: "Abnormal",
+    1007: "Bad Data",
+    1008: "Policy Violation",
+    1009: "Too Big",
+    1010: "Missing Extension",
+    1011: "Internal Error",
+    1012: "Service Restart",
+    1013: "Try Again Later",
+    1014: "Bad Gateway",
     1015: "TLS Handshake",
-    4400: "Bad Request (graphql-ws)", 4401: "Unauthorized (graphql-ws)", 4403: "Forbidden (graphql-ws)",
-    4406: "Subprotocol Not Acceptable (graphql-ws)", 4408: "Init Timeout (graphql-ws)",
-    4409: "Subscriber Exists (graphql-ws)", 4429: "Too Many Init Requests (graphql-ws)",
+    4400: "Bad Request (graphql-ws)",
+    4401: "Unauthorized (graphql-ws)",
+    4403: "Forbidden (graphql-ws)",
+    4406: "Subprotocol Not Acceptable (graphql-ws)",
+    4408: "Init Timeout (graphql-ws)",
+    4409: "Subscriber Exists (graphql-ws)",
+    4429: "Too Many Init Requests (graphql-ws)",
     4500: "Internal Error (graphql-ws)",
 }
 
@@ -260,6 +309,7 @@ def closes_column(code: int) -> str:
 
 
 # -- what analysis hands back to the runner ----------------------------------------------
+
 
 class AnalysisResult(TypedDict, total=False):
     """``result.json``: what one ``wsstorm report`` call built (paths relative to the folder)."""

@@ -80,11 +80,19 @@ def check_costs(c: ServerCosts) -> None:
         raise UsageError(f"handshake_timeout must be >= 0 seconds, got {c.handshake_timeout:g}")
 
 
-def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
-                 connect_timeout: float | None = None, handshake_service_ms: float | None = None,
-                 reject_service_ms: float | None = None, close_service_ms: float | None = None,
-                 retry_after: float | None = None, costs: ServerCosts | None = None,
-                 sized_for: int | None = None) -> tuple[ModelConfig, float]:
+def build_config(
+    sc: Any,
+    clients: int,
+    seed: int = 1,
+    dt: float = 0.01,
+    connect_timeout: float | None = None,
+    handshake_service_ms: float | None = None,
+    reject_service_ms: float | None = None,
+    close_service_ms: float | None = None,
+    retry_after: float | None = None,
+    costs: ServerCosts | None = None,
+    sized_for: int | None = None,
+) -> tuple[ModelConfig, float]:
     """The model for a scenario scaled to ``clients`` (every per-server quantity times clients/users).
 
     Returns (config, scale).
@@ -126,20 +134,37 @@ def build_config(sc: Any, clients: int, seed: int = 1, dt: float = 0.01,
             faults.append(FaultAt(float(at) + shift, f.action, params))
     ct = costs.connect_timeout if connect_timeout is None else connect_timeout
     cfg = ModelConfig(
-        clients=clients, duration=float(sc.duration) + shift, spawn_rate=sc.spawn_rate * ks,
-        capacity=max(1, round(tg.capacity * k)), handshake_rate=rate, burst=max(1.0, rate / 10.0),
-        handshake_service_ms=hs, reject_service_ms=rj, close_service_ms=cs,
+        clients=clients,
+        duration=float(sc.duration) + shift,
+        spawn_rate=sc.spawn_rate * ks,
+        capacity=max(1, round(tg.capacity * k)),
+        handshake_rate=rate,
+        burst=max(1.0, rate / 10.0),
+        handshake_service_ms=hs,
+        reject_service_ms=rj,
+        close_service_ms=cs,
         handshake_cost_ms=float(tg.handshake_cost_ms),
-        cpu_ms_per_s=1000.0 * tg.workers * ks, workers=tg.workers, overload=tg.overload,
-        retry_after=retry_after, connect_timeout=ct,
-        ping_interval=float(cl.ping_interval or 5.0), pong_timeout=float(cl.pong_timeout or 5.0),
-        tls_ms=costs.tls_ms if costs.tls else 0.0, attempt_cost_ms=costs.attempt_cost_ms,
+        cpu_ms_per_s=1000.0 * tg.workers * ks,
+        workers=tg.workers,
+        overload=tg.overload,
+        retry_after=retry_after,
+        connect_timeout=ct,
+        ping_interval=float(cl.ping_interval or 5.0),
+        pong_timeout=float(cl.pong_timeout or 5.0),
+        tls_ms=costs.tls_ms if costs.tls else 0.0,
+        attempt_cost_ms=costs.attempt_cost_ms,
         session_cost_ms=costs.session_cost_ms,
         # more servers, more stores: the store's slots scale with the fleet like the server's CPU
         store_concurrency=max(1, round(costs.store_concurrency * ks)) if costs.store_concurrency else 0,
-        store_ms=costs.store_ms, handshake_timeout=costs.handshake_timeout,
-        store_cpu_share=(costs.store_concurrency / (costs.store_concurrency + tg.workers)
-                         if costs.store_concurrency and costs.store_ms and _get(tg, "cpus", None) else 0.0),
-        faults=tuple(faults), dt=dt, seed=seed,
+        store_ms=costs.store_ms,
+        handshake_timeout=costs.handshake_timeout,
+        store_cpu_share=(
+            costs.store_concurrency / (costs.store_concurrency + tg.workers)
+            if costs.store_concurrency and costs.store_ms and _get(tg, "cpus", None)
+            else 0.0
+        ),
+        faults=tuple(faults),
+        dt=dt,
+        seed=seed,
     )
     return cfg, k

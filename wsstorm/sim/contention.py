@@ -87,7 +87,7 @@ def aws_policy(algorithm: str, base_s: float = BLOG_BASE_S, cap_s: float = BLOG_
         return name
     if name == "decorrelated-jitter":  # min(cap, U(base, 3 * previous)), previous = base at first: same rule
         return f"{name}:base={base_s:g},cap={cap_s:g}"
-    return f"{name}:base={base_s * 2 ** BLOG_FIRST_EXPONENT:g},cap={cap_s:g}"
+    return f"{name}:base={base_s * 2**BLOG_FIRST_EXPONENT:g},cap={cap_s:g}"
 
 
 def _hops(rng: np.random.Generator, net: Network) -> Callable[[], float]:
@@ -179,15 +179,25 @@ def contend(policy: Any, clients: int, seed: int = 1, net: Network = Network()) 
     return ContentionResult(clients=clients, calls=calls, time_s=t, gave_up=gave_up)
 
 
-def experiment(policy_text: str, clients: int, reps: int = 100, seed: int = 1,
-               net: Network = Network()) -> ContentionStats:
+def experiment(
+    policy_text: str, clients: int, reps: int = 100, seed: int = 1, net: Network = Network()
+) -> ContentionStats:
     """Mean calls and completion time over ``reps`` independent runs (each its own seed)."""
     from wsstorm.sim.simulate import fleet_policy, parse_policy_text
 
     spec = parse_policy_text(policy_text)
-    runs = [contend(fleet_policy(spec, clients, seed=seed * 100_003 + r), clients, seed=seed * 100_003 + r, net=net)
-            for r in range(reps)]
+    runs = [
+        contend(fleet_policy(spec, clients, seed=seed * 100_003 + r), clients, seed=seed * 100_003 + r, net=net)
+        for r in range(reps)
+    ]
     calls = np.array([r.calls for r in runs], dtype=float)
     times = np.array([r.time_s for r in runs])
-    return ContentionStats(policy=str(spec), clients=clients, reps=reps, calls=float(calls.mean()),
-                           time_s=float(times.mean()), calls_sd=float(calls.std()), time_sd=float(times.std()))
+    return ContentionStats(
+        policy=str(spec),
+        clients=clients,
+        reps=reps,
+        calls=float(calls.mean()),
+        time_s=float(times.mean()),
+        calls_sd=float(calls.std()),
+        time_sd=float(times.std()),
+    )

@@ -27,8 +27,12 @@ OUTCOMES = ("1012", "1013", "1006", "refused", "timeout", "http_503", "reset")
 
 # The per-second series the model writes: the analysis series frame's columns (one home: runfolder.schemas).
 CLOSE_CODES = (1006, 1012, 1013)
-SERIES_COLUMNS: tuple[str, ...] = ("s", *schemas.SERIES_CLIENT, *(schemas.closes_column(c) for c in CLOSE_CODES),
-                                   *schemas.SERIES_SERVER)
+SERIES_COLUMNS: tuple[str, ...] = (
+    "s",
+    *schemas.SERIES_CLIENT,
+    *(schemas.closes_column(c) for c in CLOSE_CODES),
+    *schemas.SERIES_SERVER,
+)
 FLOAT_COLUMNS = frozenset({"server_wasted_ms"})
 DISRUPTIONS = tuple(d for d in schemas.DISRUPTIONS if d != "lame-duck")  # lame-duck is not modelled
 
@@ -50,26 +54,26 @@ class ModelConfig:
     duration: float
     spawn_rate: float
     capacity: int
-    handshake_rate: float          # admission budget: token bucket refill, per second (0: no bucket)
-    burst: float                   # token bucket size (the embedded target: rate/10, at least 1)
-    handshake_service_ms: float    # server time per accepted handshake (measured: wsstorm.sim.servicetime)
+    handshake_rate: float  # admission budget: token bucket refill, per second (0: no bucket)
+    burst: float  # token bucket size (the embedded target: rate/10, at least 1)
+    handshake_service_ms: float  # server time per accepted handshake (measured: wsstorm.sim.servicetime)
     reject_service_ms: float = 0.0  # server time per rejected handshake (1013/503: no admission work)
     close_service_ms: float = 0.0  # server time per close sent: a restart's 1012s go out over time
-    cpu_ms_per_s: float = 1000.0   # server time (ms per second) for the handshake queue, all workers
+    cpu_ms_per_s: float = 1000.0  # server time (ms per second) for the handshake queue, all workers
     handshake_cost_ms: float = 0.0  # the scenario's admission work (part of handshake_service_ms; shown only)
     workers: int = 1
-    overload: str = "close"        # close | http | refuse
+    overload: str = "close"  # close | http | refuse
     retry_after: float | None = None
     connect_timeout: float = 10.0
     ping_interval: float = 5.0
     pong_timeout: float = 5.0
-    server_ping: float = 20.0      # websockets' server keepalive (interval = timeout = 20 s)
+    server_ping: float = 20.0  # websockets' server keepalive (interval = timeout = 20 s)
     # the cost model of an attempt (wsstorm.target.costs), per serving process, ms of CPU
-    tls_ms: float = 0.0            # TLS handshake, paid by every attempt before admission
-    attempt_cost_ms: float = 0.0   # e.g. authentication, paid by every attempt before admission
-    session_cost_ms: float = 0.0   # session setup, paid once admitted
-    store_concurrency: int = 0     # the dependency store's slots (0: no store)
-    store_ms: float = 0.0          # time of one store call in one slot
+    tls_ms: float = 0.0  # TLS handshake, paid by every attempt before admission
+    attempt_cost_ms: float = 0.0  # e.g. authentication, paid by every attempt before admission
+    session_cost_ms: float = 0.0  # session setup, paid once admitted
+    store_concurrency: int = 0  # the dependency store's slots (0: no store)
+    store_ms: float = 0.0  # time of one store call in one slot
     handshake_timeout: float = 10.0  # the server drops a handshake it has not started after this (0: never)
     # > 0: the store runs on the server's own cores (a scenario's [target] cpus pins them together) and
     # gets this share of them while both have work (its busy threads against the serving loops: c / (c + w))
@@ -108,8 +112,8 @@ class FleetModel(ServerPipeline):
         self.phase = np.zeros(n, dtype=np.int8)
         self.ev = np.zeros(n, dtype=np.int8)
         self.next_tick = np.full(n, -1, dtype=np.int64)
-        self.att_t = np.zeros(n)          # when the current attempt started
-        self.open_t = np.zeros(n)         # when the current connection opened
+        self.att_t = np.zeros(n)  # when the current attempt started
+        self.open_t = np.zeros(n)  # when the current connection opened
         self.down_since = np.full(n, np.nan)  # since when the client lacks a connection held >= held_s
         self.conn_proc = np.zeros(n, dtype=np.int16)
         self.cal = Calendar(self.n_ticks)
@@ -122,8 +126,8 @@ class FleetModel(ServerPipeline):
         self.proc_up_tick = np.zeros(cfg.workers, dtype=np.int64)  # proc serves from this tick on
         self.cpu = 0.0
         self.burst = cfg.burst
-        self.conns = 0          # server-side connections (open clients + zombies)
-        self.connected = 0      # client-side: clients holding an open connection
+        self.conns = 0  # server-side connections (open clients + zombies)
+        self.connected = 0  # client-side: clients holding an open connection
         self.partitioned = False
         self.zombie_release = np.zeros(self.n_ticks + 2, dtype=np.int64)
         self.drains: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
@@ -172,8 +176,15 @@ class FleetModel(ServerPipeline):
         self.ev[idx] = EV_NONE
         self.serial[idx] += 1
 
-    def _react(self, idx: np.ndarray, outcome: str, t: float, tick: int,
-               uptime: np.ndarray | None = None, retry_after: float | None = None) -> None:
+    def _react(
+        self,
+        idx: np.ndarray,
+        outcome: str,
+        t: float,
+        tick: int,
+        uptime: np.ndarray | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         """The policy chooses each client's next attempt after ``outcome``; NaN means it gave up."""
         if idx.size == 0:
             return
@@ -324,7 +335,7 @@ class FleetModel(ServerPipeline):
             self._close(idx, "1012", tick * self.dt, tick)
             return
         for j, a in enumerate(range(0, idx.size, per_tick)):
-            part = idx[a:a + per_tick]
+            part = idx[a : a + per_tick]
             self.drains.setdefault(tick + j, []).append((part, self.conn_seq[part].copy()))
 
     def _drain(self, p: dict[str, Any], t: float, tick: int) -> None:
@@ -333,13 +344,13 @@ class FleetModel(ServerPipeline):
         batch = max(1, int(p.get("batch") or idx.size or 1))
         interval = float(p.get("interval") or 0.0)
         for j, a in enumerate(range(0, idx.size, batch)):
-            part = idx[a:a + batch]
+            part = idx[a : a + batch]
             at = tick + round(j * interval / self.dt)
             self.drains.setdefault(at, []).append((part, self.conn_seq[part].copy()))
 
     def _clear_zombies(self, tick: int) -> None:
-        rest = int(self.zombie_release[tick + 1:].sum())
-        self.zombie_release[tick + 1:] = 0
+        rest = int(self.zombie_release[tick + 1 :].sum())
+        self.zombie_release[tick + 1 :] = 0
         self.conns -= rest
 
     # -- the run --------------------------------------------------------------------
@@ -390,9 +401,15 @@ class FleetModel(ServerPipeline):
         downtimes = np.concatenate([done, end - still])
         recovered = np.concatenate([np.ones(done.size, bool), np.zeros(still.size, bool)])
         series = {"s": np.arange(self.n_sec, dtype=np.int64), **self.col}
-        return ModelResult(series=series, connected_tick=self.connected_tick, dt=self.dt,
-                           downtimes=downtimes, recovered=recovered, faults=self.fault_log,
-                           totals=dict(self.totals))
+        return ModelResult(
+            series=series,
+            connected_tick=self.connected_tick,
+            dt=self.dt,
+            downtimes=downtimes,
+            recovered=recovered,
+            faults=self.fault_log,
+            totals=dict(self.totals),
+        )
 
     def _give_up(self, tick: int, t: float) -> None:
         """Clients whose attempt is still unanswered connect_timeout after it began stop waiting.
@@ -421,8 +438,9 @@ class FleetModel(ServerPipeline):
             self.phase[dead] = WAIT
             self.connected -= dead.size
             self.col["closes_1006"][self._sec(tick)] += dead.size
-            rel = tick + np.ceil(self.rng.uniform(self.cfg.server_ping, 2 * self.cfg.server_ping, dead.size)
-                                 / self.dt).astype(np.int64)
+            rel = tick + np.ceil(
+                self.rng.uniform(self.cfg.server_ping, 2 * self.cfg.server_ping, dead.size) / self.dt
+            ).astype(np.int64)
             rel = np.minimum(rel, self.n_ticks + 1)
             np.add.at(self.zombie_release, rel, 1)
             self._lose(dead, t)

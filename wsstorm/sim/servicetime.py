@@ -36,15 +36,22 @@ def _toml(v: Any) -> str:
     return f"{v:g}"
 
 
-def probe_scenario(users: int = 600, handshake_cost_ms: float = 2.0, restart_at: float | None = None,
-                   message_rate: float = 0.0, ping_interval: float = 5.0, pong_timeout: float = 5.0,
-                   costs: dict[str, Any] | None = None) -> str:
+def probe_scenario(
+    users: int = 600,
+    handshake_cost_ms: float = 2.0,
+    restart_at: float | None = None,
+    message_rate: float = 0.0,
+    ping_interval: float = 5.0,
+    pong_timeout: float = 5.0,
+    costs: dict[str, Any] | None = None,
+) -> str:
     """TOML of the probe: ``users`` clients spawned at once, no budget, one restart (all, 0.5 s down)
     once they are all in (at twice the expected cost per handshake, and at least 6 ms: slower than this
     machine has been seen to be). ``costs``: the scenario's cost-model keys (COST_KEYS), measured too."""
     costs = {k: v for k, v in (costs or {}).items() if k in COST_KEYS and v not in (None, "", 0, False)}
-    expect_ms = (1.5 + handshake_cost_ms + float(costs.get("attempt_cost_ms", 0))
-                 + float(costs.get("session_cost_ms", 0)))
+    expect_ms = (
+        1.5 + handshake_cost_ms + float(costs.get("attempt_cost_ms", 0)) + float(costs.get("session_cost_ms", 0))
+    )
     expect_ms += 1.5 if costs.get("tls") else 0.0
     if restart_at is None:
         restart_at = round(1.0 + users * max(0.006, 2 * expect_ms / 1000.0), 1)
@@ -121,14 +128,24 @@ def service_times(run_dir: str | Path) -> dict[str, Any]:
     first_close_ms = (min(closes) - fault_t) * 1000.0 if closes and math.isfinite(fault_t) else math.nan
     if not math.isfinite(hs):
         raise UsageError(f"{run_dir}: too few opens ({len(opens)}) to measure the handshake service time")
-    return {"handshake_service_ms": round(hs, 3), "close_service_ms": round(cl, 3) if math.isfinite(cl) else None,
-            "opens": len(opens), "closes_1012": len(closes),
-            "first_close_ms": round(first_close_ms, 1) if math.isfinite(first_close_ms) else None}
+    return {
+        "handshake_service_ms": round(hs, 3),
+        "close_service_ms": round(cl, 3) if math.isfinite(cl) else None,
+        "opens": len(opens),
+        "closes_1012": len(closes),
+        "first_close_ms": round(first_close_ms, 1) if math.isfinite(first_close_ms) else None,
+    }
 
 
-def probe(out: str | Path, users: int = 600, handshake_cost_ms: float = 2.0, policy: str = "full-jitter",
-          client: dict[str, float] | None = None, timeout: float = 90.0,
-          costs: dict[str, Any] | None = None) -> dict[str, Any]:
+def probe(
+    out: str | Path,
+    users: int = 600,
+    handshake_cost_ms: float = 2.0,
+    policy: str = "full-jitter",
+    client: dict[str, float] | None = None,
+    timeout: float = 90.0,
+    costs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run the probe (``wsstorm run`` in a child process, clients reconnecting with ``policy``) into ``out``;
     return its service times. The clients' own work shares this machine with the server, as in a real run
     here, so give it the scenario's users and client settings (``client``: message_rate, ping_interval,
@@ -137,11 +154,35 @@ def probe(out: str | Path, users: int = 600, handshake_cost_ms: float = 2.0, pol
     out.mkdir(parents=True, exist_ok=True)
     scen = out / "service-probe.toml"
     scen.write_text(probe_scenario(users, handshake_cost_ms, costs=costs, **(client or {})), encoding="utf-8")
-    p = subprocess.run([sys.executable, "-m", "wsstorm", "run", "--scenario", str(scen), "--policy", policy,
-                        "--out", str(out / "runs"), "--no-report", "--plain", "--seed", "1"],
-                       capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wsstorm",
+            "run",
+            "--scenario",
+            str(scen),
+            "--policy",
+            policy,
+            "--out",
+            str(out / "runs"),
+            "--no-report",
+            "--plain",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if p.returncode != 0:
         raise UsageError(f"service probe failed (exit {p.returncode}): {p.stderr.strip().splitlines()[-1:]}")
     run_dir = next(d for d in sorted((out / "runs").iterdir()) if d.is_dir())
-    return {**service_times(run_dir), "users": users, "handshake_cost_ms": handshake_cost_ms, "policy": policy,
-            "costs": dict(costs or {}), "run": str(run_dir)}
+    return {
+        **service_times(run_dir),
+        "users": users,
+        "handshake_cost_ms": handshake_cost_ms,
+        "policy": policy,
+        "costs": dict(costs or {}),
+        "run": str(run_dir),
+    }

@@ -41,20 +41,28 @@ class ServerPipeline:
     cpu: float
 
     if TYPE_CHECKING:  # provided by FleetModel
+
         def _sec(self, tick: int) -> int: ...
         def _up_fraction(self, tick: int) -> float: ...
         def _count_attempts(self, column: str, idx: np.ndarray) -> None: ...
         def _open(self, idx: np.ndarray, t: float, tick: int) -> None: ...
         def _lose(self, idx: np.ndarray, t: float) -> None: ...
-        def _react(self, idx: np.ndarray, outcome: str, t: float, tick: int, uptime: np.ndarray | None = None,
-                   retry_after: float | None = None) -> None: ...
+        def _react(
+            self,
+            idx: np.ndarray,
+            outcome: str,
+            t: float,
+            tick: int,
+            uptime: np.ndarray | None = None,
+            retry_after: float | None = None,
+        ) -> None: ...
 
     def _init_server(self) -> None:
         c = self.cfg
-        self.tls_q = Fifo()    # TLS handshakes waiting for the server's CPU (stage 1, with TLS only)
-        self.pre_q = Fifo()    # upgrade requests waiting for the server's CPU (stage 2: library + attempt cost)
+        self.tls_q = Fifo()  # TLS handshakes waiting for the server's CPU (stage 1, with TLS only)
+        self.pre_q = Fifo()  # upgrade requests waiting for the server's CPU (stage 2: library + attempt cost)
         self.store_q = Fifo()  # waiting for a free slot of the dependency store
-        self.post_q = Fifo()   # admitted, waiting for the server's CPU (stage 3: session work, with a store only)
+        self.post_q = Fifo()  # admitted, waiting for the server's CPU (stage 3: session work, with a store only)
         self.store_done: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}
         self.tls_job = c.tls_ms
         self.pre_ms = c.reject_service_ms + c.attempt_cost_ms
@@ -73,8 +81,13 @@ class ServerPipeline:
     @property
     def in_flight(self) -> int:
         """Attempts the server holds (any stage)."""
-        return self.tls_q.size + self.pre_q.size + self.store_q.size + self.post_q.size + sum(
-            p[1].size for parts in self.store_done.values() for p in parts)
+        return (
+            self.tls_q.size
+            + self.pre_q.size
+            + self.store_q.size
+            + self.post_q.size
+            + sum(p[1].size for parts in self.store_done.values() for p in parts)
+        )
 
     def _live(self, idx: np.ndarray, seq: np.ndarray) -> np.ndarray:
         """Which entries still have their client waiting on this very attempt."""

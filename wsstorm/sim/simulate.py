@@ -44,6 +44,7 @@ SWEEP_POLICIES = ("immediate", "exponential", "full-jitter", "decorrelated-jitte
 
 # -- policies ------------------------------------------------------------------------
 
+
 class _VectorFleet:
     """The policies' vector API (``spec.vector``) in the model's outcome names ('1012', 'refused', 'http_503')."""
 
@@ -102,6 +103,7 @@ def fleet_policy(spec: Any, n: int, seed: int, process_seed: Any = None) -> Any:
 
 # -- scenario -> model --------------------------------------------------------------
 
+
 def load_scenario(name: str) -> Any:
     """A validated scenario by shipped name or path (UsageError if unknown)."""
     from wsstorm.run import scenario as scenarios
@@ -114,25 +116,58 @@ def run_model(cfg: ModelConfig, spec: Any) -> ModelResult:
     return FleetModel(cfg, fleet_policy(spec, cfg.clients, cfg.seed)).run()
 
 
-def run_manifest(out: Path, sc: Any, spec: Any, cfg: ModelConfig, scale: float, res: ModelResult, wall_s: float,
-                 started: float, service_source: str = "default",
-                 probe: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_manifest(
+    out: Path,
+    sc: Any,
+    spec: Any,
+    cfg: ModelConfig,
+    scale: float,
+    res: ModelResult,
+    wall_s: float,
+    started: float,
+    service_source: str = "default",
+    probe: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The run's manifest (runfolder.manifest.build_manifest, simulated) with the simulation's own block."""
     m = manifest.build_manifest(
-        run=out.name, started=started, ended=started + cfg.duration, host="simulated", embedded_target=False,
-        policy=str(spec), scenario=sc.to_dict(), seed=cfg.seed, users=cfg.clients, spawn_rate=cfg.spawn_rate,
-        duration_s=cfg.duration, options={"clients": cfg.clients, "dt": cfg.dt, "seed": cfg.seed}, workers=[],
-        cpu_warnings=[], target=target_block(cfg), simulated=True)
+        run=out.name,
+        started=started,
+        ended=started + cfg.duration,
+        host="simulated",
+        embedded_target=False,
+        policy=str(spec),
+        scenario=sc.to_dict(),
+        seed=cfg.seed,
+        users=cfg.clients,
+        spawn_rate=cfg.spawn_rate,
+        duration_s=cfg.duration,
+        options={"clients": cfg.clients, "dt": cfg.dt, "seed": cfg.seed},
+        workers=[],
+        cpu_warnings=[],
+        target=target_block(cfg),
+        simulated=True,
+    )
     m["versions"]["numpy"] = np.__version__
     d, _ = downtime_sample(res, cfg)
-    m["simulation"] = jsonl.jsonable({
-        "scale": scale, "scenario_users": sc.users, "dt": cfg.dt, "handshake_service_ms": cfg.handshake_service_ms,
-        "reject_service_ms": cfg.reject_service_ms, "close_service_ms": cfg.close_service_ms,
-        "service_source": service_source, "probe": probe,
-        "cpu_ms_per_s": cfg.cpu_ms_per_s, "connect_timeout": cfg.connect_timeout,
-        "held_s": cfg.held_s, "downtimes_total": int(res.downtimes.size),
-        "downtimes_written": int(d.size), "wall_s": round(wall_s, 3),
-    }, inf=None)
+    m["simulation"] = jsonl.jsonable(
+        {
+            "scale": scale,
+            "scenario_users": sc.users,
+            "dt": cfg.dt,
+            "handshake_service_ms": cfg.handshake_service_ms,
+            "reject_service_ms": cfg.reject_service_ms,
+            "close_service_ms": cfg.close_service_ms,
+            "service_source": service_source,
+            "probe": probe,
+            "cpu_ms_per_s": cfg.cpu_ms_per_s,
+            "connect_timeout": cfg.connect_timeout,
+            "held_s": cfg.held_s,
+            "downtimes_total": int(res.downtimes.size),
+            "downtimes_written": int(d.size),
+            "wall_s": round(wall_s, 3),
+        },
+        inf=None,
+    )
     return m
 
 
@@ -157,6 +192,7 @@ def write_run(out: Path, man: dict[str, Any], res: ModelResult, cfg: ModelConfig
 
 # -- the command ----------------------------------------------------------------------
 
+
 def configure(name: str, parser: argparse.ArgumentParser) -> None:
     """Options of ``wsstorm simulate``."""
     a = parser.add_argument
@@ -168,24 +204,44 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     a("--dt", type=float, default=0.01, help="model tick in seconds (default 0.01)")
     a("--out", default=None, help="run folder (default: reports/sim-<scenario>-<policy>-<clients>-<time>)")
     a("--sweep", default=None, help="clients=1e4,1e5,1e6: herd factor and recovery against fleet size, per policy")
-    a("--handshake-service-ms", type=float, default=None,
-      help="server time per accepted handshake, ms (default: the scenario's handshake_cost_ms "
-           f"+ {WEBSOCKETS_HANDSHAKE_MS:g} ms for the websockets handshake; --probe measures it)")
-    a("--reject-service-ms", type=float, default=None,
-      help="server time per rejected handshake, ms (default: handshake service minus handshake_cost_ms)")
-    a("--close-service-ms", type=float, default=None,
-      help=f"server time per close frame sent, ms (default {CLOSE_SERVICE_MS:g})")
-    a("--probe", action="store_true",
-      help="first measure the handshake and close service times on this machine with a short real run "
-           "against the embedded target (~12 s), then simulate with them")
+    a(
+        "--handshake-service-ms",
+        type=float,
+        default=None,
+        help="server time per accepted handshake, ms (default: the scenario's handshake_cost_ms "
+        f"+ {WEBSOCKETS_HANDSHAKE_MS:g} ms for the websockets handshake; --probe measures it)",
+    )
+    a(
+        "--reject-service-ms",
+        type=float,
+        default=None,
+        help="server time per rejected handshake, ms (default: handshake service minus handshake_cost_ms)",
+    )
+    a(
+        "--close-service-ms",
+        type=float,
+        default=None,
+        help=f"server time per close frame sent, ms (default {CLOSE_SERVICE_MS:g})",
+    )
+    a(
+        "--probe",
+        action="store_true",
+        help="first measure the handshake and close service times on this machine with a short real run "
+        "against the embedded target (~12 s), then simulate with them",
+    )
     a("--policies", default=None, help=f"with --sweep: comma-separated policies (default: {','.join(SWEEP_POLICIES)})")
-    a("--sized-for", default=None, metavar="CLIENTS",
-      help="with --sweep: the deployment (server CPU, handshake budget, store) is sized for this many clients "
-           "and stays so while the fleet grows (default: the sweep's smallest fleet)")
+    a(
+        "--sized-for",
+        default=None,
+        metavar="CLIENTS",
+        help="with --sweep: the deployment (server CPU, handshake budget, store) is sized for this many clients "
+        "and stays so while the fleet grows (default: the sweep's smallest fleet)",
+    )
 
 
-def measured_times(total_ms: float, costs: ServerCosts, handshake_cost_ms: float,
-                   store_on_server_cpu: bool = False) -> dict[str, float]:
+def measured_times(
+    total_ms: float, costs: ServerCosts, handshake_cost_ms: float, store_on_server_cpu: bool = False
+) -> dict[str, float]:
     """Handshake and rejection service times from a probe that measured the whole pipeline (``total_ms``
     per admitted handshake, the scenario's costs included): the model adds TLS, attempt and session cost
     (and the store's, when it runs on the server's cores) itself, so the library's part is what remains
@@ -199,8 +255,11 @@ def measured_times(total_ms: float, costs: ServerCosts, handshake_cost_ms: float
 
 def service_options(args: argparse.Namespace, sc: Any, out: Path, policy: str = "full-jitter") -> dict[str, Any]:
     """Service times from the options (or the probe): {"times": build_config kwargs, "source": text}."""
-    times = {"handshake_service_ms": args.handshake_service_ms, "reject_service_ms": args.reject_service_ms,
-             "close_service_ms": args.close_service_ms}
+    times = {
+        "handshake_service_ms": args.handshake_service_ms,
+        "reject_service_ms": args.reject_service_ms,
+        "close_service_ms": args.close_service_ms,
+    }
     for key, v in times.items():
         if v is not None and not (math.isfinite(v) and 0 <= v <= 10_000):
             raise UsageError(f"--{key.replace('_', '-')} must be between 0 and 10000, got {v:g}")
@@ -213,16 +272,33 @@ def service_options(args: argparse.Namespace, sc: Any, out: Path, policy: str = 
 
     print("measuring server service times on this machine (a short real run against the embedded target)...")
     cl = sc.client
-    client = {"message_rate": float(cl.message_rate or 0.0), "ping_interval": float(cl.ping_interval or 5.0),
-              "pong_timeout": float(cl.pong_timeout or 5.0)}
+    client = {
+        "message_rate": float(cl.message_rate or 0.0),
+        "ping_interval": float(cl.ping_interval or 5.0),
+        "pong_timeout": float(cl.pong_timeout or 5.0),
+    }
     # one server at the scenario's own scale (not the fleet's), within what this machine can run quickly
     tg = sc.target
-    costs = {k: getattr(tg, k, None) for k in ("tls", "attempt_cost_ms", "session_cost_ms", "store_concurrency",
-                                               "store_ms", "cpus")}
-    m = probe(out / "probe", users=min(int(sc.users), PROBE_MAX_USERS), handshake_cost_ms=float(tg.handshake_cost_ms),
-              policy=policy, client=client, costs=costs)
-    times.update(measured_times(m["handshake_service_ms"], server_costs(sc), float(tg.handshake_cost_ms),
-                                store_on_server_cpu=bool(getattr(tg, "cpus", None))))
+    costs = {
+        k: getattr(tg, k, None)
+        for k in ("tls", "attempt_cost_ms", "session_cost_ms", "store_concurrency", "store_ms", "cpus")
+    }
+    m = probe(
+        out / "probe",
+        users=min(int(sc.users), PROBE_MAX_USERS),
+        handshake_cost_ms=float(tg.handshake_cost_ms),
+        policy=policy,
+        client=client,
+        costs=costs,
+    )
+    times.update(
+        measured_times(
+            m["handshake_service_ms"],
+            server_costs(sc),
+            float(tg.handshake_cost_ms),
+            store_on_server_cpu=bool(getattr(tg, "cpus", None)),
+        )
+    )
     times["close_service_ms"] = m["close_service_ms"]
     return {"times": times, "source": f"probe: {m['opens']} handshakes, {m['closes_1012']} closes", "probe": m}
 
@@ -247,8 +323,9 @@ def command(name: str, args: argparse.Namespace) -> int:
         print(f"simulated sweep of '{sc.name}': {len(specs)} policies x {len(counts)} fleet sizes")
         svc = service_options(args, sc, out, str(specs[0]))
         sized = parse_count(args.sized_for, "--sized-for") if args.sized_for is not None else counts[0]
-        csv_path, png_path, tips = sweep(sc, specs, counts, args.seed, args.dt, out, service=svc["times"],
-                                         sized_for=sized)
+        csv_path, png_path, tips = sweep(
+            sc, specs, counts, args.seed, args.dt, out, service=svc["times"], sized_for=sized
+        )
         for line in tipping_lines(tips, counts, sized):
             print(line)
         print(f"sweep figures: {csv_path}")
@@ -270,12 +347,16 @@ def command(name: str, args: argparse.Namespace) -> int:
     s = summarize(res, cfg, man, started)  # the reports' metrics, on what the run folder holds
     man["simulation"]["summary"] = jsonl.jsonable(s, inf=None)
     write_run(out, man, res, cfg, started)
-    print(f"SIMULATED: '{sc.name}' with {spec}, x{k:g} the scenario "
-          f"(capacity {cfg.capacity:,}, handshake budget {cfg.handshake_rate:,.0f}/s); {wall:.1f} s of compute")
+    print(
+        f"SIMULATED: '{sc.name}' with {spec}, x{k:g} the scenario "
+        f"(capacity {cfg.capacity:,}, handshake budget {cfg.handshake_rate:,.0f}/s); {wall:.1f} s of compute"
+    )
     for line in summary_lines(s):
         print(line)
-    print(f"  server service times ({svc['source']}): handshake {cfg.handshake_service_ms:g} ms, "
-          f"rejection {cfg.reject_service_ms:g} ms, close {cfg.close_service_ms:g} ms")
+    print(
+        f"  server service times ({svc['source']}): handshake {cfg.handshake_service_ms:g} ms, "
+        f"rejection {cfg.reject_service_ms:g} ms, close {cfg.close_service_ms:g} ms"
+    )
     print(f"run folder: {out}  (wsstorm report {out})")
     return 0
 

@@ -23,8 +23,18 @@ FLOAT_DECIMALS = 3  # float series columns as written to series.csv
 
 def fault_lines(res: ModelResult, started: float) -> list[schemas.FaultLine]:
     """faults.jsonl of the run: one line per fault the model fired."""
-    return [{"v": schemas.VERSION, "t": started + f["at"], "fault": f["fault"], "params": f["params"],
-             "ok": f["ok"], "detail": f["detail"] or "simulated", "at": f["at"]} for f in res.faults]
+    return [
+        {
+            "v": schemas.VERSION,
+            "t": started + f["at"],
+            "fault": f["fault"],
+            "params": f["params"],
+            "ok": f["ok"],
+            "detail": f["detail"] or "simulated",
+            "at": f["at"],
+        }
+        for f in res.faults
+    ]
 
 
 def downtime_sample(res: ModelResult, cfg: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -44,16 +54,28 @@ def series_values(col: np.ndarray) -> np.ndarray:
 def target_block(cfg: ModelConfig) -> dict[str, Any]:
     """The manifest's ``target``: the simulated server's settings, scaled to the fleet (``workers`` is the
     fleet's server CPU in cores), so the reports' budget estimate sees the server the model ran."""
-    return {"capacity": cfg.capacity, "handshake_rate": cfg.handshake_rate, "handshake_burst": cfg.burst,
-            "handshake_cost_ms": cfg.handshake_cost_ms, "overload": cfg.overload,
-            "workers": cfg.cpu_ms_per_s / 1000.0, "cpus": None, "tls": cfg.tls_ms > 0, "tls_ms": cfg.tls_ms,
-            "attempt_cost_ms": cfg.attempt_cost_ms, "session_cost_ms": cfg.session_cost_ms,
-            "store_concurrency": cfg.store_concurrency, "store_ms": cfg.store_ms,
-            "handshake_timeout": cfg.handshake_timeout, "connect_timeout": cfg.connect_timeout}
+    return {
+        "capacity": cfg.capacity,
+        "handshake_rate": cfg.handshake_rate,
+        "handshake_burst": cfg.burst,
+        "handshake_cost_ms": cfg.handshake_cost_ms,
+        "overload": cfg.overload,
+        "workers": cfg.cpu_ms_per_s / 1000.0,
+        "cpus": None,
+        "tls": cfg.tls_ms > 0,
+        "tls_ms": cfg.tls_ms,
+        "attempt_cost_ms": cfg.attempt_cost_ms,
+        "session_cost_ms": cfg.session_cost_ms,
+        "store_concurrency": cfg.store_concurrency,
+        "store_ms": cfg.store_ms,
+        "handshake_timeout": cfg.handshake_timeout,
+        "connect_timeout": cfg.connect_timeout,
+    }
 
 
-def analysis_run(res: ModelResult, cfg: ModelConfig, manifest: dict[str, Any], started: float,
-                 path: Path | None = None) -> Any:
+def analysis_run(
+    res: ModelResult, cfg: ModelConfig, manifest: dict[str, Any], started: float, path: Path | None = None
+) -> Any:
     """The analysis ``Run`` that loading the written run folder gives (series frame, disruptions, downtimes)."""
     import pandas as pd
 
@@ -63,13 +85,23 @@ def analysis_run(res: ModelResult, cfg: ModelConfig, manifest: dict[str, Any], s
     frame.index.name = "s"
     end = float(frame.index.max() + 1) if len(frame) else 0.0
     d, _ = downtime_sample(res, cfg)
-    return Run(path=path or Path(manifest.get("run", "simulated")), manifest=manifest, events=None, conns=None,
-               server=None, disruptions=disruptions_of([dict(f) for f in fault_lines(res, started)], [], started),
-               series=frame, t0=started, end=end, downtimes=d)
+    return Run(
+        path=path or Path(manifest.get("run", "simulated")),
+        manifest=manifest,
+        events=None,
+        conns=None,
+        server=None,
+        disruptions=disruptions_of([dict(f) for f in fault_lines(res, started)], [], started),
+        series=frame,
+        t0=started,
+        end=end,
+        downtimes=d,
+    )
 
 
-def compute_metrics(res: ModelResult, cfg: ModelConfig, manifest: dict[str, Any] | None = None,
-                    started: float = 0.0) -> dict[str, Any]:
+def compute_metrics(
+    res: ModelResult, cfg: ModelConfig, manifest: dict[str, Any] | None = None, started: float = 0.0
+) -> dict[str, Any]:
     """``wsstorm.analysis.metrics.compute`` of the simulated run (what its metrics.json will say)."""
     from wsstorm.analysis import metrics
 
@@ -93,26 +125,47 @@ def summary_from_metrics(m: dict[str, Any], clients: int) -> dict[str, Any]:
     per = m.get("disruptions") or []
     meta = r.get("metastable")
     out: dict[str, Any] = {
-        "clients": clients, "disruption": per[0]["fault"] if per else None,
+        "clients": clients,
+        "disruption": per[0]["fault"] if per else None,
         "disruption_at": _num(per[0]["t_s"]) if per else math.nan,
         "metastable": (bool(meta["flag"]) if isinstance(meta, dict) else None),
         "trigger_end_s": _num(meta.get("trigger_end_s")) if isinstance(meta, dict) else math.nan,
         "goodput_after": _num(meta.get("goodput_after")) if isinstance(meta, dict) else math.nan,
     }
-    for key in ("peak_attempts_per_s", "budget_per_s", "herd_factor", "recovery_T50_s", "recovery_T95_s",
-                "recovery_T99_s", "downtime_p50_s", "downtime_p99_s", "wasted_attempts", "wasted_per_recovered",
-                "overload_s", "goodput", "goodput_before", "goodput_lost", "goodput_lost_frac", "wasted_work_ms",
-                "abandoned"):
+    for key in (
+        "peak_attempts_per_s",
+        "budget_per_s",
+        "herd_factor",
+        "recovery_T50_s",
+        "recovery_T95_s",
+        "recovery_T99_s",
+        "downtime_p50_s",
+        "downtime_p99_s",
+        "wasted_attempts",
+        "wasted_per_recovered",
+        "overload_s",
+        "goodput",
+        "goodput_before",
+        "goodput_lost",
+        "goodput_lost_frac",
+        "wasted_work_ms",
+        "abandoned",
+    ):
         out[key] = _num(r.get(key))
     return out
 
 
-def summarize(res: ModelResult, cfg: ModelConfig, manifest: dict[str, Any] | None = None,
-              started: float = 0.0) -> dict[str, Any]:
+def summarize(
+    res: ModelResult, cfg: ModelConfig, manifest: dict[str, Any] | None = None, started: float = 0.0
+) -> dict[str, Any]:
     """The summary of a simulated run, from the reports' metrics, plus the model's own totals."""
     s = summary_from_metrics(compute_metrics(res, cfg, manifest, started), cfg.clients)
-    s.update(attempts=res.totals["attempts"], opens=res.totals["opens"], gave_up=res.totals["gaveup"],
-             connected_end=int(res.connected_tick[-1]) if res.connected_tick.size else 0)
+    s.update(
+        attempts=res.totals["attempts"],
+        opens=res.totals["opens"],
+        gave_up=res.totals["gaveup"],
+        connected_end=int(res.connected_tick[-1]) if res.connected_tick.size else 0,
+    )
     return s
 
 
@@ -127,22 +180,36 @@ def _fmt(x: float, unit: str = "", nd: int = 2) -> str:
 def summary_lines(s: dict[str, Any]) -> list[str]:
     """The short printed summary of one simulated run (every figure as the run's report computes it)."""
     head = f"{s['clients']:,} clients"
-    lines = [f"{head}, {s['disruption']} at {s['disruption_at']:g} s" if s["disruption"] else
-             f"{head}: no disruption in this scenario"]
-    lines.append(f"  peak attempt rate {_fmt(s['peak_attempts_per_s'], '/s', 0)}; herd factor "
-                 f"{_fmt(s['herd_factor'], 'x', 1)} (handshake budget {_fmt(s['budget_per_s'], '/s', 0)})")
+    lines = [
+        f"{head}, {s['disruption']} at {s['disruption_at']:g} s"
+        if s["disruption"]
+        else f"{head}: no disruption in this scenario"
+    ]
+    lines.append(
+        f"  peak attempt rate {_fmt(s['peak_attempts_per_s'], '/s', 0)}; herd factor "
+        f"{_fmt(s['herd_factor'], 'x', 1)} (handshake budget {_fmt(s['budget_per_s'], '/s', 0)})"
+    )
     if s["disruption"]:
-        lines.append(f"  recovery T50 {_fmt(s['recovery_T50_s'], ' s')}, T95 {_fmt(s['recovery_T95_s'], ' s')}, "
-                     f"T99 {_fmt(s['recovery_T99_s'], ' s')}")
-    lines.append(f"  downtime p50 {_fmt(s['downtime_p50_s'], ' s')}, p99 {_fmt(s['downtime_p99_s'], ' s')}; "
-                 f"wasted attempts {_fmt(s['wasted_attempts'], '', 0)} ({_fmt(s['wasted_per_recovered'])} per "
-                 f"recovered client); overload {_fmt(s['overload_s'], ' s', 0)}")
-    lines.append(f"  goodput {_fmt(s['goodput'], '', 0)} admissions held; lost {_fmt(s['goodput_lost'], '', 0)}; "
-                 f"wasted work {_fmt(s['wasted_work_ms'] / 1000.0, ' CPU-s', 1)}; "
-                 f"abandoned handshakes {_fmt(s['abandoned'], '', 0)}")
+        lines.append(
+            f"  recovery T50 {_fmt(s['recovery_T50_s'], ' s')}, T95 {_fmt(s['recovery_T95_s'], ' s')}, "
+            f"T99 {_fmt(s['recovery_T99_s'], ' s')}"
+        )
+    lines.append(
+        f"  downtime p50 {_fmt(s['downtime_p50_s'], ' s')}, p99 {_fmt(s['downtime_p99_s'], ' s')}; "
+        f"wasted attempts {_fmt(s['wasted_attempts'], '', 0)} ({_fmt(s['wasted_per_recovered'])} per "
+        f"recovered client); overload {_fmt(s['overload_s'], ' s', 0)}"
+    )
+    lines.append(
+        f"  goodput {_fmt(s['goodput'], '', 0)} admissions held; lost {_fmt(s['goodput_lost'], '', 0)}; "
+        f"wasted work {_fmt(s['wasted_work_ms'] / 1000.0, ' CPU-s', 1)}; "
+        f"abandoned handshakes {_fmt(s['abandoned'], '', 0)}"
+    )
     if s["metastable"] is not None:
-        verdict = (f"METASTABLE FAILURE: goodput stayed at {_fmt(s['goodput_after'], '/s', 1)} after the trigger "
-                   f"ended at {_fmt(s['trigger_end_s'], ' s', 1)}" if s["metastable"] else
-                   "no metastable failure: goodput came back after the trigger ended")
+        verdict = (
+            f"METASTABLE FAILURE: goodput stayed at {_fmt(s['goodput_after'], '/s', 1)} after the trigger "
+            f"ended at {_fmt(s['trigger_end_s'], ' s', 1)}"
+            if s["metastable"]
+            else "no metastable failure: goodput came back after the trigger ended"
+        )
         lines.append(f"  {verdict}")
     return lines

@@ -58,9 +58,17 @@ def tipping_points(rows: list[dict[str, Any]]) -> dict[str, int | None]:
     return out
 
 
-def sweep(sc: Any, policies: list[Any], counts: list[int], seed: int, dt: float, out: Path,
-          echo: Any = print, service: dict[str, Any] | None = None,
-          sized_for: int | None = None) -> tuple[Path, Path, dict[str, int | None]]:
+def sweep(
+    sc: Any,
+    policies: list[Any],
+    counts: list[int],
+    seed: int,
+    dt: float,
+    out: Path,
+    echo: Any = print,
+    service: dict[str, Any] | None = None,
+    sized_for: int | None = None,
+) -> tuple[Path, Path, dict[str, int | None]]:
     """Run every (policy, fleet size) against one deployment; write sweep.csv and sweep.png; return the
     tipping points."""
     from wsstorm.sim.config import build_config
@@ -76,17 +84,33 @@ def sweep(sc: Any, policies: list[Any], counts: list[int], seed: int, dt: float,
             t0 = time.perf_counter()
             s = summarize(run_model(cfg, spec), cfg)
             wall = time.perf_counter() - t0
-            rows.append({"policy": str(spec), "clients": n, "sized_for": base, "scale": k,
-                         "metastable": s["metastable"], "peak_attempts_per_s": s["peak_attempts_per_s"],
-                         "budget_per_s": s["budget_per_s"], "herd_factor": s["herd_factor"],
-                         "T50_s": s["recovery_T50_s"], "T95_s": s["recovery_T95_s"], "T99_s": s["recovery_T99_s"],
-                         "goodput_lost": s["goodput_lost"], "wasted_work_ms": s["wasted_work_ms"],
-                         "overload_s": s["overload_s"], "connected_end": s["connected_end"],
-                         "attempts": s["attempts"],
-                         "attempts_per_client": s["attempts"] / n, "wall_s": round(wall, 2)})
+            rows.append(
+                {
+                    "policy": str(spec),
+                    "clients": n,
+                    "sized_for": base,
+                    "scale": k,
+                    "metastable": s["metastable"],
+                    "peak_attempts_per_s": s["peak_attempts_per_s"],
+                    "budget_per_s": s["budget_per_s"],
+                    "herd_factor": s["herd_factor"],
+                    "T50_s": s["recovery_T50_s"],
+                    "T95_s": s["recovery_T95_s"],
+                    "T99_s": s["recovery_T99_s"],
+                    "goodput_lost": s["goodput_lost"],
+                    "wasted_work_ms": s["wasted_work_ms"],
+                    "overload_s": s["overload_s"],
+                    "connected_end": s["connected_end"],
+                    "attempts": s["attempts"],
+                    "attempts_per_client": s["attempts"] / n,
+                    "wall_s": round(wall, 2),
+                }
+            )
             verdict = {True: "METASTABLE", False: "recovers", None: "n/a"}[s["metastable"]]
-            echo(f"  {spec!s:<40} {n:>10,} clients: {verdict:<10} herd {s['herd_factor']:7.1f}x  "
-                 f"T95 {_fmt_s(s['recovery_T95_s'])}  ({wall:.1f} s)")
+            echo(
+                f"  {spec!s:<40} {n:>10,} clients: {verdict:<10} herd {s['herd_factor']:7.1f}x  "
+                f"T95 {_fmt_s(s['recovery_T95_s'])}  ({wall:.1f} s)"
+            )
     csv_path, png_path = out / "sweep.csv", out / "sweep.png"
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -123,12 +147,24 @@ def plot_sweep(rows: list[dict[str, Any]], path: Path, scenario: str, sized_for:
         rs = [r for r in rows if r["policy"] == pol]
         x = [r["clients"] for r in rs]
         line = a1.plot(x, [r["herd_factor"] for r in rs], marker="o", label=pol)[0]
-        a2.plot(x, [r["T95_s"] if math.isfinite(r["T95_s"]) else np.nan for r in rs], marker="o", label=pol,
-                color=line.get_color())
+        a2.plot(
+            x,
+            [r["T95_s"] if math.isfinite(r["T95_s"]) else np.nan for r in rs],
+            marker="o",
+            label=pol,
+            color=line.get_color(),
+        )
         bad = [r for r in rs if r["metastable"] is True]
         if bad:
-            a1.scatter([r["clients"] for r in bad], [r["herd_factor"] for r in bad], marker="x", s=120,
-                       color="red", zorder=5, label=None if marked else "metastable failure")
+            a1.scatter(
+                [r["clients"] for r in bad],
+                [r["herd_factor"] for r in bad],
+                marker="x",
+                s=120,
+                color="red",
+                zorder=5,
+                label=None if marked else "metastable failure",
+            )
             marked = True
     for ax in (a1, a2):
         ax.set_xscale("log")
