@@ -139,36 +139,31 @@ def _wait(pred, timeout: float = 4.0):
 @pytest.mark.e2e
 def test_reconnect_within_the_window_resumes_cheaply_outside_starts_new(tmp_path):
     out = tmp_path / "server.jsonl"
+    window = 1.5
     with start_target(
-        capacity=20, handshake_cost_ms=0, session_cost_ms=40, resume_cost_ms=2, resume_window=1.0, metrics_out=out
+        capacity=20, handshake_cost_ms=0, session_cost_ms=40, resume_cost_ms=2, resume_window=window, metrics_out=out
     ) as t:
         ws, resumed = _open(t.url, "alice")
         assert resumed == "0"  # a new session
         ws.close()
-        tot = _wait(lambda: (lambda x: x if x["session_starts"] == 1 else None)(_totals(t)))
-        work_new = tot["work_ms"]
-        ws, resumed = _open(t.url, "alice")  # within 1 s of its close
+        time.sleep(0.2)  # the server has seen the close
+        ws, resumed = _open(t.url, "alice")  # well within the window
         assert resumed == "1"
         ws.send("hi")
         assert ws.recv() == "hi"
         ws.close()
-        time.sleep(1.1)  # the tick after the resume holds its work too
-        tot = _wait(lambda: (lambda x: x if x["resumed"] == 1 else None)(_totals(t)))
-        work_resume = tot["work_ms"] - work_new
-        assert work_new >= 40.0
-        assert 2.0 <= work_resume < 15.0  # resume_cost_ms, not session_cost_ms
-        time.sleep(0.2)  # now more than 1 s after the last close: a new session
+        time.sleep(window + 0.3)  # now past the window since the last close: a new session
         ws, resumed = _open(t.url, "alice")
         assert resumed == "0"
         ws.close()
-        ws, resumed = _open(t.url, None)  # no identity: never a resume
-        assert resumed == "0"
-        ws.close()
-        ws, resumed = _open(t.url, None)
-        assert resumed == "0"
-        ws.close()
-        tot = _wait(lambda: (lambda x: x if x["session_starts"] == 4 else None)(_totals(t)))
-        assert tot["resumed"] == 1 and tot["session_refused"] == 0
+        for _ in range(2):  # no identity: never a resume
+            ws, resumed = _open(t.url, None)
+            assert resumed == "0"
+            ws.close()
+        tot = _wait(lambda: (lambda x: x if x["session_starts"] + x["resumed"] == 5 else None)(_totals(t)))
+        assert (tot["session_starts"], tot["resumed"], tot["session_refused"]) == (4, 1, 0)
+        # the work: 4 session starts at 40 ms and one resume at 2 ms (a resume at session cost: 200)
+        assert 4 * 40 + 2 <= tot["work_ms"] < 4 * 40 + 2 + 20
         ticks = [json.loads(x) for x in out.read_text().splitlines() if '"tick"' in x]
         assert sum(tk["resumed"] for tk in ticks) == 1
         assert sum(tk["session_starts"] for tk in ticks) == 4
@@ -188,6 +183,7 @@ def test_session_start_rate_refuses_with_the_code_and_resumes_pass(tmp_path):
             codes.append(close_of(ws))
         assert codes == [(4009, "session start rate limited")] * 3
         first.close()
+        time.sleep(0.2)  # the server has seen the close
         again, resumed = _open(t.url, "u0")  # a resume is no session start: not limited
         assert resumed == "1"
         again.send("x")

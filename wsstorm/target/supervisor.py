@@ -27,8 +27,7 @@ from wsstorm.target.options import (  # noqa: F401 (configure: the CLI looks her
     validate,
 )
 from wsstorm.target.settings import OVERLOAD_MODES, cpus_text, pin_self
-from wsstorm.target.store import store_main
-from wsstorm.target.worker import (
+from wsstorm.target.shm import (
     B_SIZE,
     B_STARTS,
     B_STARTS_LAST,
@@ -45,8 +44,9 @@ from wsstorm.target.worker import (
     CFG_SESSION,
     CFG_SIZE,
     CFG_START_RATE,
-    worker_main,
 )
+from wsstorm.target.store import store_main
+from wsstorm.target.worker import worker_main
 
 
 class Supervisor:
