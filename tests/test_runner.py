@@ -233,3 +233,66 @@ def test_demo_fits_its_time_budget():
         duration = min(size.get("duration", sc.duration), sc.duration)
         total += len(runner.split_policies(policies)) * (duration + runner.RUN_OVERHEAD_S)
     assert total <= runner.DEMO_BUDGET_S, total
+
+
+def test_connection_options_reach_locust_and_their_secrets_stay_out_of_command_txt(tmp_path: Path):
+    """--header/--query/... of `wsstorm run` become Locust's options of the same names; command.txt
+    keeps the header name and the query key, never their values."""
+    import argparse
+
+    from wsstorm.run import plan as plan_mod
+
+    parser = argparse.ArgumentParser()
+    plan_mod.configure("run", parser)
+    args = parser.parse_args(
+        [
+            "--scenario",
+            "steady",
+            "--host",
+            "wss://127.0.0.1:1/ws",
+            "--header",
+            "Authorization: Bearer s3cr3t",
+            "--header",
+            "X-Client: {user}",
+            "--query",
+            "token=s3cr3t",
+            "--subprotocol",
+            "chat",
+            "--insecure",
+            "--protocol",
+            "graphql-ws",
+            "--init-payload",
+            "token=s3cr3t",
+            "--ready-timeout",
+            "3",
+        ]
+    )
+    argv = list(plan_mod.connection_argv(args))
+    assert argv == [
+        "--header",
+        "Authorization: Bearer s3cr3t",
+        "--header",
+        "X-Client: {user}",
+        "--query",
+        "token=s3cr3t",
+        "--subprotocol",
+        "chat",
+        "--insecure",
+        "--protocol",
+        "graphql-ws",
+        "--ready-timeout",
+        "3",
+        "--init-payload",
+        "token=s3cr3t",
+    ]
+    plan = runner.Plan(
+        scenario=scenarios.load("steady"),
+        policies=("immediate",),
+        locustfile=runner.find_locustfile(),
+        host="wss://127.0.0.1:1/ws",
+        connection=tuple(argv),
+    )
+    full = runner.locust_argv(plan, tmp_path / "r", "immediate", 1, tmp_path / "s.toml", None)
+    assert " ".join(argv) in " ".join(full)
+    shown = " ".join(runner._redact(full))
+    assert "s3cr3t" not in shown and "Authorization:<redacted>" in shown and "token=<redacted>" in shown

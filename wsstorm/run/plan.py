@@ -19,6 +19,7 @@ from typing import Any
 from wsstorm.errors import UsageError
 from wsstorm.run import scenario as scenarios
 from wsstorm.runfolder import names
+from wsstorm.runfolder.redact import redact_argv
 
 DEFAULT_COMPARE = "immediate,exponential,full-jitter,code-aware"
 # The demo: each scenario with the policies worth seeing on it, at a size that keeps the whole demo
@@ -107,8 +108,55 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
         help="pin the harness (Locust) to these CPUs, e.g. '0' or '0-1' "
         "(default: the CPUs the scenario's [target] cpus leaves free, if it pins the target)",
     )
+    _connection_options(parser)
     a("--no-report", action="store_true", help="record only; build reports later with `wsstorm report`")
     a("--plain", action="store_true", help="plain progress lines even on a terminal")
+
+
+# How each client connects to a --host of yours: passed to Locust's options of the same names, which check
+# them (a bad value stops the run before any traffic: exit 2). name -> (repeatable, flag, help)
+CONNECTION_OPTIONS: dict[str, tuple[bool, bool, str]] = {
+    "header": (True, False, "'Name: value' on every handshake (repeatable; {user} {n} {conn} {run} {env:X} {file:F})"),
+    "query": (True, False, "'k=v' added to the URL's query (repeatable; templated like --header)"),
+    "subprotocol": (True, False, "offer this subprotocol (repeatable); the chosen one is recorded on open"),
+    "insecure": (False, True, "wss:// without certificate checks (said loudly in the report)"),
+    "client_cert": (False, False, "client certificate (PEM) for mutual TLS"),
+    "client_key": (False, False, "its private key (PEM)"),
+    "server_name": (False, False, "TLS server name (SNI and the certificate check) instead of the URL's host"),
+    "compression": (False, False, "'deflate': offer permessage-deflate (RFC 7692)"),
+    "protocol": (False, False, "ws | socketio | graphql-ws: the protocol on top of WebSocket"),
+    "ready_send": (False, False, "text sent once the socket opens (templated; e.g. an auth or subscribe message)"),
+    "ready_match": (False, False, "the reply that means ready: json:FIELD=VALUE or re:REGEX"),
+    "ready_timeout": (False, False, "seconds from open to the ready reply"),
+    "init_payload": (True, False, "socketio auth / graphql-ws connection_init field 'k=v' (repeatable, templated)"),
+    "subscribe": (False, False, "graphql-ws: a subscription query sent after connection_ack"),
+}
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("connecting to your server (command line > the scenario's [client])")
+    for name, (repeatable, flag, help_text) in CONNECTION_OPTIONS.items():
+        opt = "--" + name.replace("_", "-")
+        if flag:
+            g.add_argument(opt, action="store_true", default=False, help=help_text)
+        else:
+            g.add_argument(opt, action="append" if repeatable else None, default=None, help=help_text)
+
+
+def connection_argv(args: argparse.Namespace) -> tuple[str, ...]:
+    """The connection options given on the command line, as Locust arguments."""
+    out: list[str] = []
+    for name, (_repeatable, flag, _help) in CONNECTION_OPTIONS.items():
+        value = getattr(args, name, None)
+        opt = "--" + name.replace("_", "-")
+        if flag:
+            out += [opt] if value else []
+        elif isinstance(value, list):
+            for v in value:
+                out += [opt, str(v)]
+        elif value is not None:
+            out += [opt, str(value)]
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -131,6 +179,7 @@ class Plan:
     ca_file: Path | None = None
     cpus: str | None = None  # the harness's CPU list (Locust's --cpus)
     cpus_note: str = ""  # why the harness is (or is not) pinned, for the progress line
+    connection: tuple[str, ...] = ()  # connection options for Locust (connection_argv)
 
 
 def split_policies(text: str) -> list[str]:
@@ -258,6 +307,7 @@ def make_plan(
         ca_file=ca_file,
         cpus=cpus,
         cpus_note=note,
+        connection=connection_argv(args),
     )
 
 
@@ -371,6 +421,7 @@ def locust_argv(
         argv += ["--ca-file", str(plan.ca_file)]
     if plan.cpus is not None:
         argv += ["--cpus", plan.cpus]
+    argv += plan.connection
     if plan.host:
         argv += ["--host", plan.host]
     if plan.admin:
@@ -390,9 +441,5 @@ def locust_argv(
 
 
 def redact(argv: list[str]) -> list[str]:
-    """The command line with secrets (the admin token) replaced by ***."""
-    out = list(argv)
-    for i, a in enumerate(out[:-1]):
-        if a == "--target-token":
-            out[i + 1] = "***"
-    return out
+    """The command line with every secret (tokens, header and query values) redacted."""
+    return redact_argv(argv)
