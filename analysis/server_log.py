@@ -154,7 +154,8 @@ def _undoes(fault: str, params: dict[str, Any]) -> str | None:
 def disruptions_of(faults: list[dict[str, Any]], server_faults: list[dict[str, Any]], t0: float) -> pd.DataFrame:
     """Disruption times and the end of each trigger (columns t, end, fault, source; seconds since t0):
     faults.jsonl, else the server's fault lines, else none.  The trigger ends after the restart's or
-    crash's down time, at the heal of a partition, at the undo of a latency fault; others at once."""
+    crash's down time (a lame duck's grace + closing window), at the heal of a partition, at the undo of
+    a latency fault; others at once."""
     src, rows = names.FAULTS, faults
     if not rows:
         src, rows = names.SERVER, server_faults
@@ -167,6 +168,8 @@ def disruptions_of(faults: list[dict[str, Any]], server_faults: list[dict[str, A
             continue
         t = float(r["t"]) - t0
         down = number(params.get("down", params.get("down_s"))) or 0.0
+        if fault == "lame-duck" and "down_s" not in params:  # faults.jsonl: serves again after grace + window
+            down = (number(params.get("grace")) or 0.0) + (number(params.get("duration")) or 0.0)
         recs.append({"t": t, "end": t + max(down, 0.0), "fault": fault, "source": src})
     for r in rows:  # an undo line ends the latest earlier fault it undoes
         params = r["params"] if isinstance(r.get("params"), dict) else r

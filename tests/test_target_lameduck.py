@@ -213,6 +213,9 @@ def test_locust_run_records_resumed_opens_after_a_lame_duck(tmp_path):
     assert faults[0]["params"] == {"grace": 0.5, "duration": 1.5, "code": 1012}
     d = disruptions_of(faults, [], faults[0]["t"])
     assert list(d["fault"]) == ["lame-duck"]  # the analysis counts it as a disruption
+    assert list(d["end"] - d["t"]) == [2.0]  # its trigger ends when the target serves again
+    server_faults = [json.loads(x) for x in (run_dir / "server.jsonl").read_text().splitlines() if '"fault"' in x]
+    assert list(disruptions_of([], server_faults, 0.0)["end"] - disruptions_of([], server_faults, 0.0)["t"]) == [2.0]
     from wsstorm.analysis.load import load_run
     from wsstorm.analysis.report import session_rows
 
