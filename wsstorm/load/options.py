@@ -19,14 +19,10 @@ from typing import Any
 from wsstorm.errors import UsageError
 from wsstorm.load.protocols import PROTOCOLS, AppSpec, compile_app
 from wsstorm.load.template import Extras, compile_extras
+from wsstorm.runfolder.redact import redact_options
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
-# Options whose values are secrets: never in the manifest, command.txt, logs or the web UI.
-SECRET_OPTIONS = ("target_token",)
-# Options whose values may be secrets: the manifest keeps their names only (header name, query key).
-REDACTED_OPTIONS = {"header": ":", "query": "=", "init_payload": "="}
-REDACTED_WHOLE = ("ready_send",)  # may carry a token: the manifest says only that it was given
-REDACTED = "<redacted>"
+# Which values are secrets, and how they are written down: the one rule in wsstorm.runfolder.redact.
 
 
 @events.init_command_line_parser.add_listener
@@ -352,17 +348,5 @@ def derive_seed(*parts: Any) -> int:
 
 
 def redacted_options(opts: Any) -> dict[str, Any]:
-    """Every option for the manifest: secrets left out, header and query values redacted."""
-    out = dict(vars(opts))
-    for name in SECRET_OPTIONS:
-        out.pop(name, None)
-    for name, sep in REDACTED_OPTIONS.items():
-        values = out.get(name)
-        if isinstance(values, str):  # one value (set by hand or a UI form), not a list
-            values = [values]
-        if values:
-            out[name] = [f"{str(v).partition(sep)[0].strip()}{sep}{REDACTED}" for v in values]
-    for name in REDACTED_WHOLE:
-        if out.get(name):
-            out[name] = REDACTED
-    return out
+    """Every option for the manifest: secrets left out, header/query/payload values redacted."""
+    return redact_options(dict(vars(opts)))
