@@ -220,3 +220,16 @@ def test_locust_run_records_resumed_opens_after_a_lame_duck(tmp_path):
     from wsstorm.analysis.report import session_rows
 
     assert session_rows(load_run(run_dir)) == [("Sessions resumed / new / starts refused", "6 / 6 / 0 (50% resumed)")]
+
+
+@pytest.mark.e2e
+def test_a_freed_slot_does_not_reopen_a_lame_duck_in_refuse_mode():
+    with start_target(capacity=2, overload="refuse") as t:
+        held = [connect(t.url) for _ in range(2)]  # full: the refuse mode stops listening
+        t.admin.lame_duck(grace=1.5, duration=0.2, code=1001)
+        time.sleep(0.2)
+        held.pop().close()  # a slot frees during the grace: refuse mode alone would listen again
+        time.sleep(0.3)
+        assert attempt(t.url, timeout=2)[0] == "refused"
+        assert close_of(held[0], timeout=5)[0] == 1001
+        assert _serving_again(t.url, deadline=time.monotonic() + 4)

@@ -317,6 +317,8 @@ class Worker(LifecycleMixin):
     async def _resume_when_free(self) -> None:
         while self.paused and self.state == "serving":
             await asyncio.sleep(0.02)
+            if not self.paused or self.state != "serving":
+                break  # a restart or lame duck began meanwhile: it owns the listener now
             if self.mode() != "refuse" or self.can_admit():
                 self.paused = False
                 await self.start_listening()
