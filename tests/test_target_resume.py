@@ -211,3 +211,20 @@ def test_report_row_shows_resumed_against_new_sessions():
     old = pd.DataFrame({"resumed": [None], "session_starts": [None], "session_refused": [None]})
     assert session_rows(SimpleNamespace(server=old, manifest={})) == []  # ticks from before the fields
     assert session_rows(SimpleNamespace(server=None, manifest={})) == []
+
+
+@pytest.mark.e2e
+def test_sessions_and_the_start_bucket_are_shared_by_the_serving_processes():
+    with start_target(capacity=20, workers=2, resume_window=5, session_start_rate=0.2, session_refuse_code=4009) as t:
+        ws, resumed = _open(t.url, "carol")
+        assert resumed == "0"
+        ws.close()
+        for _ in range(5):  # the kernel spreads these over both processes: each one resumes
+            time.sleep(0.2)
+            ws, resumed = _open(t.url, "carol")
+            assert resumed == "1"
+            ws.close()
+        refused = [close_of(connect_with(t.url, f"other{i}"))[0] for i in range(4)]
+        assert refused == [4009] * 4  # one bucket for both processes: its only token went to carol
+        tot = _wait(lambda: (lambda x: x if x["session_refused"] == 4 else None)(_totals(t)))
+        assert (tot["session_starts"], tot["resumed"]) == (1, 5)
