@@ -173,7 +173,7 @@ def test_reconnect_within_the_window_resumes_cheaply_outside_starts_new(tmp_path
 def test_session_start_rate_refuses_with_the_code_and_resumes_pass(tmp_path):
     out = tmp_path / "server.jsonl"
     with start_target(
-        capacity=20, session_start_rate=0.5, session_refuse_code=4009, resume_window=5, metrics_out=out
+        capacity=20, session_start_rate=0.2, session_refuse_code=4009, resume_window=5, metrics_out=out
     ) as t:
         first, resumed = _open(t.url, "u0")  # the bucket's one token
         assert resumed == "0"
