@@ -144,10 +144,14 @@ def tolerant_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:
 
 def _floats(col: list[Any]) -> np.ndarray:
     try:
-        return np.array(col, dtype=float)  # None -> nan
+        arr = np.array(col, dtype=float)  # None -> nan
+        if arr.ndim == 1:  # all scalars ([[], []] would make a 2-d array: a list where a number belongs)
+            return arr
     except (TypeError, ValueError):
-        out: np.ndarray = pd.to_numeric(pd.Series(col, dtype=object), errors="coerce").to_numpy(dtype=float)
-        return out
+        pass
+    scalars = [None if isinstance(v, (list, dict)) else v for v in col]
+    out: np.ndarray = pd.to_numeric(pd.Series(scalars, dtype=object), errors="coerce").to_numpy(dtype=float)
+    return out
 
 
 def _cats(col: list[Any]) -> pd.Categorical:
@@ -303,15 +307,29 @@ def load_events(
     df = df.sort_values("t", kind="stable").reset_index(drop=True)
     df["event"] = df["event"].cat.remove_unused_categories()
     counts.update(events_read=n, events_duplicate=dup, events=len(df))
+    if df.empty:  # every line was unusable: nothing to analyse, said as for an empty shard
+        warnings.append("the event shards hold no usable events")
+        return None
     return df
 
 
 # -- derived tables ------------------------------------------------------------
 
 
-def build_conns(ev: pd.DataFrame, end_abs: float) -> pd.DataFrame:
-    """One row per opened connection: user, conn, open_t, close_t, code, by, uptime (absolute times)."""
-    opens = ev.loc[ev["event"] == "open", ["user", "conn", "t"]].rename(columns={"t": "open_t"})
+def ready_gated(manifest: dict[str, Any], ev: pd.DataFrame) -> bool:
+    """True when the run had a ready condition (an application handshake, Socket.IO, graphql-ws): to a user a
+    socket that is open but not yet ready is still down, so connections count from their ``ready``."""
+    opts = manifest.get("options")
+    if isinstance(opts, dict) and (opts.get("ready_match") or opts.get("protocol") in ("socketio", "graphql-ws")):
+        return True
+    return bool((ev["event"] == "ready").any())
+
+
+def build_conns(ev: pd.DataFrame, end_abs: float, gated: bool = False) -> pd.DataFrame:
+    """One row per opened connection (with a ready condition: per ready one, from its ready): user, conn,
+    open_t, close_t, code, by, uptime (absolute times)."""
+    opened = "ready" if gated else "open"
+    opens = ev.loc[ev["event"] == opened, ["user", "conn", "t"]].rename(columns={"t": "open_t"})
     opens = opens.drop_duplicates(["user", "conn"])
     closes = ev.loc[ev["event"] == "close", ["user", "conn", "t", "code", "by", "reason"]].rename(
         columns={"t": "close_t"}
@@ -322,10 +340,12 @@ def build_conns(ev: pd.DataFrame, end_abs: float) -> pd.DataFrame:
     return c.reset_index(drop=True)
 
 
-def attempt_outcomes(ev: pd.DataFrame, conns: pd.DataFrame) -> pd.DataFrame:
-    """Attempts with the outcome column of the series frame (open, 1013, refused ...)."""
+def attempt_outcomes(ev: pd.DataFrame, conns: pd.DataFrame, gated: bool = False) -> pd.DataFrame:
+    """Attempts with the outcome column of the series frame (open, 1013, refused ...); with a ready condition an
+    attempt opened when it became ready, and a ready reply that never came is a timeout."""
     cols = ["user", "t", "event", "kind", "status", "conn"]
-    sub = ev.loc[ev["event"].isin(["attempt", "open", "fail"]), cols]
+    opened_event = "ready" if gated else "open"
+    sub = ev.loc[ev["event"].isin(["attempt", opened_event, "fail"]), cols]
     codes = sub["user"].cat.codes.to_numpy()
     order = np.lexsort((sub["t"].to_numpy(), codes))  # stable: same-t attempt stays before its open
     s = sub.iloc[order]
@@ -340,10 +360,10 @@ def attempt_outcomes(ev: pd.DataFrame, conns: pd.DataFrame) -> pd.DataFrame:
     kd = kind.to_numpy()[is_att]
     st = status.to_numpy()[is_att]
     out = np.full(len(a), "other", dtype=object)
-    opened = su & (ne == "open")
+    opened = su & (ne == opened_event)
     failed = su & (ne == "fail")
     out[failed & (kd == "refused")] = "refused"
-    out[failed & (kd == "timeout")] = "timeout"
+    out[failed & ((kd == "timeout") | (kd == "ready_timeout"))] = "timeout"
     http = failed & (kd == "http_status")
     out[http] = "http_other"
     out[http & (st == 503)] = "http_503"
@@ -423,6 +443,8 @@ def load_run(folder: str | Path) -> Run:
     has_series = (folder / names.SERIES_CSV).exists()
     ev = load_events(folder, manifest, warnings, counts)
     if ev is None and not has_series:
+        if names.event_shards(folder):
+            raise UsageError(f"{folder}: its event shards hold no usable event: nothing to analyse")
         raise UsageError(f"{folder}: no events-*.jsonl or series.csv to analyse (is this a run folder?)")
     server, server_faults = (
         load_server(folder, warnings) if ev is not None or (folder / names.SERVER).exists() else (None, [])
@@ -439,8 +461,9 @@ def load_run(folder: str | Path) -> Run:
         end_abs = max(last, ended) if ended and ended - last < 86400 else last
         end = end_abs - t0
         n_s = math.floor(end) + 1
-        conns = build_conns(ev, end_abs)
-        attempts = attempt_outcomes(ev, conns)
+        gated = ready_gated(manifest, ev)
+        conns = build_conns(ev, end_abs, gated)
+        attempts = attempt_outcomes(ev, conns, gated)
         series = series_from_events(ev, conns, attempts, t0, n_s)
         if server is not None:
             series = add_server_columns(series, server, t0)

@@ -97,6 +97,12 @@ def suspect_warnings(run: Run, m: dict[str, Any]) -> list[str]:
             f"Scheduling error p99 is {p99:.0f} ms (> {SCHED_P99_LIMIT_MS:.0f} ms): attempts left later than "
             "the policy asked, so this run measured the harness more than the policy."
         )
+    opts = run.manifest.get("options")
+    if isinstance(opts, dict) and opts.get("insecure"):
+        out.append(
+            "TLS certificates were NOT checked (--insecure): the clients would have trusted any server, "
+            "so this run says nothing about the certificate path your clients take."
+        )
     out.extend(run.warnings)
     return out
 

@@ -268,3 +268,29 @@ def test_a_garbage_line_sends_the_shard_to_the_tolerant_reader(folder):
     fast, slow = _load(folder, True), _load(folder, False)
     assert fast[1] == slow[1] and any("1 unreadable line(s)" in w for w in fast[1])
     pd.testing.assert_frame_equal(fast[0], slow[0])
+
+
+def test_with_a_ready_condition_a_connection_counts_from_its_ready(tmp_path):
+    """Open but never ready is still down: it is no connection, and its attempt timed out."""
+    from tests.synth import SynthRun
+
+    r = SynthRun(capacity=10, handshake_rate=100)
+    for i in range(4):  # ready 0.5 s after open, held to the end
+        u = f"local/{i}"
+        r.attempt(u, 1.0)
+        r.open(u, 1.1)
+        r._ev(u, 1.6, "ready", ready_ms=500.0)
+    for i in range(4, 7):  # opened, the ready reply never came: the client closes
+        u = f"local/{i}"
+        r.attempt(u, 1.0)
+        r.open(u, 1.1)
+        r._ev(u, 11.1, "fail", kind="ready_timeout", status=None, retry_after=None, detail="no ready in 10 s")
+        r.close(u, 11.2, code=1000, by="client")
+    for i in range(7):
+        r.stop(f"local/{i}", 20.0)
+    run = load_run(r.write(tmp_path / "r"))
+    assert len(run.conns) == 4 and (run.conns["open_t"] - r.t0).round(1).eq(1.6).all()
+    assert run.series["connected"].max() == 4
+    assert run.series.loc[1, "connected"] == 4  # second 1 ends after the ready at 1.6
+    outcomes = run.attempts["outcome"].value_counts().to_dict()
+    assert outcomes == {"open": 4, "timeout": 3}

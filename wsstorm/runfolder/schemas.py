@@ -257,6 +257,8 @@ def fail_outcome(kind: str | None, status: int | float | None) -> str:
     """The series outcome of an attempt that failed before open (``fail.kind``, ``fail.status``)."""
     if kind in ("refused", "timeout"):
         return kind
+    if kind == "ready_timeout":  # opened, but the application's ready reply never came: the client gave up
+        return "timeout"
     if kind == "http_status":
         return {503: "http_503", 429: "http_429"}.get(
             int(status) if status == status and status is not None else 0, "http_other"
