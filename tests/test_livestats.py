@@ -78,3 +78,20 @@ def test_connected_is_the_open_users(steps):
         s.add_events([ev(t, f"u{u}", name, code=1000, by="client")])
         state[f"u{u}"] = name == "open"
     assert s.snapshot(T0 + 40)["connected"] == sum(state.values())
+
+
+def test_with_a_ready_condition_only_ready_clients_are_connected():
+    s = LiveStats(gated=True)
+    s.add_events(
+        [
+            ev(0.1, "u1", "attempt"),
+            ev(0.2, "u1", "open"),
+            ev(0.4, "u1", "ready", ready_ms=200.0),
+            ev(0.1, "u2", "attempt"),
+            ev(0.2, "u2", "open"),
+            ev(0.9, "u2", "fail", kind="ready_timeout"),
+            ev(0.95, "u2", "close", code=1000, by="client"),
+        ]
+    )
+    snap = s.snapshot(T0 + 2.5)
+    assert snap["connected"] == 1 and snap["attempts"] == {"open": 1, "timeout": 1}

@@ -36,6 +36,7 @@ class LiveStats:
     """Running counts of one run; feed events, ticks and faults in any order of arrival."""
 
     window_s: int = WINDOW_S
+    gated: bool = False  # a ready condition: a connection counts from its `ready`, as analysis counts it
     open_users: set[str] = field(default_factory=set)
     pending: dict[str, int] = field(default_factory=dict)  # user -> second of its attempt in flight
     opened: dict[tuple[str, int], int] = field(default_factory=dict)  # (user, conn) -> attempt second
@@ -71,7 +72,7 @@ class LiveStats:
             sched = e.get("scheduled_t")
             if isinstance(sched, (int, float)) and math.isfinite(sched):
                 self.sched.append((t, t - float(sched)))
-        elif name == "open":
+        elif name == ("ready" if self.gated else "open"):
             asec = self.pending.pop(user, sec)
             self._count(asec, "open")
             self.opened[(user, int(e.get("conn", 0)))] = asec

@@ -26,9 +26,9 @@ ENDPOINT = "/wsstorm/live"
 class LiveFeed:
     """Tails one run folder into a :class:`LiveStats`."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, gated: bool = False) -> None:
         self.run_dir = Path(run_dir)
-        self.stats = LiveStats()
+        self.stats = LiveStats(gated=gated)
         self.shards: dict[Path, Tail] = {}
         self.server = Tail(self.run_dir / names.SERVER)
         self.faults = Tail(self.run_dir / names.FAULTS)
@@ -55,7 +55,9 @@ def install(environment: Any, run_dir: Path) -> LiveFeed | None:
         return None
     from flask import Response, request  # Flask comes with Locust's web UI
 
-    feed = LiveFeed(run_dir)
+    opts = getattr(environment, "parsed_options", None)
+    gated = bool(getattr(opts, "ready_match", "")) or getattr(opts, "protocol", "") in ("socketio", "graphql-ws")
+    feed = LiveFeed(run_dir, gated)
     # update_template_args() merges into these, so the tab survives every page render.
     web_ui.template_args["extended_tabs"] = [{"title": "wsstorm", "key": TAB_KEY}]
     web_ui.template_args["extended_tables"] = [
