@@ -227,3 +227,44 @@ def test_shipped_lame_duck_resumes_and_ends_in_time():
     assert t.resume_window > 0 and t.resume_cost_ms < t.session_cost_ms and t.session_start_rate > 0
     opts = t.serve_options()
     assert (opts["resume_window"], opts["session_start_rate"], opts["session_refuse_code"]) == (30.0, 100.0, 4009)
+
+
+def test_client_connection_keys_reach_the_locust_options_and_stay_out_of_the_manifest():
+    from types import SimpleNamespace
+
+    from wsstorm.load.options import scenario_into_options
+
+    sc = scenarios.parse(
+        'name = "mine"\ndescription = "d"\nduration = 10\nusers = 5\nspawn_rate = 5\n[client]\n'
+        'headers = ["Authorization: Bearer {env:TOK}", "X-Client: {user}"]\nquery = "room=1"\n'
+        'subprotocols = ["chat.v2"]\nserver_name = "ws.example"\ninsecure = true\nprotocol = "graphql-ws"\n'
+        'init_payload = ["token={env:TOK}"]\nready_timeout = 3\n'
+    )
+    opts = SimpleNamespace(
+        header=None,
+        query=None,
+        subprotocol=None,
+        init_payload=None,
+        ca_file="",
+        client_cert="",
+        client_key="",
+        server_name="",
+        compression="",
+        protocol="",
+        ready_send="",
+        ready_match="",
+        subscribe="",
+        insecure=False,
+        ready_timeout=None,
+    )
+    scenario_into_options(opts, sc)
+    assert opts.header == ["Authorization: Bearer {env:TOK}", "X-Client: {user}"] and opts.query == ["room=1"]
+    assert opts.subprotocol == ["chat.v2"] and opts.server_name == "ws.example" and opts.insecure
+    assert opts.protocol == "graphql-ws" and opts.init_payload == ["token={env:TOK}"] and opts.ready_timeout == 3.0
+    shown = sc.to_dict()["client"]
+    assert shown["headers"] == ["Authorization:<redacted>", "X-Client:<redacted>"]
+    assert shown["init_payload"] == ["token=<redacted>"] and "{env:TOK}" not in str(shown)
+    with pytest.raises(UsageError, match=r"client\.subprotocols must be a string or a list of strings"):
+        scenarios.parse('name="x"\ndescription="d"\nduration=10\nusers=5\nspawn_rate=5\n[client]\nsubprotocols=[1]\n')
+    with pytest.raises(UsageError, match=r"client\.ready_timeout must be > 0"):
+        scenarios.parse('name="x"\ndescription="d"\nduration=10\nusers=5\nspawn_rate=5\n[client]\nready_timeout=0\n')

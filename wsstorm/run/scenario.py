@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wsstorm.errors import UsageError
+from wsstorm.runfolder.redact import redact_value
 from wsstorm.target.settings import (
     LAME_DUCK_CODES,
     LAME_DUCK_GRACE_S,
@@ -67,7 +68,29 @@ _TARGET_KEYS = (
     "session_start_rate",
     "session_refuse_code",
 )
-_CLIENT_KEYS = ("message_rate", "ping_interval", "pong_timeout", "connect_timeout")
+# How clients connect to a server of yours (the load side's options of the same names; lists are repeatable).
+_CLIENT_LISTS = ("headers", "query", "subprotocols", "init_payload")
+_CLIENT_TEXTS = (
+    "ca_file",
+    "client_cert",
+    "client_key",
+    "server_name",
+    "compression",
+    "protocol",
+    "ready_send",
+    "ready_match",
+    "subscribe",
+)
+_CLIENT_KEYS = (
+    "message_rate",
+    "ping_interval",
+    "pong_timeout",
+    "connect_timeout",
+    "insecure",
+    "ready_timeout",
+    *_CLIENT_LISTS,
+    *_CLIENT_TEXTS,
+)
 
 
 @dataclass(frozen=True)
@@ -145,6 +168,23 @@ class Client:
     ping_interval: float | None = None
     pong_timeout: float | None = None
     connect_timeout: float | None = None  # s for TCP + TLS + handshake; the client then gives up
+    # Connecting to a server of yours: header/query/payload values are templated per connection
+    # ({user} {n} {conn} {run} {env:NAME} {file:PATH}); keep tokens in {env:} or {file:}.
+    headers: tuple[str, ...] = ()
+    query: tuple[str, ...] = ()
+    subprotocols: tuple[str, ...] = ()
+    init_payload: tuple[str, ...] = ()
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    server_name: str | None = None
+    compression: str | None = None
+    insecure: bool = False
+    protocol: str | None = None
+    ready_send: str | None = None
+    ready_match: str | None = None
+    ready_timeout: float | None = None
+    subscribe: str | None = None
 
 
 @dataclass(frozen=True)
@@ -205,7 +245,7 @@ class Scenario:
             "users": self.users,
             "spawn_rate": self.spawn_rate,
             "target": {k: v for k, v in dataclasses.asdict(self.target).items() if v is not None},
-            "client": {k: v for k, v in dataclasses.asdict(self.client).items() if v is not None},
+            "client": _client_dict(self.client),
             "faults": [f.to_dict() for f in self.faults],
             "source": self.source,
         }
@@ -217,6 +257,25 @@ class Scenario:
     def needs_proxy(self) -> bool:
         """True if a fault needs the fault proxy in front of the target."""
         return any(f.action in PROXY_ACTIONS for f in self.faults)
+
+
+# [client] key -> the option whose redaction rule applies (runfolder.redact): values may be secrets.
+_REDACT_AS = {"headers": "header", "query": "query", "init_payload": "init_payload", "ready_send": "ready_send"}
+
+
+def _client_dict(client: Client) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(client).items():
+        if value is None or value == () or (value is False and key == "insecure"):
+            continue
+        if key in _REDACT_AS:
+            value = (
+                [redact_value(_REDACT_AS[key], v) for v in value]
+                if isinstance(value, tuple)
+                else (redact_value(_REDACT_AS[key], value))
+            )
+        out[key] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def shipped() -> list[str]:
@@ -311,6 +370,16 @@ class _Checker:
         if not isinstance(value, bool):
             raise self.error(f"{self._name(key)} must be true or false, got {value!r}")
         return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        if key not in self.data:
+            return ()
+        value = self.data[key]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(f"{self._name(key)} must be a string or a list of strings, got {value!r}")
+        return tuple(value)
 
     def table(self, key: str) -> dict[str, Any]:
         value = self.data.get(key, {})
@@ -472,6 +541,10 @@ def from_dict(data: dict[str, Any], source: str = "<scenario>", default_name: st
         ping_interval=k.number("ping_interval", None, strict=True),
         pong_timeout=k.number("pong_timeout", None, strict=True),
         connect_timeout=k.number("connect_timeout", None, strict=True),
+        insecure=k.boolean("insecure", False),
+        ready_timeout=k.number("ready_timeout", None, strict=True),
+        **{key: k.strings(key) for key in _CLIENT_LISTS},
+        **{key: k.string(key, None) for key in _CLIENT_TEXTS},
     )
     raw_faults = data.get("faults", [])
     if not isinstance(raw_faults, list):
