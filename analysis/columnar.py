@@ -1,4 +1,4 @@
-"""Columnar (pyarrow) reading of an events shard: the fast path of :mod:`analysis.load`.
+"""Columnar (pyarrow) reading of an events shard: the fast path of :mod:`wsstorm.analysis.load`.
 
 It only takes a shard it can prove the tolerant reader (``wsstorm.runfolder.jsonl.read_jsonl``) would
 read the same way: every line an object that orjson accepts.  Anything else (garbage, non-object or
