@@ -139,8 +139,10 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
         opt = "--" + name.replace("_", "-")
         if flag:
             g.add_argument(opt, action="store_true", default=False, help=help_text)
+        elif repeatable:
+            g.add_argument(opt, action="append", default=None, help=help_text)
         else:
-            g.add_argument(opt, action="append" if repeatable else None, default=None, help=help_text)
+            g.add_argument(opt, default=None, help=help_text)
 
 
 def connection_argv(args: argparse.Namespace) -> tuple[str, ...]:

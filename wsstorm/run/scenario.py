@@ -543,8 +543,19 @@ def from_dict(data: dict[str, Any], source: str = "<scenario>", default_name: st
         connect_timeout=k.number("connect_timeout", None, strict=True),
         insecure=k.boolean("insecure", False),
         ready_timeout=k.number("ready_timeout", None, strict=True),
-        **{key: k.strings(key) for key in _CLIENT_LISTS},
-        **{key: k.string(key, None) for key in _CLIENT_TEXTS},
+        headers=k.strings("headers"),
+        query=k.strings("query"),
+        subprotocols=k.strings("subprotocols"),
+        init_payload=k.strings("init_payload"),
+        ca_file=k.string("ca_file", None),
+        client_cert=k.string("client_cert", None),
+        client_key=k.string("client_key", None),
+        server_name=k.string("server_name", None),
+        compression=k.string("compression", None),
+        protocol=k.string("protocol", None),
+        ready_send=k.string("ready_send", None),
+        ready_match=k.string("ready_match", None),
+        subscribe=k.string("subscribe", None),
     )
     raw_faults = data.get("faults", [])
     if not isinstance(raw_faults, list):
