@@ -7,18 +7,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wsstorm.errors import UsageError
+from wsstorm.run.checker import Checker
+from wsstorm.run.fault_spec import (  # noqa: F401  (re-exported: the scenario format's public names)
+    ACTIONS,
+    FAULT_KEYS,
+    PROXY_ACTIONS,
+    RESTART_MODES,
+    TARGET_ACTIONS,
+    Fault,
+    describe_fault,
+    parse_fault,
+)
 from wsstorm.runfolder.redact import redact_value
 from wsstorm.target.settings import (
-    LAME_DUCK_CODES,
-    LAME_DUCK_GRACE_S,
-    LAME_DUCK_WINDOW_S,
     OVERLOAD_MODES,
     cpus_text,
     parse_cpus,
@@ -26,27 +33,6 @@ from wsstorm.target.settings import (
 )
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "scenarios"
-RESTART_MODES = ("all", "drain")
-# The actions that need the embedded target (its admin API); http/shell work against any server.
-TARGET_ACTIONS = ("restart", "crash", "partition", "heal", "reset", "latency", "capacity", "overload", "lame-duck")
-PROXY_ACTIONS = ("partition", "heal", "reset", "latency")
-ACTIONS = (*TARGET_ACTIONS, "http", "shell")
-
-_COMMON_FAULT_KEYS = ("at", "action", "repeat", "every")
-# action -> the keys it takes besides the common ones
-FAULT_KEYS: dict[str, tuple[str, ...]] = {
-    "restart": ("mode", "down", "batch", "interval", "proc"),
-    "crash": ("down",),
-    "partition": ("duration",),
-    "heal": (),
-    "reset": (),
-    "latency": ("ms", "duration"),
-    "capacity": ("capacity", "handshake_rate", "attempt_cost_ms", "session_cost_ms"),
-    "overload": ("mode",),
-    "lame-duck": ("grace", "duration", "code", "proc"),
-    "http": ("url", "method", "headers", "body", "timeout"),
-    "shell": ("command", "timeout"),
-}
 _TOP_KEYS = ("name", "description", "duration", "users", "spawn_rate", "target", "client", "faults")
 _TARGET_KEYS = (
     "capacity",
@@ -188,41 +174,6 @@ class Client:
 
 
 @dataclass(frozen=True)
-class Fault:
-    """One scheduled fault; ``params`` holds the action's own keys (mode, down, url ...)."""
-
-    at: float
-    action: str
-    params: tuple[tuple[str, Any], ...] = ()
-    repeat: int = 1
-    every: float = 0.0
-
-    def param(self, key: str, default: Any = None) -> Any:
-        """The value of one action key, or ``default``."""
-        return dict(self.params).get(key, default)
-
-    def times(self) -> list[float]:
-        """Offsets (s after the run starts) at which this fault fires."""
-        return [self.at + k * self.every for k in range(self.repeat)]
-
-    def span(self) -> float:
-        """Offset of the last thing this fault does (its last firing, plus its heal; a lame duck: its grace
-        and closing window, after which the target serves again)."""
-        extra = float(self.param("duration", 0) or 0)
-        if self.action == "lame-duck":
-            extra += float(self.param("grace", 0) or 0)
-        return self.times()[-1] + extra
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fault as in the TOML file."""
-        out: dict[str, Any] = {"at": self.at, "action": self.action}
-        out.update(dict(self.params))
-        if self.repeat != 1:
-            out["repeat"], out["every"] = self.repeat, self.every
-        return out
-
-
-@dataclass(frozen=True)
 class Scenario:
     """A validated scenario: users, duration, the target's shape, the client defaults and the fault schedule."""
 
@@ -236,8 +187,8 @@ class Scenario:
     faults: tuple[Fault, ...] = ()
     source: str = ""  # the file it came from
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for the manifest and ``--json`` output."""
+    def to_dict(self, redact: bool = True) -> dict[str, Any]:
+        """Plain data for the manifest and ``--json`` output (``redact``: header/query values hidden)."""
         return {
             "name": self.name,
             "description": self.description,
@@ -245,7 +196,7 @@ class Scenario:
             "users": self.users,
             "spawn_rate": self.spawn_rate,
             "target": {k: v for k, v in dataclasses.asdict(self.target).items() if v is not None},
-            "client": _client_dict(self.client),
+            "client": _client_dict(self.client, redact),
             "faults": [f.to_dict() for f in self.faults],
             "source": self.source,
         }
@@ -263,12 +214,12 @@ class Scenario:
 _REDACT_AS = {"headers": "header", "query": "query", "init_payload": "init_payload", "ready_send": "ready_send"}
 
 
-def _client_dict(client: Client) -> dict[str, Any]:
+def _client_dict(client: Client, redact: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in dataclasses.asdict(client).items():
         if value is None or value == () or (value is False and key == "insecure"):
             continue
-        if key in _REDACT_AS:
+        if redact and key in _REDACT_AS:
             value = (
                 [redact_value(_REDACT_AS[key], v) for v in value]
                 if isinstance(value, tuple)
@@ -319,178 +270,9 @@ def parse(text: str, source: str = "<scenario>", default_name: str = "scenario")
     return from_dict(data, source=source, default_name=default_name)
 
 
-class _Checker:
-    """Typed field access that names the file and field in every error."""
-
-    def __init__(self, source: str, data: dict[str, Any], where: str, allowed: tuple[str, ...]):
-        self.source, self.data, self.where = source, data, where
-        unknown = [k for k in data if k not in allowed]
-        if unknown:
-            raise self.error(
-                f"unknown key {unknown[0]!r}"
-                + (f" in {where}" if where else "")
-                + f" (allowed: {', '.join(allowed) or 'none'})"
-            )
-
-    def error(self, msg: str) -> UsageError:
-        return UsageError(f"{self.source}: {msg}")
-
-    def _name(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def number(
-        self, key: str, default: Any, *, minimum: float = 0.0, strict: bool = False, integer: bool = False
-    ) -> Any:
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        kind = "an integer" if integer else "a number"
-        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok_type or (isinstance(value, float) and not math.isfinite(value)):
-            raise self.error(f"{self._name(key)} must be {kind}, got {value!r}")
-        if value < minimum or (strict and value == minimum):
-            rel = ">" if strict else ">="
-            raise self.error(f"{self._name(key)} must be {rel} {minimum:g}, got {value!r}")
-        return int(value) if integer else float(value)
-
-    def string(self, key: str, default: Any, choices: tuple[str, ...] | None = None) -> Any:
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        if not isinstance(value, str):
-            raise self.error(f"{self._name(key)} must be a string, got {value!r}")
-        if choices is not None and value not in choices:
-            raise self.error(f"{self._name(key)} must be one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        if not isinstance(value, bool):
-            raise self.error(f"{self._name(key)} must be true or false, got {value!r}")
-        return value
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        if key not in self.data:
-            return ()
-        value = self.data[key]
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.error(f"{self._name(key)} must be a string or a list of strings, got {value!r}")
-        return tuple(value)
-
-    def table(self, key: str) -> dict[str, Any]:
-        value = self.data.get(key, {})
-        if not isinstance(value, dict):
-            raise self.error(f"{self._name(key)} must be a table ([{key}])")
-        return value
-
-
-def _fault(source: str, i: int, raw: Any, duration: float, target: Target) -> Fault:
-    where = f"faults[{i}]"
-    if not isinstance(raw, dict):
-        raise UsageError(f"{source}: {where} must be a table ([[faults]])")
-    action = raw.get("action")
-    if action is None:
-        raise UsageError(f"{source}: {where}: missing 'action' (one of {', '.join(ACTIONS)})")
-    if action not in FAULT_KEYS:
-        raise UsageError(f"{source}: {where}: unknown action {action!r} (one of {', '.join(ACTIONS)})")
-    where = f"faults[{i}] ({action})"
-    c = _Checker(source, raw, where, (*_COMMON_FAULT_KEYS, *FAULT_KEYS[action]))
-    if "at" not in raw:
-        raise c.error(f"{where}: missing 'at' (seconds after the run starts)")
-    at = c.number("at", 0.0)
-    repeat = c.number("repeat", 1, minimum=1, integer=True)
-    every = c.number("every", 0.0, strict=repeat > 1)
-    if repeat > 1 and "every" not in raw:
-        raise c.error(f"{where}: repeat = {repeat} needs every = <seconds between firings>")
-    params: dict[str, Any] = {}
-    if action == "restart":
-        params["mode"] = c.string("mode", "all", RESTART_MODES)
-        params["down"] = c.number("down", 0.0)
-        if "batch" in raw:
-            params["batch"] = c.number("batch", None, minimum=1, integer=True)
-        if "interval" in raw:
-            params["interval"] = c.number("interval", None)
-        if "proc" in raw:
-            proc = c.number("proc", None, integer=True)
-            if proc >= target.workers:
-                raise c.error(
-                    f"{where}.proc = {proc} but the target has {target.workers} worker(s) (proc counts from 0)"
-                )
-            params["proc"] = proc
-    elif action == "crash":
-        params["down"] = c.number("down", 0.0)
-    elif action in ("partition", "latency"):
-        if action == "latency":
-            if "ms" not in raw:
-                raise c.error(f"{where}: missing 'ms' (added latency in milliseconds)")
-            params["ms"] = c.number("ms", None)
-        if "duration" in raw:
-            params["duration"] = c.number("duration", None, strict=True)
-    elif action == "capacity":
-        if not any(k in raw for k in FAULT_KEYS["capacity"]):
-            raise c.error(f"{where}: give capacity, handshake_rate, attempt_cost_ms and/or session_cost_ms")
-        if "capacity" in raw:
-            params["capacity"] = c.number("capacity", None, minimum=1, integer=True)
-        if "handshake_rate" in raw:
-            params["handshake_rate"] = c.number("handshake_rate", None)  # 0: the bucket off
-        for key in ("attempt_cost_ms", "session_cost_ms"):
-            if key in raw:
-                params[key] = c.number(key, None)
-    elif action == "lame-duck":
-        params["grace"] = c.number("grace", LAME_DUCK_GRACE_S)
-        params["duration"] = c.number("duration", LAME_DUCK_WINDOW_S)
-        params["code"] = c.number("code", 1001, integer=True)
-        if params["code"] not in LAME_DUCK_CODES:
-            raise c.error(f"{where}.code must be 1001 or 1012, got {params['code']}")
-        if "proc" in raw:
-            proc = c.number("proc", None, integer=True)
-            if proc >= target.workers:
-                raise c.error(
-                    f"{where}.proc = {proc} but the target has {target.workers} worker(s) (proc counts from 0)"
-                )
-            params["proc"] = proc
-    elif action == "overload":
-        if "mode" not in raw:
-            raise c.error(f"{where}: missing 'mode' (one of {', '.join(OVERLOAD_MODES)})")
-        params["mode"] = c.string("mode", None, OVERLOAD_MODES)
-    elif action == "http":
-        url = c.string("url", None)
-        if not url or not url.startswith(("http://", "https://")):
-            raise c.error(f"{where}.url must be an http:// or https:// URL, got {url!r}")
-        params["url"] = url
-        params["method"] = c.string("method", "POST").upper()
-        headers = raw.get("headers", {})
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            raise c.error(f"{where}.headers must be a table of strings")
-        if headers:
-            params["headers"] = dict(headers)
-        if "body" in raw:
-            params["body"] = c.string("body", None)
-        params["timeout"] = c.number("timeout", 10.0, strict=True)
-    elif action == "shell":
-        command = c.string("command", None)
-        if not command or not command.strip():
-            raise c.error(f"{where}.command must be a non-empty string")
-        params["command"] = command
-        params["timeout"] = c.number("timeout", 30.0, strict=True)
-    fault = Fault(at=at, action=action, params=tuple(params.items()), repeat=repeat, every=every)
-    last = fault.times()[-1]
-    if last >= duration:
-        what = f"its firing {fault.repeat} at {last:g} s" if repeat > 1 else f"at = {at:g} s"
-        raise c.error(f"{where}: {what} is after the end of the run (duration = {duration:g} s)")
-    if fault.span() >= duration:
-        what = "serves again" if action == "lame-duck" else "heals"
-        raise c.error(f"{where}: {what} at {fault.span():g} s, after the end of the run (duration = {duration:g} s)")
-    return fault
-
-
 def from_dict(data: dict[str, Any], source: str = "<scenario>", default_name: str = "scenario") -> Scenario:
     """Validate parsed TOML data into a Scenario."""
-    c = _Checker(source, data, "", _TOP_KEYS)
+    c = Checker(source, data, "", _TOP_KEYS)
     name = c.string("name", default_name)
     description = c.string("description", "")
     if "duration" not in data:
@@ -499,7 +281,7 @@ def from_dict(data: dict[str, Any], source: str = "<scenario>", default_name: st
     users = c.number("users", 100, minimum=1, integer=True)
     spawn_rate = c.number("spawn_rate", float(users), strict=True)
 
-    t = _Checker(source, c.table("target"), "target", _TARGET_KEYS)
+    t = Checker(source, c.table("target"), "target", _TARGET_KEYS)
     cpus = t.string("cpus", None)
     if cpus is not None:
         try:
@@ -535,7 +317,7 @@ def from_dict(data: dict[str, Any], source: str = "<scenario>", default_name: st
         raise t.error(f"target.store_concurrency must be <= 256, got {target.store_concurrency}")
     if target.store_ms > 0 and target.store_concurrency == 0:
         raise t.error("target.store_ms needs store_concurrency >= 1 (the store's slots)")
-    k = _Checker(source, c.table("client"), "client", _CLIENT_KEYS)
+    k = Checker(source, c.table("client"), "client", _CLIENT_KEYS)
     client = Client(
         message_rate=k.number("message_rate", None),
         ping_interval=k.number("ping_interval", None, strict=True),
@@ -561,7 +343,9 @@ def from_dict(data: dict[str, Any], source: str = "<scenario>", default_name: st
     if not isinstance(raw_faults, list):
         raise c.error("faults must be an array of tables ([[faults]])")
     faults = tuple(
-        sorted((_fault(source, i, f, duration, target) for i, f in enumerate(raw_faults)), key=lambda f: f.at)
+        sorted(
+            (parse_fault(source, i, f, duration, target.workers) for i, f in enumerate(raw_faults)), key=lambda f: f.at
+        )
     )
     return Scenario(
         name=name,
@@ -621,13 +405,6 @@ def check_target(sc: Scenario, *, embedded: bool, admin: bool = False) -> None:
         )
 
 
-def describe_fault(f: Fault) -> str:
-    """One readable line for a fault: when, what, with which parameters."""
-    params = ", ".join(f"{k}={v}" for k, v in f.params if k not in ("headers", "body"))
-    when = f"{f.at:g} s" + (f" (x{f.repeat}, every {f.every:g} s)" if f.repeat > 1 else "")
-    return f"{when}: {f.action}" + (f" {params}" if params else "")
-
-
 def configure(name: str, parser: argparse.ArgumentParser) -> None:
     """Options of ``wsstorm scenarios``."""
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
@@ -673,12 +450,15 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def to_toml(sc: Scenario) -> str:
-    """The scenario as a TOML file that loads back to the same scenario (the run folder keeps it)."""
-    d = sc.to_dict()
+    """The scenario as a TOML file that loads back to the same scenario (the run folder keeps it; Locust reads it,
+    so header and query templates stay whole: keep secrets in {env:} or {file:}, never literally)."""
+    d = sc.to_dict(redact=False)
     lines = [f"# effective scenario, from {sc.source}" if sc.source else "# scenario"]
     lines += [f"{k} = {_toml_value(d[k])}" for k in ("name", "description", "duration", "users", "spawn_rate")]
     for table in ("target", "client"):
