@@ -264,6 +264,7 @@ def test_client_connection_keys_reach_the_locust_options_and_stay_out_of_the_man
     shown = sc.to_dict()["client"]
     assert shown["headers"] == ["Authorization:<redacted>", "X-Client:<redacted>"]
     assert shown["init_payload"] == ["token=<redacted>"] and "{env:TOK}" not in str(shown)
+    assert scenarios.parse(scenarios.to_toml(sc)) == sc  # what Locust reads keeps the templates whole
     with pytest.raises(UsageError, match=r"client\.subprotocols must be a string or a list of strings"):
         scenarios.parse('name="x"\ndescription="d"\nduration=10\nusers=5\nspawn_rate=5\n[client]\nsubprotocols=[1]\n')
     with pytest.raises(UsageError, match=r"client\.ready_timeout must be > 0"):
