@@ -26,20 +26,6 @@ from . import metrics as M
 
 DPI = 100
 SIZE = (10, 4.2)
-CODE_NAMES = {
-    1000: "Normal",
-    1001: "Going Away",
-    1002: "Protocol Error",
-    1005: "No Status",
-    1006: "Abnormal",
-    1007: "Bad Data",
-    1008: "Policy Violation",
-    1009: "Too Big",
-    1011: "Internal Error",
-    1012: "Service Restart",
-    1013: "Try Again Later",
-    1014: "Bad Gateway",
-}
 # Label and colour of each client-side outcome; the columns themselves come from the schema.
 _OUTCOME_LOOK = {
     "open": ("opened (held)", "#2ca02c"),
