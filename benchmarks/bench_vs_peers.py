@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -56,14 +55,6 @@ class Cost:
     note: str = ""
     served: str = ""  # what the server saw: connections and echoes (the same work for every tool?)
     conns: int = 0  # connections the server accepted (Tsung's Poisson arrivals fall short of N)
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def npm_install(folder: Path, *packages: str) -> bool:

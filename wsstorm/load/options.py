@@ -19,6 +19,7 @@ from typing import Any
 from wsstorm.errors import UsageError
 from wsstorm.load.protocols import PROTOCOLS, AppSpec, compile_app
 from wsstorm.load.template import Extras, compile_extras
+from wsstorm.run.scenario import CLIENT_LISTS, CLIENT_TEXTS
 from wsstorm.runfolder.redact import redact_options
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -204,18 +205,9 @@ def _listed(opts: Any, client: Any, option: str, key: str) -> list[str]:
     return [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
 
 
-_SCENARIO_LISTS = {"header": "headers", "query": "query", "subprotocol": "subprotocols", "init_payload": "init_payload"}
-_SCENARIO_TEXTS = (
-    "ca_file",
-    "client_cert",
-    "client_key",
-    "server_name",
-    "compression",
-    "protocol",
-    "ready_send",
-    "ready_match",
-    "subscribe",
-)
+# The scenario format's [client] keys: list key -> option, and the text keys (options of the same names).
+_SCENARIO_LISTS = {option: key for key, option in CLIENT_LISTS.items()}
+_SCENARIO_TEXTS = CLIENT_TEXTS
 
 
 def scenario_into_options(opts: Any, scenario: Any) -> None:

@@ -55,8 +55,15 @@ _TARGET_KEYS = (
     "session_refuse_code",
 )
 # How clients connect to a server of yours (the load side's options of the same names; lists are repeatable).
-_CLIENT_LISTS = ("headers", "query", "subprotocols", "init_payload")
-_CLIENT_TEXTS = (
+# [client] keys that are lists -> the repeatable load-side option each feeds (--header, ...).
+CLIENT_LISTS: dict[str, str] = {
+    "headers": "header",
+    "query": "query",
+    "subprotocols": "subprotocol",
+    "init_payload": "init_payload",
+}
+# [client] keys that are text, each the load-side option of the same name.
+CLIENT_TEXTS = (
     "ca_file",
     "client_cert",
     "client_key",
@@ -74,8 +81,8 @@ _CLIENT_KEYS = (
     "connect_timeout",
     "insecure",
     "ready_timeout",
-    *_CLIENT_LISTS,
-    *_CLIENT_TEXTS,
+    *CLIENT_LISTS,
+    *CLIENT_TEXTS,
 )
 
 
