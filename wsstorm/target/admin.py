@@ -7,7 +7,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal, overload
 
 # A handler gets the JSON body (a dict) and returns (status, payload); payload is
 # JSON-encoded unless it is a (content_type, text) tuple.
@@ -43,6 +43,16 @@ class BadRequest(Exception):
     """A client error in an admin call: answered with 400 and the message."""
 
 
+# The overloads say what the body below does: an integer read is an int, and with a default given
+# the result is never None (a missing or null key gives the default back).
+@overload
+def body_number(body: dict, key: str, default: int, *, minimum: float = ..., integer: Literal[True]) -> int: ...
+@overload
+def body_number(body: dict, key: str, default: float, *, minimum: float = ..., integer: bool = ...) -> float: ...
+@overload
+def body_number(
+    body: dict, key: str, default: None = ..., *, minimum: float = ..., integer: bool = ...
+) -> float | None: ...
 def body_number(
     body: dict, key: str, default: float | None = None, *, minimum: float = 0.0, integer: bool = False
 ) -> float | int | None:

@@ -173,7 +173,9 @@ class _Child:
         return self.stderr_file.read().decode("utf-8", "replace")
 
     def _read_ready(self, timeout: float) -> dict:
-        fd = self.proc.stdout.fileno()
+        stdout = self.proc.stdout
+        assert stdout is not None  # Popen(stdout=subprocess.PIPE) in __init__ always makes it
+        fd = stdout.fileno()
         deadline = time.monotonic() + timeout
         buf = b""
         while b"\n" not in buf:

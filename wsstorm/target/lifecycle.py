@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsstorm.target import sessions
 from wsstorm.target.shm import B_STARTS, B_STARTS_LAST, CFG_RESUME_WINDOW, CFG_START_RATE, refill
@@ -21,23 +21,35 @@ class LifecycleMixin:
     bucket: Any
     lock: Any
     tally: Any
-    sessions: Any
+    sessions: tuple[Any, Any] | None  # the shared session table (keys, times); None: no resume possible
     proc: int
     state: str
     paused: bool
     handshaking: set
     open_conns: set
-    loop: Any
+
+    if TYPE_CHECKING:  # Worker provides these; declared so the mixin type-checks on its own
+
+        @property
+        def loop(self) -> asyncio.AbstractEventLoop: ...
+
+        def stop_listening(self, keep_inflight: bool = False) -> None: ...
+
+        async def start_listening(self) -> None: ...
+
+        def send(self, msg: dict) -> None: ...
 
     def session_gate(self, conn: Any) -> bool:
         """An admitted attempt's session: resume it (closed within the resume window) or start one, which
         the session start bucket may refuse (False). Sets conn.wss_resumed; counts resumed/starts/refused."""
         window = self.cfg[CFG_RESUME_WINDOW]
-        key = conn.wss_session if self.sessions is not None and window > 0 else 0
+        table = self.sessions if window > 0 else None
+        # key != 0 implies a table: the `table is not None` tests below only narrow its type
+        key = conn.wss_session if table is not None else 0
         rate = self.cfg[CFG_START_RATE]
         with self.lock:
             now = time.monotonic()
-            resumed = key != 0 and sessions.resumable(*self.sessions, key, now, window)
+            resumed = table is not None and key != 0 and sessions.resumable(*table, key, now, window)
             if not resumed and rate > 0:
                 burst = max(1.0, rate / 10.0)  # the handshake bucket's rule
                 tokens = refill(self.bucket[B_STARTS], self.bucket[B_STARTS_LAST], now, rate, burst)
@@ -47,8 +59,8 @@ class LifecycleMixin:
                     self.tally.add("session_refused")
                     return False
                 self.bucket[B_STARTS] = tokens - 1.0
-            if key != 0:
-                sessions.begin(*self.sessions, key, self.proc, now, window)
+            if table is not None and key != 0:
+                sessions.begin(*table, key, self.proc, now, window)
                 conn.wss_session_open = True
         conn.wss_resumed = resumed
         self.tally.add("resumed" if resumed else "session_starts")
@@ -58,8 +70,10 @@ class LifecycleMixin:
         """The connected session of `conn` ended: it may be resumed from now on (once per connection)."""
         if getattr(conn, "wss_session_open", False):
             conn.wss_session_open = False
+            table = self.sessions
+            assert table is not None  # session_gate opens a session only when there is a table
             with self.lock:
-                sessions.end(*self.sessions, conn.wss_session, time.monotonic())
+                sessions.end(*table, conn.wss_session, time.monotonic())
 
     async def restart(self, mode: str, down: float, batch: int, interval: float) -> None:
         """Close every client with 1012 (all, or `batch` per `interval`), refuse for `down` s, serve again."""

@@ -205,8 +205,9 @@ class MetricsBook:
         add_counts(self.totals["faults"], {record["fault"]: 1})
 
     def down(self, proc: int) -> None:
-        if self.last[proc] is not None:
-            self.last[proc] = {**self.last[proc], "state": "down", "connections": 0, "queue_depth": 0}
+        last = self.last[proc]
+        if last is not None:
+            self.last[proc] = {**last, "state": "down", "connections": 0, "queue_depth": 0}
 
     def down_tick(self, proc: int, capacity: int, rate: float) -> dict:
         """The tick line of a process that is not running (crashed, waiting to be brought back)."""

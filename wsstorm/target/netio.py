@@ -12,7 +12,7 @@ import struct
 from typing import Any
 
 
-def linger_rst(transport: asyncio.BaseTransport | Any) -> None:
+def linger_rst(transport: asyncio.WriteTransport | Any) -> None:
     """Close a transport with RST instead of FIN (SO_LINGER on, timeout 0), as a refusing server or a cut wire does."""
     sock = transport.get_extra_info("socket")
     if sock is not None:

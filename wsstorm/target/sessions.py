@@ -57,10 +57,10 @@ def begin(keys: Any, times: Any, key: int, proc: int, now: float, window: float)
             free = slot
         if t >= 0 and (oldest is None or t < times[oldest]):
             oldest = slot
-    slot = free if free is not None else oldest
-    if slot is None:
+    chosen = free if free is not None else oldest
+    if chosen is None:
         return  # every probed slot holds a connected session: this one will not be resumable
-    keys[slot], times[slot] = key, -(proc + 1)
+    keys[chosen], times[chosen] = key, -(proc + 1)
 
 
 def end(keys: Any, times: Any, key: int, now: float) -> None:

@@ -51,7 +51,8 @@ def parse_cpus(text: str, available: int | None = None) -> tuple[int, ...]:
 def cpus_text(cpus: tuple[int, ...]) -> str:
     """(0, 1, 2, 5) -> '0-2,5' (the inverse of parse_cpus)."""
     parts: list[str] = []
-    start = prev = None
+    start: int | None = None
+    prev = 0  # read only once start is set (then it is the last CPU of the current run)
     for c in sorted(cpus):
         if start is None:
             start = prev = c

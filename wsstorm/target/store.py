@@ -188,14 +188,18 @@ class StoreClient:
 
     async def lookup(self) -> tuple[float, float]:
         """One lookup: (ms waited in all, store CPU ms). ConnectionError when the store is unreachable."""
-        if self.writer is None or self.writer.is_closing():
+        writer = self.writer
+        if writer is None or writer.is_closing():
             await self.connect()
+            writer = self.writer
+        # connect() has just set it, and nothing awaits from there to the write, so _fail cannot clear it
+        assert writer is not None
         self.next_id += 1
         rid = self.next_id
         fut = asyncio.get_running_loop().create_future()
         self.pending[rid] = fut
         t0 = time.monotonic()
-        self.writer.write(b"%d\n" % rid)
+        writer.write(b"%d\n" % rid)
         try:
             _queue_ms, cpu_ms = await fut
         except asyncio.CancelledError:

@@ -121,8 +121,15 @@ class Supervisor:
                 raise
             self.opts.update(tls_cert=self.certs.cert, tls_key=self.certs.key)
         self.proxy: Any = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by run(); use self.loop
         self.stop_event = asyncio.Event()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop run() runs on; every reader, timer and task is added after run() set it."""
+        if self._loop is None:
+            raise RuntimeError("Supervisor.loop used before Supervisor.run() started the event loop")
+        return self._loop
 
     # --- records --------------------------------------------------------------------------
 
@@ -529,7 +536,7 @@ class Supervisor:
         return "wss" if self.args.tls else "ws"
 
     async def run(self) -> None:
-        self.loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         if self.args.store_concurrency > 0:
             await self.start_store()
         await asyncio.gather(*(self.spawn(i) for i in range(len(self.procs))))

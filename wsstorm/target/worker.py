@@ -94,10 +94,17 @@ class Worker(LifecycleMixin):
         self.store_waits: list[float] = []  # ms each lookup of this tick waited (queue + work)
         self.store: StoreClient | None = None
         self.ssl_context: Any = None
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by main(); use self.loop
         self.stopping = asyncio.Event()
         self.ticker_stop = threading.Event()
         self.send_lock = threading.Lock()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop main() runs on; everything that schedules work runs after main() set it."""
+        if self._loop is None:
+            raise RuntimeError("Worker.loop used before Worker.main() started the event loop")
+        return self._loop
 
     # --- shared state -------------------------------------------------------------------
 
@@ -406,7 +413,7 @@ class Worker(LifecycleMixin):
                     self.wss_session = 0  # the client's identity (sessions.session_key); 0: none
                     self.wss_resumed = self.wss_session_open = False
                     self.wss_reject_code = 0  # set for a refused session start
-                    self.wss_exc_before_eof = None
+                    self.wss_exc_before_eof: Exception | None = None
                     worker.handshaking.add(self)
                     worker.tally.add("attempts")
 
@@ -509,7 +516,7 @@ class Worker(LifecycleMixin):
             self.send(tick)
 
     async def main(self) -> None:
-        self.loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         self.loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         self.loop.add_signal_handler(signal.SIGINT, lambda: None)  # the supervisor handles ^C
         self.loop.add_signal_handler(signal.SIGHUP, lambda: None)
