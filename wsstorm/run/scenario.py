@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,7 @@ _TARGET_KEYS = (
     "store_ms",
     "handshake_timeout",
     "cpus",
+    "auth_token",
     "session_max_s",
     "resume_window",
     "resume_cost_ms",
@@ -118,6 +121,9 @@ class Target:
     resume_cost_ms: float = 0.0
     session_start_rate: float = 0.0
     session_refuse_code: int = 1013
+    # Handshakes must carry `Authorization: Bearer <token>` (else 401). Written as "{env:NAME}" only: the
+    # scenario (and its copy in the run folder) names the variable, never the secret itself.
+    auth_token: str | None = None
 
     def serve_options(self) -> dict[str, Any]:
         """The `wsstorm serve` options for this shape (control.start_target keywords); defaults left out."""
@@ -150,7 +156,23 @@ class Target:
             out["store_concurrency"] = self.store_concurrency
         if self.cpus:
             out["cpus"] = self.cpus
+        if self.auth_token:
+            out["auth_token"] = resolve_env_ref(self.auth_token, "target.auth_token")
         return out
+
+
+_ENV_REF = re.compile(r"\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve_env_ref(ref: str, what: str) -> str:
+    """The value of an "{env:NAME}" reference (UsageError naming the variable, never a value, if unset)."""
+    m = _ENV_REF.fullmatch(ref)
+    if m is None:
+        raise UsageError(f"{what} must be written as {{env:NAME}} (a secret never sits in a scenario file)")
+    value = os.environ.get(m.group(1))
+    if not value:
+        raise UsageError(f"{what}: environment variable {m.group(1)} is not set")
+    return value
 
 
 @dataclass(frozen=True)
@@ -314,7 +336,10 @@ def from_dict(data: dict[str, Any], source: str = "<scenario>", default_name: st
         resume_cost_ms=t.number("resume_cost_ms", 0.0),
         session_start_rate=t.number("session_start_rate", 0.0),
         session_refuse_code=t.number("session_refuse_code", 1013, integer=True),
+        auth_token=t.string("auth_token", None),
     )
+    if target.auth_token is not None and _ENV_REF.fullmatch(target.auth_token) is None:
+        raise t.error("target.auth_token must be written as {env:NAME} (a secret never sits in a scenario file)")
     if not sendable_close_code(target.session_refuse_code):
         raise t.error(
             "target.session_refuse_code must be a close code a server may send (1000-1003, 1007-1014, "

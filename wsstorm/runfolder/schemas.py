@@ -143,6 +143,7 @@ class ServerTick(TypedDict, total=False):
     resumed: int  # sessions resumed instead of started
     session_starts: int  # admissions that started a new session (every admission when resume is off)
     session_refused: int  # session starts refused by the session start rate (closed with its refuse code)
+    auth_rejected: dict[str, int]  # --auth-token refusals (401) by reason: missing, wrong; only when counted
 
 
 class ServerFault(TypedDict, total=False):

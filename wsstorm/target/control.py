@@ -254,10 +254,18 @@ class ProxyProcess(_Child):
 def start_target(timeout: float = 30.0, **options: Any) -> TargetProcess:
     """Spawn `python -m wsstorm serve` with these options (capacity=..., proxy_port=0, ...); wait until ready.
 
+    ``auth_token`` reaches the child in its environment (settings.AUTH_TOKEN_ENV), not on its command line.
     The target stops by itself if this process dies without stopping it (exit_with_parent).
     """
     options.setdefault("exit_with_parent", True)
-    return TargetProcess([sys.executable, "-m", "wsstorm", "serve", *options_to_argv(options)], timeout)
+    from wsstorm.target.settings import AUTH_TOKEN_ENV
+
+    # The auth token goes by the environment, never argv: argv shows in ps, and in any error that quotes it.
+    token = options.pop("auth_token", None)
+    env = {**os.environ, AUTH_TOKEN_ENV: str(token)} if token else None
+    if env is None and AUTH_TOKEN_ENV in os.environ:
+        env = {k: v for k, v in os.environ.items() if k != AUTH_TOKEN_ENV}  # no token asked: none inherited
+    return TargetProcess([sys.executable, "-m", "wsstorm", "serve", *options_to_argv(options)], timeout, env=env)
 
 
 def start_proxy(listen: str = "127.0.0.1:0", upstream: str = "", timeout: float = 30.0, **options: Any) -> ProxyProcess:

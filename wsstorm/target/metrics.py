@@ -12,6 +12,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 EMPTY_REJECTED = {"1013": 0, "http_503": 0, "refused": 0, "timeout": 0}
 EMPTY_CLOSES = {"1012": 0, "1013": 0, "1000": 0, "1009": 0}
 EMPTY_BAD = {"bad_handshake": 0, "aborted_handshake": 0, "bad_tls": 0}
+# Why a handshake failed --auth-token (each one is also counted in rejected.http_401). A group only
+# ticks that count one carry: runs without a token keep their tick shape.
+AUTH_REASONS = ("missing", "wrong")
 
 # The counts a serving process also keeps as running totals in shared memory: what it counted
 # after its last tick then survives a SIGKILL (a crash), and the supervisor writes that remainder.
@@ -33,12 +36,15 @@ LEDGER = (
     *(f"closes_sent.{c}" for c in ("1000", "1001", "1002", "1007", "1008", "1009", "1011", "1012", "1013")),
     *(f"closes_received.{c}" for c in ("1000", "1001")),
     *(f"bad_input.{k}" for k in EMPTY_BAD),
+    "rejected.http_401",
+    *(f"auth_rejected.{k}" for k in AUTH_REASONS),
 )
 # CPU-ms fields: the ledger (integers) keeps them in microseconds, ticks carry milliseconds.
 MS_FIELDS = ("wasted_ms", "work_ms")
 _MS_SCALE = 1000
 _SLOT = {name: i for i, name in enumerate(LEDGER)}
 _GROUPS = ("rejected", "closes_sent", "closes_received", "bad_input")
+_OPTIONAL_GROUPS = ("auth_rejected",)  # in a tick (and the totals) only once something was counted
 _SCALARS = (
     "attempts",
     "goodput",
@@ -69,6 +75,7 @@ _LABELLED_COUNTERS = (
     ("wsstorm_closes_sent", "Close frames the server initiated, by code", "code", "closes_sent"),
     ("wsstorm_closes_received", "Closes the client initiated, by code", "code", "closes_received"),
     ("wsstorm_bad_input", "Bad input from clients, by kind", "kind", "bad_input"),
+    ("wsstorm_auth_rejected", "Handshakes refused by --auth-token (401), by reason", "reason", "auth_rejected"),
     ("wsstorm_faults", "Faults applied to the server, by kind", "fault", "faults"),
 )
 
@@ -117,7 +124,7 @@ class Tally:
             if key is None:
                 self.counts[group] += n
             else:
-                d = self.counts[group]
+                d = self.counts.setdefault(group, {})  # an optional group appears with its first count
                 d[key] = d.get(key, 0) + n
             if slot is not None:
                 self.ledger[self.base + slot] += n
@@ -164,7 +171,8 @@ def remainder(totals: list[int], reported: dict[str, int]) -> dict[str, Any] | N
         any_left = True
         group, _, key = name.partition(".")
         if key:
-            counts[group][key] = counts[group].get(key, 0) + left
+            d = counts.setdefault(group, {})
+            d[key] = d.get(key, 0) + left
         else:
             counts[group] += left
     for name in MS_FIELDS:
@@ -200,6 +208,9 @@ class MetricsBook:
             t[key] = t[key] + tick.get(key, 0)
         for key in _GROUPS:
             add_counts(t[key], tick.get(key, {}))
+        for key in _OPTIONAL_GROUPS:
+            if tick.get(key):
+                add_counts(t.setdefault(key, {}), tick[key])
 
     def fault(self, record: dict) -> None:
         add_counts(self.totals["faults"], {record["fault"]: 1})
@@ -243,7 +254,7 @@ class MetricsBook:
                 yield c
                 for name, help_text, label, key in _LABELLED_COUNTERS:
                     c = CounterMetricFamily(name, help_text, labels=[label])
-                    for k, v in sorted(t[key].items()):
+                    for k, v in sorted(t.get(key, {}).items()):
                         c.add_metric([k], v)
                     yield c
                 c = CounterMetricFamily("wsstorm_abnormal_closes", "Connections that ended without a Close frame")

@@ -9,6 +9,7 @@ import socket
 from wsstorm.errors import UsageError
 from wsstorm.runfolder import names
 from wsstorm.target.settings import (
+    AUTH_TOKEN_ENV,
     LAME_DUCK_CODES,
     LAME_DUCK_GRACE_S,
     LAME_DUCK_WINDOW_S,
@@ -92,6 +93,12 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     a("--retry-hint", type=float, default=None, help="seconds: put retry-after=<s> in the 1013 reason / Retry-After")
     a("--workers", type=int, default=1, help="serving processes on one port (SO_REUSEPORT)")
     a("--admin-port", type=int, default=0, help="admin API port on 127.0.0.1 (0: ephemeral)")
+    a(
+        "--auth-token",
+        default=None,
+        help=f"require 'Authorization: Bearer TOKEN' on every handshake (else 401); prefer the {AUTH_TOKEN_ENV} "
+        "environment variable, which is read when this is not given (argv shows in ps and in logs)",
+    )
     a("--admin-token", default=None, help="admin Bearer token (default: generated, printed in the ready line)")
     a("--metrics-out", default=None, help="append per-second tick lines (server.jsonl) to this file")
     a("--proxy-port", type=int, default=None, help="start the fault proxy in front on this port (0: ephemeral)")
@@ -117,6 +124,10 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
 
 def validate(args: argparse.Namespace) -> None:
     """Raise UsageError for any option out of range (one line each)."""
+    if args.auth_token is None:
+        args.auth_token = os.environ.get(AUTH_TOKEN_ENV) or None
+    if args.auth_token is not None:
+        check_auth_token(args.auth_token)
     if args.capacity <= 0:
         raise UsageError(f"--capacity must be a positive integer, got {args.capacity}")
     if not args.handshake_rate >= 0:
@@ -163,6 +174,12 @@ def validate(args: argparse.Namespace) -> None:
             import uvloop  # noqa: F401
         except ImportError:
             raise UsageError("--uvloop needs the uvloop package (pip install uvloop==0.23.0)") from None
+
+
+def check_auth_token(token: str) -> None:
+    """A bearer token the server can compare: visible ASCII without spaces (never echoed: it is a secret)."""
+    if not token or not all(33 <= ord(ch) <= 126 for ch in token):
+        raise UsageError(f"--auth-token / {AUTH_TOKEN_ENV} must be non-empty visible ASCII without spaces")
 
 
 def check_lame_duck(grace: float, duration: float, code: int, prefix: str = "") -> None:

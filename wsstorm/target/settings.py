@@ -15,6 +15,10 @@ OVERLOAD_MODES: tuple[str, ...] = ("close", "http", "refuse")
 # The per-attempt cost settings (milliseconds of real CPU work, see wsstorm.target.costs).
 COST_KEYS: tuple[str, ...] = ("attempt_cost_ms", "handshake_cost_ms", "session_cost_ms", "store_ms")
 
+# `wsstorm serve` reads its --auth-token from this variable when the option is not given; the load side
+# (control.start_target) always passes the token this way, never in argv, which ps and logs show.
+AUTH_TOKEN_ENV = "WSSTORM_AUTH_TOKEN"
+
 MAX_CPUS_TEXT = 200  # a CPU list longer than this is not a CPU list
 
 

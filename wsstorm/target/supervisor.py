@@ -93,6 +93,7 @@ class Supervisor:
             "uvloop": args.uvloop,
             "cpus": getattr(args, "cpu_list", None),
             "session_max_s": args.session_max_s,
+            "auth_token": args.auth_token,  # a secret: the workers compare it, nothing writes it out
         }
         self.certs: Any = None
         self.store_proc: Any = None

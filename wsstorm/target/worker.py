@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import os
 import random
 import signal
@@ -52,6 +53,19 @@ from wsstorm.target.tls import TLS_BAD, TLS_SHED
 def retry_reason(base: str, hint: float) -> str:
     """A close reason / body carrying the contract's hint format (`retry-after=<s>`) when hint >= 0."""
     return f"{base}; retry-after={hint:g}" if hint >= 0 else base
+
+
+def auth_failure(token: str | None, values: list[str]) -> str | None:
+    """Why a handshake fails --auth-token: None (no token required, or exactly one `Bearer <token>`),
+    "missing" (no Authorization header) or "wrong" (anything else). Constant-time compare."""
+    if not token:
+        return None
+    if not values:
+        return "missing"
+    if len(values) != 1:
+        return "wrong"
+    given = values[0].encode("utf-8", "surrogateescape")
+    return None if hmac.compare_digest(given, b"Bearer " + token.encode()) else "wrong"
 
 
 def _set_pdeathsig() -> None:
@@ -187,6 +201,17 @@ class Worker(LifecycleMixin):
             self.tally.add("rejected", "http_503")
             return Response(503, "Service Unavailable", Headers([("Retry-After", "1"), ("Content-Length", "0")]), b"")
         cost.attempt_ms = cpu_work(self.cfg[CFG_ATTEMPT])  # e.g. authentication: real CPU, every attempt
+        reason = auth_failure(self.opts.get("auth_token"), request.headers.get_all("Authorization"))
+        if reason is not None:
+            # The pre-admission check failed: its work so far (TLS, attempt cost) is wasted, no store lookup.
+            self.tally.add("rejected", "http_401")
+            self.tally.add("auth_rejected", reason)
+            return Response(
+                401,
+                "Unauthorized",
+                Headers([("WWW-Authenticate", "Bearer"), ("Content-Length", "0")]),
+                b"",
+            )
         if self.store is not None:
             try:
                 waited_ms, cost.store_ms = await self.store.lookup()
