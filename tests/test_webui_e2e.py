@@ -57,7 +57,9 @@ def get(url: str) -> bytes:
         return r.read()
 
 
-def test_live_tab_renders_and_agrees_with_the_event_log(tmp_path):
+@pytest.mark.parametrize("processes", [0, 2], ids=["local", "distributed"])
+def test_live_tab_renders_and_agrees_with_the_event_log(tmp_path, processes):
+    """Locally, and on a master whose two workers send their events over Locust's message channel."""
     sc = tmp_path / "live.toml"
     sc.write_text(SCENARIO)
     run_dir = tmp_path / "run"
@@ -87,8 +89,9 @@ def test_live_tab_renders_and_agrees_with_the_event_log(tmp_path):
             "fixed:delay=0.3",
             "--stop-timeout",
             "2",
+            *(["--processes", str(processes), "--expect-workers", str(processes)] if processes else []),
         ],
-        stdout=subprocess.PIPE,
+        stdout=(tmp_path / "locust.out").open("w"),  # a file: a full pipe would stall Locust
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -99,9 +102,9 @@ def test_live_tab_renders_and_agrees_with_the_event_log(tmp_path):
                 live = json.loads(get(base + "/wsstorm/live"))
                 break
             except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, (
-                    proc.stdout.read()[-3000:] if proc.stdout else ""
-                )
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "locust.out").read_text()[
+                    -3000:
+                ]
                 time.sleep(0.3)
         time.sleep(6)  # past the restart: the tab has something to show
         # The table rows travel in /stats/requests, which the UI polls.
@@ -124,6 +127,8 @@ def test_live_tab_renders_and_agrees_with_the_event_log(tmp_path):
         live = json.loads(get(base + "/wsstorm/live"))
         logged = [e for p in names.event_shards(run_dir) for e in records(p)]
         assert logged
+        if processes:  # every worker's events came over the message channel into the master's folder
+            assert len(names.event_shards(run_dir)) == processes
         assert live["totals"] == dict(Counter(e["event"] for e in logged))
         closes = Counter(str(e["code"]) for e in logged if e["event"] == "close")
         assert live["close_totals"] == dict(closes) and "1012" in closes
