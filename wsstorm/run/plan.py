@@ -27,7 +27,7 @@ DEFAULT_COMPARE = "immediate,exponential,full-jitter,code-aware"
 # scenario that is not shipped is left out.  overload is sized here too (`--scenarios` adds it).
 DEMO_POLICIES = "immediate,exponential,full-jitter,code-aware,socketio"
 DEMO_PLAN: tuple[tuple[str, str, dict[str, Any]], ...] = (
-    ("restart", "immediate,full-jitter,code-aware,socketio", {"users": 200, "duration": 18.0}),
+    ("restart", "immediate,full-jitter,code-aware", {"users": 200, "duration": 18.0}),
     ("metastable", "immediate,full-jitter:cap=30,code-aware", {}),  # its own size: it needs 30 s after the trigger
     ("overload", "immediate,full-jitter,code-aware", {"users": 200, "duration": 12.0}),
 )
@@ -74,7 +74,7 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
             "--policies",
             default=None,
             help="comma-separated policy specs for every scenario "
-            "(default: per scenario, e.g. restart: immediate,full-jitter,code-aware,socketio)",
+            "(default: per scenario, e.g. restart: immediate,full-jitter,code-aware)",
         )
         a("--repeat", type=int, default=1, help="runs per policy")
     a("--users", type=int, default=None, help="override the scenario's users")
