@@ -27,8 +27,8 @@ QS = (0.5, 0.95, 0.99)
 CLIENT_REJECT_COLS = [f"attempts_{o}" for o in schemas.REJECT_OUTCOMES]
 METASTABLE_WINDOW_S = 30  # goodput must stay down this long after the trigger ended ...
 METASTABLE_FRACTION = 0.2  # ... below this fraction of its pre-fault level ...
-RECOVERED_FRACTION = 0.95  # ... while fewer than this fraction of the clients are back
-SMOOTH_S = 5  # goodput is judged on its 5 s rolling mean: one lucky second is not a recovery
+RECOVERED_FRACTION = 0.95  # ... while fewer than this fraction of the clients are back ...
+BUSY_WASTED_SHARE = 0.25  # ... and this share of its attempt work was wasted: busy, not idle (a wait wastes ~0)
 RTT_BEFORE_S = 10.0  # collateral latency "before": the 10 s before a disruption
 RTT_AFTER_S = 30.0  # ... "after": up to 30 s after the trigger ended
 
@@ -131,6 +131,7 @@ class Metastable(TypedDict):
     window_s: int  # seconds of that window the run covered (the flag needs METASTABLE_WINDOW_S)
     connected_before: float
     connected_after_max: float  # the most clients connected within the window
+    wasted_share: float | None  # wasted work / all attempt work within the window (None: not measured)
 
 
 def has_column(series: pd.DataFrame, col: str) -> bool:
@@ -191,12 +192,14 @@ def wasted_work(series: pd.DataFrame, s_from: int = 0, s_to: int | None = None) 
 def metastable(
     series: pd.DataFrame, t_d: float, trigger_end: float, window_s: int = METASTABLE_WINDOW_S
 ) -> Metastable | None:
-    """Metastable failure after the disruption at t_d: its trigger ended at trigger_end, yet for
-    window_s seconds after it the goodput (5 s rolling mean) stayed below METASTABLE_FRACTION of its
-    pre-fault level while fewer than RECOVERED_FRACTION of the clients connected before were back.
-    Goodput here is the server's count, but never more than the clients saw open and held (rolling
-    means of both): a session finished for a client that already left is no goodput.
-    None when it cannot be judged (no goodput counts, or no goodput before the fault)."""
+    """Metastable failure after the disruption at t_d: its trigger ended at trigger_end, yet over the
+    window_s seconds after it the goodput stayed below METASTABLE_FRACTION of its pre-fault level (on
+    average: the first reconnect wave always lets a few in, and one wave is no recovery), fewer than
+    RECOVERED_FRACTION of the clients connected before were back, and the server was busy, not idle:
+    at least BUSY_WASTED_SHARE of its attempt work was wasted (where the server measures work; a
+    policy that merely waits long is no metastable failure). Goodput here is the server's count, but
+    never more than the clients saw open and held: a session finished for a client that already left
+    is no goodput. None when it cannot be judged (no goodput counts, or no goodput before the fault)."""
     s_d = math.floor(t_d)
     level = goodput_level(series, s_d)
     if math.isnan(level):
@@ -206,27 +209,29 @@ def metastable(
     connected_before = float(before_c.iloc[-1]) if len(before_c) else 0.0
     s_end = math.ceil(trigger_end)
     g = series["server_goodput"].fillna(0).astype(float)
-    smooth = g.rolling(SMOOTH_S, min_periods=1).mean()
-    opens = _held_opens(series)
-    if opens is not None:  # what the clients saw held bounds what the server may call goodput
-        o = opens.fillna(0).astype(float)
-        smooth = np.minimum(smooth, o.rolling(SMOOTH_S, min_periods=1).mean())
+    opens = _held_opens(series)  # what the clients saw held bounds what the server may call goodput
     win = (series.index >= s_end) & (series.index < s_end + window_s)
     n = int(win.sum())
     after = float(g[win].mean()) if n else math.nan
     if opens is not None and n:
         after = min(after, float(opens[win].fillna(0).mean()))
     conn_after = float(c[win].max()) if n else 0.0
-    down = bool(n and (smooth[win] < METASTABLE_FRACTION * level).all())
+    down = bool(n and after < METASTABLE_FRACTION * level)
     out_clients = connected_before > 0 and conn_after < RECOVERED_FRACTION * connected_before
+    share: float | None = None
+    if has_column(series, "server_wasted_ms") and has_column(series, "server_work_ms"):
+        work = float(series["server_work_ms"].fillna(0)[win].sum())
+        share = float(series["server_wasted_ms"].fillna(0)[win].sum()) / work if work > 0 else 0.0
+    busy = share is None or share >= BUSY_WASTED_SHARE
     return Metastable(
-        flag=bool(n >= window_s and down and out_clients),
+        flag=bool(n >= window_s and down and out_clients and busy),
         trigger_end_s=float(trigger_end),
         goodput_before=level,
         goodput_after=after,
         window_s=n,
         connected_before=connected_before,
         connected_after_max=conn_after,
+        wasted_share=share,
     )
 
 
