@@ -31,9 +31,10 @@ test: $(STAMP) system-deps
 validate: $(STAMP)
 	$(PY) -m gevent.monkey --module pytest -q -m validation $(PYTEST_ARGS)
 
-# Unit and property tests only (no servers, no Locust runs): under a minute.
+# Unit and property tests only (no servers, no Locust runs, no whole reports, no CLI children), with a
+# quarter of the property examples (tests/conftest.py): under a minute. `make test` runs them all in full.
 test-fast: $(STAMP)
-	$(PY) -m gevent.monkey --module pytest -q -m "not e2e" $(PYTEST_ARGS)
+	$(PY) -m gevent.monkey --module pytest -q -m "not e2e and not integration and not validation" --hypothesis-profile=fast $(PYTEST_ARGS)
 
 # ruff (lint + format check), mypy (strict on the pure modules), import-linter (the boundaries).
 # import-linter reads the installed layout, where analysis/ is wsstorm.analysis: a copy of it.

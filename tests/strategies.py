@@ -1,14 +1,19 @@
-"""Hypothesis strategies shared by the policy tests."""
+"""Hypothesis strategies shared by the policy tests, and the example counts of every property test."""
 
 from __future__ import annotations
 
 import math
 
-from hypothesis import assume
+from hypothesis import assume, settings
 from hypothesis import strategies as st
 
 from wsstorm.policies import CATALOG, PolicyError, PolicySpec, parse_policy
 from wsstorm.policies.throttles import THROTTLES
+
+
+def examples(n: int) -> int:
+    """n examples under the default profile, scaled like the active one (the fast profile runs fewer)."""
+    return max(10, n * settings().max_examples // settings.get_profile("default").max_examples)
 
 
 @st.composite

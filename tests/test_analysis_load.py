@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from tests.strategies import examples
 from tests.synth import restart_storm
 from wsstorm.analysis import metrics as M
 from wsstorm.analysis.load import load_run
@@ -220,7 +221,7 @@ def _load(folder, columnar: bool):
         L.COLUMNAR = old
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shards=st.lists(_shard(), min_size=1, max_size=2))
 def test_columnar_and_tolerant_paths_give_identical_frames(tmp_path, shards):
     folder = tmp_path / "run"

@@ -12,6 +12,8 @@ import pytest
 from wsstorm.policies import CATALOG, parse_code, parse_policy
 from wsstorm.policies.catalog import distribution
 
+pytestmark = pytest.mark.integration
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -15,6 +15,8 @@ from wsstorm.analysis import metrics as M
 from wsstorm.analysis.compare import comparison_figures, group_runs, summarize
 from wsstorm.analysis.load import load_run
 
+pytestmark = pytest.mark.integration
+
 EVIL = r"$\frac{1}{2}$ $\mathdefault{x}$"
 
 

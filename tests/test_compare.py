@@ -18,6 +18,7 @@ def test_mean_ci_and_pareto_front():
     assert pareto_front([(1, 5), (2, 2), (3, 3), (0.5, 9)]) == [0, 1, 3]
 
 
+@pytest.mark.integration
 def test_comparison_report(tmp_path):
     folders = []
     for i, spread in enumerate([10.0, 12.0]):
@@ -47,6 +48,7 @@ def test_comparison_report(tmp_path):
     assert all(a["src"].startswith("data:") for t, a in tags if t == "img") and len(rows) == 3
 
 
+@pytest.mark.integration
 def test_run_text_with_mathtext_syntax_is_drawn_as_plain_text(tmp_path):
     # a policy or fault name is run-folder text: "$\frac$" must not reach matplotlib's mathtext parser
     folders = []

@@ -70,6 +70,7 @@ def test_plan_expands_repeat_and_adds_heals():
     ]
 
 
+@pytest.mark.integration
 def test_shell_faults_fire_on_time_with_repeat(tmp_path: Path):
     marker = tmp_path / "marks"
     sc = _scenario(
@@ -88,6 +89,7 @@ def test_shell_faults_fire_on_time_with_repeat(tmp_path: Path):
     assert marker.read_text().split() == ["0.3", "0.55", "0.8"]
 
 
+@pytest.mark.integration
 def test_failed_and_slow_shell_commands_are_recorded_not_fatal(tmp_path: Path):
     sc = _scenario(
         '[[faults]]\nat = 0\naction = "shell"\ncommand = "echo boom >&2; exit 3"\n'
@@ -103,6 +105,7 @@ def test_failed_and_slow_shell_commands_are_recorded_not_fatal(tmp_path: Path):
     assert by_at[0.2]["ok"] is True and by_at[0.2]["late_ms"] < 100
 
 
+@pytest.mark.integration
 def test_http_faults_call_the_users_server(tmp_path: Path, http_server):
     url, seen = http_server
     sc = _scenario(
@@ -124,6 +127,7 @@ def test_http_faults_call_the_users_server(tmp_path: Path, http_server):
     assert "headers" not in recs[0.2]["params"]  # secrets in headers stay out of the log
 
 
+@pytest.mark.integration
 def test_target_faults_post_the_admin_api(tmp_path: Path, http_server):
     url, seen = http_server
     sc = _scenario(
@@ -144,6 +148,7 @@ def test_target_faults_post_the_admin_api(tmp_path: Path, http_server):
     assert [r["fault"] for r in _read(tmp_path)] == ["restart", "partition", "heal", "capacity"]
 
 
+@pytest.mark.integration
 def test_stop_fires_nothing_more(tmp_path: Path):
     sc = _scenario(
         '[[faults]]\nat = 0.1\naction = "shell"\ncommand = "true"\n'

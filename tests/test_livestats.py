@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.strategies import examples
 from wsstorm.load.livestats import LiveStats
 
 T0 = 1_700_000_000.0
@@ -66,7 +67,7 @@ def test_foreign_lines_are_counted_not_fatal():
     assert s.totals["unreadable"] == 2 and s.snapshot(T0 + 3)["connected"] == 1
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     st.lists(st.tuples(st.integers(0, 5), st.sampled_from(["open", "close", "stop"]), st.floats(0, 30)), max_size=80)
 )

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.strategies import specs
+from tests.strategies import examples, specs
 from wsstorm.errors import UsageError
 from wsstorm.policies import (
     CATALOG,
@@ -379,7 +379,7 @@ events = st.lists(
 )
 
 PROPS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
+    max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
 )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.strategies import specs
+from tests.strategies import examples, specs
 from wsstorm.policies import (
     CATALOG,
     FAIL_CODES,
@@ -63,7 +63,7 @@ def outcomes(draw) -> Outcome:
 steps = st.lists(st.one_of(st.just("open"), outcomes()), min_size=1, max_size=40)
 
 PROPS = settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
+    max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow]
 )
 
 

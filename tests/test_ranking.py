@@ -11,6 +11,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.strategies import examples
 from wsstorm.analysis import ranking as R
 from wsstorm.analysis.compare import indistinct, rank, verdict_text
 
@@ -36,7 +37,7 @@ def _table(rows: list[dict]) -> list[dict]:
     return [{"policy": f"p{i}", "scenario": "s", **r} for i, r in enumerate(rows)]
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.lists(row, min_size=2, max_size=8))
 def test_no_policy_ranks_above_one_with_no_more_overload_and_a_fifth_of_its_herd(rows):
     rows = _table(rows)
@@ -45,7 +46,7 @@ def test_no_policy_ranks_above_one_with_no_more_overload_and_a_fifth_of_its_herd
         assert pos[b] < pos[a], (rows[a], rows[b])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.lists(row, min_size=2, max_size=8))
 def test_no_policy_ranks_above_one_that_hurt_the_server_less_on_every_measure(rows):
     rows = _table(rows)
@@ -68,7 +69,7 @@ def test_a_faster_recovery_does_not_lift_a_policy_that_hurt_more_everywhere():
     assert R.order(rows) == [1, 0]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(row, min_size=1, max_size=8))
 def test_order_is_a_permutation_and_the_score_is_never_nan(rows):
     rows = _table(rows)

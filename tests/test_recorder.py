@@ -14,6 +14,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from wsstorm.load.recorder import Recorder, ShardWriter, encode_event
 from wsstorm.runfolder.names import shard_name
 
@@ -81,6 +83,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.integration
 def test_sigkill_loses_at_most_a_second(tmp_path: Path) -> None:
     shard = tmp_path / "events-local.jsonl"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))

@@ -18,6 +18,8 @@ from tests.browser import chromium
 from tests.synth import wasted_loop
 from wsstorm.analysis.report import write_report
 
+pytestmark = pytest.mark.integration
+
 XSS = "<script>alert(1)</script>"
 
 

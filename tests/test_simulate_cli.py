@@ -12,6 +12,8 @@ import pytest
 
 from wsstorm.runfolder import schemas
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
