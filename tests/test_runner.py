@@ -211,11 +211,13 @@ def test_demo_plans_follow_the_shipped_scenarios(tmp_path: Path):
     shipped = set(scenarios.shipped())
     assert [p.scenario.name for p in plans] == [n for n in runner.DEMO_DEFAULT if n in shipped]
     by_name = {p.scenario.name: p for p in plans}
-    # the restart comparison: the anti-pattern against the two protective policies (6 minutes in all)
-    assert by_name["restart"].policies == ("immediate", "full-jitter", "code-aware")
-    assert by_name["restart"].scenario.duration == 18 and by_name["restart"].scenario.users == 200
-    if "metastable" in by_name:
-        assert {p.split(":")[0] for p in by_name["metastable"].policies} >= {"immediate", "full-jitter", "code-aware"}
+    # the metastable comparison at its own size: the anti-pattern against two protective policies
+    assert {p.split(":")[0] for p in by_name["metastable"].policies} >= {"immediate", "full-jitter", "code-aware"}
+    assert by_name["metastable"].scenario.duration == scenarios.load("metastable").duration
+    # restart, one --scenarios away, keeps its demo size
+    both = {p.scenario.name: p for p in runner.demo_plans(_args("demo", "--scenarios", "restart,metastable"))}
+    assert both["restart"].policies == ("immediate", "full-jitter", "code-aware")
+    assert both["restart"].scenario.duration == 18 and both["restart"].scenario.users == 200
     one = runner.demo_plans(_args("demo", "--out", str(tmp_path), "--scenarios", "restart", "--policies", "fixed"))
     assert len(one) == 1 and len(one[0].policies) == 1 and one[0].policies[0].startswith("fixed")
     with pytest.raises(UsageError, match="unknown scenario"):

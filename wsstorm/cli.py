@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scenarios": ("wsstorm.run.scenario", "list the shipped scenarios, or show one"),
     "run": ("wsstorm.run.runner", "run one scenario with one policy and build its report"),
     "compare": ("wsstorm.run.runner", "run several policies on one scenario and compare them"),
-    "demo": ("wsstorm.run.runner", "the main job: compare presets on restart and overload"),
+    "demo": ("wsstorm.run.runner", "the main job: compare presets on the metastable restart (--scenarios for more)"),
     "simulate": ("wsstorm.sim.simulate", "model a reconnect storm at fleet scale"),
 }
 
