@@ -210,6 +210,14 @@ def test_work_that_outlives_client_timeouts_collapses_goodput_for_immediate_only
         assert s["server_abandoned"][17:].sum() > 1000 and s["server_wasted_ms"][25:].mean() > 500
     else:
         assert s["connected"][-1] == 400 and s["server_wasted_ms"][-20:].max() == 0
+    # the target's counts, second by second: every attempt that reached it, and all its work, waste included
+    # (the client counts an attempt once it ends: those still in flight at the end are the server's alone)
+    reached = s["attempts"].sum() - s["attempts_refused"].sum()
+    assert reached <= s["server_attempts"].sum() <= reached + 400
+    assert (s["server_work_ms"] >= s["server_wasted_ms"] - 1e-9).all()
+    admitted_ms = 1.2 + 3.0 + 4.0 + 2.0 + 0.5  # TLS, attempt work, store, session work, library (this test's)
+    useful = s["server_work_ms"].sum() - s["server_wasted_ms"].sum()
+    assert useful == pytest.approx(s["server_goodput"].sum() * admitted_ms, rel=0.05)
 
 
 def test_a_store_pinned_to_the_servers_core_takes_its_cpu_from_the_server():

@@ -33,7 +33,7 @@ SERIES_COLUMNS: tuple[str, ...] = (
     *(schemas.closes_column(c) for c in CLOSE_CODES),
     *schemas.SERIES_SERVER,
 )
-FLOAT_COLUMNS = frozenset({"server_wasted_ms"})
+FLOAT_COLUMNS = frozenset({"server_wasted_ms", "server_work_ms"})
 DISRUPTIONS = tuple(d for d in schemas.DISRUPTIONS if d != "lame-duck")  # lame-duck is not modelled
 
 

@@ -76,6 +76,7 @@ class ServerPipeline:
 
     def _arrive(self, tick: int, idx: np.ndarray, seq: np.ndarray) -> None:
         """New connections: their first job is the TLS handshake, or (plain ws) the upgrade request."""
+        self.col["server_attempts"][self._sec(tick)] += idx.size  # the target counts them at TCP accept
         (self.tls_q if self.tls_job > 0 else self.pre_q).push(tick, idx, seq)
 
     @property
@@ -95,8 +96,10 @@ class ServerPipeline:
         return live
 
     def _waste(self, tick: int, ms: float) -> None:
+        """Work for nothing: it is part of all the attempt work too (the target's work_ms)."""
         if ms:
             self.col["server_wasted_ms"][self._sec(tick)] += ms
+            self.col["server_work_ms"][self._sec(tick)] += ms
 
     # -- outcomes -------------------------------------------------------------------
     def _admitted(self, idx: np.ndarray, seq: np.ndarray, t: float, tick: int, cost: float) -> None:
@@ -108,6 +111,7 @@ class ServerPipeline:
         n_live = int(np.count_nonzero(live))
         self.col["server_accepted"][s] += idx.size
         self.col["server_goodput"][s] += n_live
+        self.col["server_work_ms"][s] += n_live * cost  # the gone ones' share is added as waste
         gone = idx.size - n_live
         if gone:
             self.col["server_abandoned"][s] += gone
