@@ -7,9 +7,14 @@ CPU-seconds and the peak RSS of the tool's whole process tree, the marginal cost
 (the slope between the two sizes) and the ratios to wsstorm. wsstorm's pings are off, since the
 others send none. Median of --repeats runs.
 
+Two more wsstorm variants (not in the ratios): ``wsstorm-pings`` (pings every 5 s as well: issue 16's
+memory workload, "echoes and pings flowing") and ``wsstorm-idle`` (held connections, no messages,
+no pings); their marginal KiB per connection is the memory an active / an idle held connection costs.
+
 Artillery is installed with npm into a temporary folder, Tsung with apt-get, when missing; a
 tool that cannot be installed is skipped with a message. Loopback only.
-Usage: python benchmarks/bench_vs_peers.py [--sizes 5000,10000] [--repeats 1] [--tools wsstorm,artillery,tsung]
+Usage: python benchmarks/bench_vs_peers.py [--sizes 5000,10000] [--repeats 1]
+       [--tools wsstorm,artillery,tsung,wsstorm-pings,wsstorm-idle]
 """
 
 from __future__ import annotations
@@ -139,7 +144,15 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeou
     return Cost(cpu, peak, "" if proc.returncode == 0 else f"exit {proc.returncode}: {err.strip()[-200:]}")
 
 
-def run_wsstorm(n: int, url: str, work: Path) -> Cost:
+WSSTORM_VARIANTS = {  # tool name -> (messages per second, ping interval)
+    "wsstorm": (1 / ECHO_EVERY_S, 0.0),
+    "wsstorm-pings": (1 / ECHO_EVERY_S, 5.0),
+    "wsstorm-idle": (0.0, 0.0),
+}
+
+
+def run_wsstorm(n: int, url: str, work: Path, variant: str = "wsstorm") -> Cost:
+    rate, ping = WSSTORM_VARIANTS[variant]
     run_dir = work / f"wsstorm-{n}-{time.monotonic_ns()}"
     # Locust holds every user to the end: ending at ramp/2 + hold gives each the same ~20 s on average.
     hold = RAMP_S / 2 + HOLD_ECHOES * ECHO_EVERY_S
@@ -164,9 +177,9 @@ def run_wsstorm(n: int, url: str, work: Path) -> Cost:
         "--policy",
         "none",
         "--message-rate",
-        str(1 / ECHO_EVERY_S),
+        f"{rate:g}",
         "--ping-interval",
-        "0",
+        f"{ping:g}",
         "--stop-timeout",
         "5",
     ]
@@ -271,8 +284,8 @@ def main() -> int:
                     port = int(server.stdout.readline())
                     url = f"ws://127.0.0.1:{port}/"
                     try:
-                        if tool == "wsstorm":
-                            runs.append(run_wsstorm(n, url, work))
+                        if tool in WSSTORM_VARIANTS:
+                            runs.append(run_wsstorm(n, url, work, tool))
                         elif tool == "artillery":
                             runs.append(run_artillery(n, url, work, artillery))
                         else:
@@ -291,13 +304,13 @@ def main() -> int:
                 results.setdefault(tool, {})[n] = Cost(cpu, rss, notes, conns=conns)
                 served = " ".join(r.served for r in runs)
                 print(
-                    f"{tool:10s} N={n:>6,}: {cpu:7.1f} CPU-s, peak RSS {rss / 2**20:7.0f} MiB;"
+                    f"{tool:13s} N={n:>6,}: {cpu:7.1f} CPU-s, peak RSS {rss / 2**20:7.0f} MiB;"
                     f" server saw {served} {notes}",
                     flush=True,
                 )
         print()
         print(
-            f"{'tool':10s} "
+            f"{'tool':13s} "
             + " ".join(f"{'N=' + format(n, ','):>24s}" for n in sizes)
             + "   marginal per connection served"
         )
@@ -313,7 +326,7 @@ def main() -> int:
                     f"{(by_n[sizes[-1]].cpu_s - by_n[sizes[0]].cpu_s) / dn * 1000:.2f} ms CPU, "
                     f"{(by_n[sizes[-1]].peak_rss - by_n[sizes[0]].peak_rss) / dn / 1024:.1f} KiB"
                 )
-            print(f"{tool:10s} " + " ".join(f"{c:>24s}" for c in cells) + f"   {marg}")
+            print(f"{tool:13s} " + " ".join(f"{c:>24s}" for c in cells) + f"   {marg}")
         ws = results.get("wsstorm", {})
         for tool in ("artillery", "tsung"):
             for n in sizes:

@@ -1,7 +1,7 @@
 """The user's half of the application protocols (wsstorm.load.protocols): what a received message does
 (replies sent, ``ready`` recorded, a refusal failed, the protocol's own disconnect) and a failure after open.
 
-A mixin of :class:`wsstorm.load.user.WebSocketUser`, which provides ``_rec``, ``_report``, ``policy``
+A mixin of :class:`wsstorm.load.user.WebSocketUser`, which provides ``_rec``, ``_report``, ``_policy_opened``
 and ``_secrets``; kept apart so the user's module stays about the connection's life.
 """
 
@@ -22,12 +22,14 @@ class AppUserMixin:
     """Application-protocol handling of a held connection (``live`` is the user's ``_Conn``)."""
 
     _secrets: tuple[str, ...]
-    policy: Any
 
     def _rec(self, event: str, **fields: Any) -> None:  # provided by the user
         raise NotImplementedError
 
     def _report(self, name: str, ms: float, exc: Exception | None = None, length: int = 0) -> None:
+        raise NotImplementedError
+
+    def _policy_opened(self) -> None:  # provided by the user
         raise NotImplementedError
 
     def _on_app(self, live: Any, data: bytes) -> int | None:
@@ -42,7 +44,7 @@ class AppUserMixin:
             ms = (time.monotonic() - live.opened_mono) * 1000.0
             self._rec("ready", ready_ms=round(ms, 3))
             self._report("ready", ms)
-            self.policy.opened()
+            self._policy_opened()
         elif step.fail is not None and live.result is None:
             self._app_fail(live, "protocol", step.fail)
         elif step.end and live.result is None:  # the protocol's own disconnect: we close the socket

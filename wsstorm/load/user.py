@@ -12,7 +12,6 @@ import gevent
 from locust import User, task
 
 import contextlib
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,10 @@ from wsstorm.load.protocols_user import AppUserMixin, WSFailure
 from wsstorm.load.session import SESSION, ensure_recorder, log
 from wsstorm.load.template import Rendered, scrub
 from wsstorm.policies import Outcome, hint_from_reason
+
+# Every user is a greenlet: gevent's spawn-tree tracking (the spawning stack's frames, tree locals)
+# is debugging aid kept on each of them, ~0.5 KiB per held connection (issue 16). Read per spawn.
+gevent.config.track_greenlet_tree = False
 
 FAILURE_CODES = frozenset({1002, 1006, 1007, 1011, 1013})  # closes that are failures by nature
 CLIENT_STOP_WAIT = 0.3  # seconds a stopping user waits for the server's Close reply
@@ -111,10 +114,11 @@ class WebSocketUser(AppUserMixin, User):
         self.number = s.user_number()  # n of {n} and {file:PATH} templates
         self._extras: Rendered | None = None  # this user's rendered headers/query, unless per connection
         self._secrets: tuple[str, ...] = ()  # the values of the attempt in flight, scrubbed from details
-        self.rng = random.Random(derive_seed(self.cfg.seed, self.user_id))
-        self.policy = self.cfg.policy.client(
-            seed=derive_seed(self.cfg.seed, self.user_id, "policy"), process_seed=derive_seed(self.cfg.seed, s.worker)
-        )
+        # Memory per held connection (issue 16): no Random per user (2.5 KiB of Mersenne state) for
+        # the message phase, and the policy (its own RNG, ~3 KiB) made at its first decision.
+        self._phase_seed = derive_seed(self.cfg.seed, self.user_id)
+        self._policy: Any = None
+        self._opens_pending = 0  # opens the policy has not been told of yet (it did not exist)
         self.policy_text = str(self.cfg.policy)
         self.throttled = getattr(self.cfg.policy, "throttle", None) is not None  # sre-throttle may skip attempts
         self.conn_no = 1
@@ -127,6 +131,29 @@ class WebSocketUser(AppUserMixin, User):
         self.protocols = self.cfg.app.subprotocols(self.cfg.extras.subprotocols)
 
     # -- helpers
+
+    @property
+    def policy(self) -> Any:
+        """This user's reconnect policy, made on first use: a held connection that never closes
+        carries none. The same seeds as ever, and the opens it missed replayed in order, so its
+        decisions are exactly those of a policy made at spawn (its open rule is pure)."""
+        p = self._policy
+        if p is None:
+            cfg = self.cfg
+            p = self._policy = cfg.policy.client(
+                seed=derive_seed(cfg.seed, self.user_id, "policy"), process_seed=_process_seed(cfg.seed)
+            )
+            for _ in range(self._opens_pending):
+                p.opened()
+            self._opens_pending = 0
+        return p
+
+    def _policy_opened(self) -> None:
+        """Tell the policy a connection opened (counted until the policy exists)."""
+        if self._policy is None:
+            self._opens_pending += 1
+        else:
+            self._policy.opened()
 
     def _rec(self, event: str, **fields: Any) -> None:
         rec = SESSION.recorder or ensure_recorder(self.environment)
@@ -211,7 +238,7 @@ class WebSocketUser(AppUserMixin, User):
         _yield()
         self._report("connect", connect_ms)
         if live.app is None or not live.app.gated:  # else at the ready reply
-            self.policy.opened()
+            self._policy_opened()
         return self._hold(live)
 
     def _connection(self) -> WSConnection:
@@ -323,7 +350,7 @@ class WebSocketUser(AppUserMixin, User):
         start = time.monotonic()
         next_ping = start + cfg.ping_interval if cfg.ping_interval > 0 and (app is None or app.ws_pings) else INF
         msg_gap = 1.0 / cfg.message_rate if cfg.message_rate > 0 else INF
-        next_msg = start + self.rng.uniform(0, msg_gap) if msg_gap != INF else INF
+        next_msg = start + _unit(self._phase_seed, self.conn_no) * msg_gap if msg_gap != INF else INF
         give_up = INF  # after a failed send: how long the read may still explain the end
         ready_by = INF  # a gated connection's ready deadline
         seq = 0
@@ -486,6 +513,28 @@ class WebSocketUser(AppUserMixin, User):
                     return
         except Exception:  # TCP ended or a broken frame: the close stays unclean
             return
+
+
+_MASK64 = (1 << 64) - 1
+_PROCESS_SEEDS: dict[Any, int] = {}
+
+
+def _process_seed(seed: Any) -> int:
+    """The policy's process seed of this process (one sha256 per run seed, not per user)."""
+    key = (seed, SESSION.worker)
+    v = _PROCESS_SEEDS.get(key)
+    if v is None:
+        v = _PROCESS_SEEDS[key] = derive_seed(seed, SESSION.worker)
+    return v
+
+
+def _unit(seed: int, k: int) -> float:
+    """A uniform in [0, 1) for the ``k``-th draw of ``seed``: splitmix64, seeded and stateless
+    (a user's message phase per connection, without a Random object per user)."""
+    z = (seed + (k + 1) * 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return ((z ^ (z >> 31)) >> 11) * (1.0 / (1 << 53))
 
 
 def _sleep_first(seconds: float) -> None:
