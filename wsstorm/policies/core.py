@@ -69,8 +69,9 @@ def step(
     preset, p = spec.preset, spec._p
     if reset:
         closed_long = (code >= 0) & (uptime >= preset.reset_uptime(p))
-        n = np.where(closed_long, 0, n)
-        prev = np.where(closed_long, np.nan, prev)
+        if closed_long.any():  # most decisions follow a failure (code < 0): nothing to reset, no copies
+            n = np.where(closed_long, 0, n)
+            prev = np.where(closed_long, np.nan, prev)
     k = n + 1
     if preset.context:
         raw = preset.delay(p, k, prev, code, hint, const, u, up=uptime, last=last)

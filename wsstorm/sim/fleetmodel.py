@@ -110,8 +110,7 @@ class FleetModel(ServerPipeline):
         self.n_sec = math.ceil(cfg.duration - 1e-9)
         self.rng = np.random.default_rng([cfg.seed, 0x5EED])
         self.phase = np.zeros(n, dtype=np.int8)
-        self.ev = np.zeros(n, dtype=np.int8)
-        self.next_tick = np.full(n, -1, dtype=np.int64)
+        self.ev = np.zeros(n, dtype=np.int8)  # the kind of each client's pending calendar entry
         self.att_t = np.zeros(n)  # when the current attempt started
         self.open_t = np.zeros(n)  # when the current connection opened
         self.down_since = np.full(n, np.nan)  # since when the client lacks a connection held >= held_s
@@ -156,23 +155,40 @@ class FleetModel(ServerPipeline):
         if idx.size == 0:
             return
         secs = np.minimum((self.att_t[idx] + 1e-9).astype(np.int64), self.n_sec - 1)
-        self.col[column] += np.bincount(secs, minlength=self.n_sec)
-        self.col["attempts"] += np.bincount(secs, minlength=self.n_sec)
+        per_sec = np.bincount(secs, minlength=self.n_sec)
+        self.col[column] += per_sec
+        self.col["attempts"] += per_sec
         self.totals["attempts"] += int(idx.size)
 
+    def _count_started_now(self, column: str, count: int, tick: int) -> None:
+        """_count_attempts for ``count`` attempts that all started at ``tick`` (their att_t is tick * dt)."""
+        s = self._sec(tick)
+        self.col[column][s] += count
+        self.col["attempts"][s] += count
+        self.totals["attempts"] += count
+
+    def _ticks(self, at: np.ndarray, tick: int) -> np.ndarray:
+        """The calendar tick of each event time (nothing happens within the tick that caused it)."""
+        x = np.asarray(at, dtype=float) / self.dt
+        if x.ndim == 0:
+            return np.maximum(np.ceil(x - 1e-6).astype(np.int64), tick + 1)
+        x -= 1e-6  # in place: the same floats as ceil(at / dt - 1e-6), without the temporaries
+        np.ceil(x, out=x)
+        ticks = x.astype(np.int64)
+        np.maximum(ticks, tick + 1, out=ticks)
+        return ticks
+
     def _schedule(self, idx: np.ndarray, at: np.ndarray | float, kind: int, tick: int) -> None:
-        ticks = np.ceil(np.asarray(at, dtype=float) / self.dt - 1e-6).astype(np.int64)
-        ticks = np.maximum(ticks, tick + 1)  # nothing happens within the tick that caused it
+        ticks = self._ticks(np.asarray(at, dtype=float), tick)
         if ticks.ndim == 0:
             ticks = np.full(idx.size, int(ticks), dtype=np.int64)
-        self.next_tick[idx] = ticks
         self.ev[idx] = kind
-        self.serial[idx] += 1
-        self.cal.add(idx, ticks, self.serial[idx])
+        serial = self.serial[idx] + 1
+        self.serial[idx] = serial
+        self.cal.add(idx, ticks, serial)
 
     def _cancel(self, idx: np.ndarray) -> None:
         """Forget the clients' pending events (their calendar entries die with the old serial)."""
-        self.next_tick[idx] = -1
         self.ev[idx] = EV_NONE
         self.serial[idx] += 1
 
@@ -185,11 +201,52 @@ class FleetModel(ServerPipeline):
         uptime: np.ndarray | None = None,
         retry_after: float | None = None,
     ) -> None:
-        """The policy chooses each client's next attempt after ``outcome``; NaN means it gave up."""
+        """The policy chooses each client's next attempt after ``outcome``; NaN means it gave up.
+
+        Every pending event of the clients is replaced (a new serial each), so callers need not cancel first.
+        """
         if idx.size == 0:
+            return
+        n = self.cfg.clients
+        if idx.size == n and n > 1:
+            self._react_all(idx, outcome, t, tick, uptime, retry_after)
             return
         up = np.zeros(idx.size) if uptime is None else uptime
         d = np.asarray(self.pol.next_delays(idx, outcome, up, retry_after), dtype=float)
+        self._follow(idx, d, t, tick)
+
+    def _react_all(
+        self,
+        idx: np.ndarray,
+        outcome: str,
+        t: float,
+        tick: int,
+        uptime: np.ndarray | None,
+        retry_after: float | None,
+    ) -> None:
+        """_react for the whole fleet (idx: every client once, in any order), on whole arrays in client order:
+        a fleet in lock-step (``immediate`` against a refusing server) reacts every tick, all 10^6 of it."""
+        up = None
+        if uptime is not None and uptime.any():
+            up = np.empty(idx.size)
+            up[idx] = uptime
+        d = np.asarray(self.pol.next_delays_all(outcome, up, retry_after), dtype=float)  # client order
+        if np.isnan(d).any():  # some give up: the general path, in idx order
+            self._follow(idx, d[idx], t, tick)
+            return
+        self.phase.fill(WAIT)
+        ticks = self._ticks(t + d, tick)
+        self.ev.fill(EV_ATTEMPT)
+        self.serial += 1
+        # the calendar keeps idx's order (the order the clients reach the server's queue in)
+        lo, hi = int(ticks.min()), int(ticks.max())
+        if lo == hi:
+            self.cal.add_at(lo, idx, self.serial[idx])
+        else:
+            self.cal.add(idx, ticks[idx], self.serial[idx])
+
+    def _follow(self, idx: np.ndarray, d: np.ndarray, t: float, tick: int) -> None:
+        """Clients idx wait d seconds (idx order) before their next attempt; NaN: they give up."""
         gone = np.isnan(d)
         if gone.any():
             g = idx[gone]
@@ -209,8 +266,6 @@ class FleetModel(ServerPipeline):
         """Open connections end with ``code``; their clients ask the policy when to come back."""
         if idx.size == 0:
             return
-        self.phase[idx] = WAIT
-        self._cancel(idx)
         self.connected -= idx.size
         if server_frees:
             self.conns -= idx.size
@@ -424,14 +479,27 @@ class FleetModel(ServerPipeline):
         ph = self.phase[idx]
         hung = idx[(self.att_seq[idx] == seq) & ((ph == QUEUED) | (ph == HANG))]
         if hung.size:
-            self._cancel(hung)  # a pending calendar entry of a hung attempt is this very timeout
+            # a pending calendar entry of a hung attempt is this very timeout: _react replaces it
             self._count_attempts("attempts_timeout", hung)
             self._react(hung, "timeout", t, tick)
 
     def _due(self, due: np.ndarray, tick: int, t: float, frac: float) -> None:
-        kinds = self.ev[due]
+        whole = due.size == self.cfg.clients and due.size > 1  # every client, once each
+        if whole:
+            all_attempts = bool((self.ev == EV_ATTEMPT).all())
+        else:
+            kinds = self.ev[due]
+            all_attempts = bool((kinds == EV_ATTEMPT).all())
+        if all_attempts:  # the common case: skip sorting the due clients by kind
+            if whole:
+                self.ev.fill(EV_NONE)
+            else:
+                self.ev[due] = EV_NONE
+            self._attempt(due, tick, t, frac, whole)
+            return
+        if whole:
+            kinds = self.ev[due]
         self.ev[due] = EV_NONE
-        self.next_tick[due] = -1
         dead = due[kinds == EV_DEAD]
         if dead.size:
             # the client gives up on a silent peer; the server holds the slot until its own keepalive fires
@@ -450,19 +518,29 @@ class FleetModel(ServerPipeline):
             self._count_attempts("attempts_timeout", hung)
             self._react(hung, "timeout", t, tick)
         att = due[kinds == EV_ATTEMPT]
-        if att.size == 0:
-            return
-        self.att_t[att] = t
-        self.att_seq[att] += 1
+        if att.size:
+            self._attempt(att, tick, t, frac, False)
+
+    def _attempt(self, att: np.ndarray, tick: int, t: float, frac: float, whole: bool) -> None:
+        """Clients att start an attempt now (whole: att is every client once)."""
+        if whole:
+            self.att_t.fill(t)
+            self.att_seq += 1
+        else:
+            self.att_t[att] = t
+            self.att_seq[att] += 1
         if self.partitioned:
             self.phase[att] = HANG
             self._schedule(att, t + self.cfg.connect_timeout, EV_TIMEOUT, tick)
         elif frac == 0.0:
-            self._count_attempts("attempts_refused", att)
+            self._count_started_now("attempts_refused", att.size, tick)
             self._react(att, "refused", t, tick)
         else:
-            self.phase[att] = QUEUED
-            seq = self.att_seq[att].copy()
+            if whole:
+                self.phase.fill(QUEUED)
+            else:
+                self.phase[att] = QUEUED
+            seq = self.att_seq[att]  # a copy (fancy indexing)
             self._arrive(tick, att, seq)
             # the client gives up after connect_timeout; the server does not know and keeps the attempt
             self.patience.push(tick, att, seq)

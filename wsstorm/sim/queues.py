@@ -57,6 +57,11 @@ class Calendar:
             else:
                 self.rough.setdefault(c, []).append((idx[a:b], ticks[a:b], serial[a:b]))
 
+    def add_at(self, tick: int, idx: np.ndarray, serial: np.ndarray) -> None:
+        """File every client idx[i] at the one ``tick`` under serial[i] (dropped past the end)."""
+        if tick < self.n and idx.size:
+            self._file(tick, idx, serial)
+
     def _file(self, tick: int, idx: np.ndarray, serial: np.ndarray) -> None:
         c = tick // self.coarse
         if c == self.open_bucket:
