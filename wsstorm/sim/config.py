@@ -42,6 +42,13 @@ class ServerCosts:
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
+    @property
+    def nominal_ms(self) -> float:
+        """The cost model's own ms per admitted attempt (TLS, attempt, session and store work)."""
+        tls = self.tls_ms if self.tls else 0.0
+        store = self.store_ms if self.store_concurrency > 0 else 0.0
+        return tls + self.attempt_cost_ms + self.session_cost_ms + store
+
 
 def _get(obj: Any, key: str, default: Any) -> Any:
     """A scenario setting, tolerant of scenario versions without it (attribute or dict key; None = absent)."""

@@ -185,4 +185,5 @@ def probe(
         "policy": policy,
         "costs": dict(costs or {}),
         "run": str(run_dir),
+        "scenario": str(scen),
     }

@@ -304,20 +304,6 @@ def configure(name: str, parser: argparse.ArgumentParser) -> None:
     )
 
 
-def measured_times(
-    total_ms: float, costs: ServerCosts, handshake_cost_ms: float, store_on_server_cpu: bool = False
-) -> dict[str, float]:
-    """Handshake and rejection service times from a probe that measured the whole pipeline (``total_ms``
-    per admitted handshake, the scenario's costs included): the model adds TLS, attempt and session cost
-    (and the store's, when it runs on the server's cores) itself, so the library's part is what remains
-    (paid before admission, as the upgrade is parsed first)."""
-    own = (costs.tls_ms if costs.tls else 0.0) + costs.attempt_cost_ms + costs.session_cost_ms
-    if store_on_server_cpu and costs.store_concurrency:
-        own += costs.store_ms
-    hs = max(handshake_cost_ms, total_ms - own)
-    return {"handshake_service_ms": hs, "reject_service_ms": hs - handshake_cost_ms}
-
-
 def service_options(args: argparse.Namespace, sc: Any, out: Path, policy: str = "full-jitter") -> dict[str, Any]:
     """Service times from the options (or the probe): {"times": build_config kwargs, "source": text}."""
     times = {
@@ -356,14 +342,18 @@ def service_options(args: argparse.Namespace, sc: Any, out: Path, policy: str = 
         client=client,
         costs=costs,
     )
-    times.update(
-        measured_times(
-            m["handshake_service_ms"],
-            server_costs(sc),
-            float(tg.handshake_cost_ms),
-            store_on_server_cpu=bool(getattr(tg, "cpus", None)),
-        )
-    )
+    hs_cost = float(tg.handshake_cost_ms)
+    if server_costs(sc).nominal_ms > 0:
+        from wsstorm.sim.calibrate import library_ms
+
+        # the model, run on the probe's own scenario, finds the library's share (subtraction cannot)
+        cal = library_ms(Path(m["scenario"]), Path(m["run"]), m["close_service_ms"], parse_policy_text(policy))
+        m["calibration"] = cal
+        library = cal["library_ms"]
+    else:  # nothing but the library and the handshake cost: the spacing of opens is the handshake
+        library = max(0.0, m["handshake_service_ms"] - hs_cost)
+    times["handshake_service_ms"] = library + hs_cost
+    times["reject_service_ms"] = library
     times["close_service_ms"] = m["close_service_ms"]
     return {"times": times, "source": f"probe: {m['opens']} handshakes, {m['closes_1012']} closes", "probe": m}
 
