@@ -4,7 +4,12 @@
    --clients 1000000`` (model, metrics, run folder), median wall time of a few runs; goal <= 5 s.
 2. The model alone on the restart scenario stretched to 120 s, for 10^4, 10^5, 10^6 clients: median
    time, time per client and the ratios between sizes (linear: 10 each).
-3. The ``metastable`` scenario (when this version ships it) at 10^6 clients, whole process; goal <= 30 s.
+3. The ``metastable`` scenario at 10^6 clients, whole process, for immediate (the slow one: the whole fleet
+   retries every 10 ms tick while the server refuses, ~2.4x10^8 decisions; median of 3), full-jitter:cap=30 and
+   code-aware (one run each); goal <= 30 s each. Exit status 1 if a goal is missed.
+
+The machine is shared and noisy: pin it to one core for figures worth quoting,
+``taskset -c 1 .venv/bin/python benchmarks/bench_simulate.py``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ SIZES = (10_000, 100_000, 1_000_000)
 REPEATS = {10_000: 3, 100_000: 3, 1_000_000: 1}
 PROCESS_BUDGET_S = 5.0  # issue 14: 10^6 clients through `restart`, whole process
 METASTABLE_BUDGET_S = 30.0  # issue 14: the metastable scenario at 10^6 clients
+METASTABLE_RUNS = {"immediate": 3, "full-jitter:cap=30": 1, "code-aware": 1}  # policy -> runs (median)
 
 
 def whole_process(scenario: str, policy: str, clients: int, repeats: int) -> list[float]:
@@ -95,12 +101,14 @@ def main() -> int:
     )
 
     if "metastable" in scenarios.shipped():
-        for pol in ("immediate", "full-jitter:cap=30", "code-aware"):
-            w = whole_process("metastable", pol, 1_000_000, 1)[0]
+        for pol, runs in METASTABLE_RUNS.items():
+            ws = whole_process("metastable", pol, 1_000_000, runs)
+            w = statistics.median(ws)
             ok &= w <= METASTABLE_BUDGET_S
             print(
-                f"  metastable, {pol}, 10^6 clients, whole process: {w:.1f} s "
-                f"({'within' if w <= METASTABLE_BUDGET_S else 'OVER'} the {METASTABLE_BUDGET_S:g} s budget)"
+                f"bench_simulate: `wsstorm simulate --scenario metastable --policy {pol} --clients 1000000`: "
+                f"median {w:.1f} s over {len(ws)} run(s) ({', '.join(f'{x:.1f}' for x in ws)}); "
+                f"{'within' if w <= METASTABLE_BUDGET_S else 'OVER'} the {METASTABLE_BUDGET_S:g} s budget"
             )
     else:
         print("  (no shipped 'metastable' scenario in this version: its 10^6-client timing is skipped)")

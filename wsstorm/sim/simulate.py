@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dis
 import json
 import math
 import sys
@@ -66,6 +67,12 @@ class _VectorFleet:
         self._decide = decide
         self._on_open = on_open
         self._state_type = PolicyState
+        # a rule that never reads its uniforms (immediate, exponential, ...) gets none drawn: the generator
+        # jumps ahead by as many as it would have drawn instead, so every later draw is the same number
+        bitgen = vec._rng.bit_generator
+        self._skip_draws = (
+            self.spec.throttle is None and not _reads_draws(self.spec.preset.delay) and hasattr(bitgen, "advance")
+        )
 
     def _code(self, outcome: str) -> int:
         code = self._codes.get(outcome)
@@ -121,7 +128,12 @@ class _VectorFleet:
             h = np.broadcast_to(np.asarray(retry_after, dtype=np.float64), (m,))
             h = np.where(np.isfinite(h), h, np.nan)
         sub = self._sub(idx)
-        u = self.vec._rng.random((m, self.spec.ndraws))
+        nd = self.spec.ndraws
+        if self._skip_draws:
+            self.vec._rng.bit_generator.advance(m * nd)  # Generator.random: one 64-bit step per float64
+            u = np.broadcast_to(np.float64(np.nan), (m, nd))  # never read (NaN if it were)
+        else:
+            u = self.vec._rng.random((m, nd))
         d, new = self._decide(self.spec, sub, c, up, h, u)
         self._write_back(idx, sub, new)
         return np.asarray(d, dtype=float)
@@ -145,6 +157,21 @@ class _VectorFleet:
             picked: np.ndarray = self._delays(None, code, up, retry_after)[idx]
             return picked
         return self._delays(np.asarray(idx, dtype=np.int64).reshape(-1), code, uptime_s, retry_after)
+
+
+def _reads_draws(fn: Any) -> bool:
+    """Whether a preset's delay rule may read its uniforms ``u``: True unless its own code never names ``u``
+    (then no nested function can capture it either) and calls no locals()/vars()/eval()/exec()."""
+    code = getattr(fn, "__code__", None)
+    if code is None or "u" not in code.co_varnames[: code.co_argcount]:
+        return True
+    if {"locals", "vars", "eval", "exec"} & set(code.co_names):
+        return True
+    for ins in dis.get_instructions(code):
+        v = ins.argval
+        if v == "u" or (isinstance(v, tuple) and "u" in v):
+            return True
+    return False
 
 
 def parse_policy_text(text: str) -> Any:
