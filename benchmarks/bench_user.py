@@ -286,13 +286,15 @@ def main() -> int:
     ap.add_argument("--harness-cpus", default="0", help='the storms\' Locust process pinned here ("" = not pinned)')
     ap.add_argument("--target-cpus", default="1", help='the storms\' target pinned here ("" = not pinned)')
     ap.add_argument("--skip-held", action="store_true", help="storms only")
+    ap.add_argument("--keep", default="", help="keep the run folders here (default: a temporary folder)")
     a = ap.parse_args()
     print(
         f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; "
         f"target workers {TARGET_WORKERS} share them"
     )
     with tempfile.TemporaryDirectory(prefix="bench_user_") as d:
-        tmp = Path(d)
+        tmp = Path(a.keep or d)
+        tmp.mkdir(parents=True, exist_ok=True)
         h = None if a.skip_held else held(a.users, tmp)
         runs = [storm(a.storm_users, tmp, k, a.harness_cpus, a.target_cpus) for k in range(max(1, a.repeats))]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
