@@ -98,8 +98,9 @@ class ModelResult:
 
 
 class FleetModel(ServerPipeline):
-    """One simulated run. ``policy`` is a vector policy: ``opened(idx)`` and
-    ``next_delays(idx, outcome, uptime_s, retry_after)`` with ``outcome`` one of OUTCOMES."""
+    """One simulated run. ``policy`` is a vector policy (wsstorm.sim.simulate.fleet_policy): ``opened(idx)``,
+    ``next_delays(idx, outcome, uptime_s, retry_after)`` with ``outcome`` one of OUTCOMES (uptime_s None: 0),
+    and ``next_delays_all(outcome, uptime_s, retry_after)`` for every client at once, in client order."""
 
     def __init__(self, cfg: ModelConfig, policy: Any) -> None:
         self.cfg = cfg
@@ -211,8 +212,7 @@ class FleetModel(ServerPipeline):
         if idx.size == n and n > 1:
             self._react_all(idx, outcome, t, tick, uptime, retry_after)
             return
-        up = np.zeros(idx.size) if uptime is None else uptime
-        d = np.asarray(self.pol.next_delays(idx, outcome, up, retry_after), dtype=float)
+        d = np.asarray(self.pol.next_delays(idx, outcome, uptime, retry_after), dtype=float)  # uptime None: 0
         self._follow(idx, d, t, tick)
 
     def _react_all(
@@ -472,7 +472,10 @@ class FleetModel(ServerPipeline):
         A FIFO rather than calendar entries: every attempt waits the same time, so arrival order is
         timeout order, and an attempt answered in time costs nothing here.
         """
-        late = self.patience.expire(tick - self.ct_ticks + 1)
+        before = tick - self.ct_ticks + 1
+        chunks = self.patience.chunks
+        first = chunks[0][0] if chunks else None  # arrival ticks never decrease along the FIFO
+        late = self.patience.expire(before)
         if late is None:
             return
         idx, seq = late
@@ -480,7 +483,10 @@ class FleetModel(ServerPipeline):
         hung = idx[(self.att_seq[idx] == seq) & ((ph == QUEUED) | (ph == HANG))]
         if hung.size:
             # a pending calendar entry of a hung attempt is this very timeout: _react replaces it
-            self._count_attempts("attempts_timeout", hung)
+            if first == before - 1:  # all arrived (started their attempt) in one tick: no per-client count
+                self._count_started_now("attempts_timeout", hung.size, before - 1)
+            else:
+                self._count_attempts("attempts_timeout", hung)
             self._react(hung, "timeout", t, tick)
 
     def _due(self, due: np.ndarray, tick: int, t: float, frac: float) -> None:

@@ -127,7 +127,9 @@ class _VectorFleet:
         u: np.ndarray = self.vec._rng.random((m, nd))
         return u
 
-    def _delays_masked(self, idx: np.ndarray, code: int, up: np.ndarray, retry_after: float | None) -> np.ndarray:
+    def _delays_masked(
+        self, idx: np.ndarray, code: int, up: np.ndarray | None, retry_after: float | None
+    ) -> np.ndarray:
         """_delays for most of the fleet at once (a wave of connect timeouts): the rule runs on the whole state
         arrays and its results are kept only where idx is. Each client's rule reads its own row only, so a client
         of idx gets exactly what the gathered path gives it (the same row of draws too), without a gather and a
@@ -135,13 +137,14 @@ class _VectorFleet:
         n, m = self.n, idx.size
         mask = np.zeros(n, dtype=bool)
         mask[idx] = True
-        up_i = np.broadcast_to(np.nan_to_num(np.asarray(up, dtype=np.float64), nan=0.0, posinf=0.0), (m,))
         up_c = np.zeros(n)
-        if up_i.any():
-            up_c[idx] = up_i
+        if up is not None:
+            up_i = np.broadcast_to(np.nan_to_num(np.asarray(up, dtype=np.float64), nan=0.0, posinf=0.0), (m,))
+            if up_i.any():
+                up_c[idx] = up_i
         c = np.broadcast_to(np.asarray(code, dtype=np.int64), (n,))
         hint = math.nan if retry_after is None or not math.isfinite(retry_after) else float(retry_after)
-        h = np.full(n, hint)
+        h = np.broadcast_to(np.float64(hint), (n,))  # the rules only read it
         u_i = self._draws(m)
         if self._skip_draws:
             u = np.broadcast_to(np.float64(np.nan), (n, u_i.shape[1]))
@@ -156,8 +159,11 @@ class _VectorFleet:
         picked: np.ndarray = np.asarray(d, dtype=float)[idx]
         return picked
 
-    def _delays(self, idx: np.ndarray | None, code: int, up: np.ndarray, retry_after: float | None) -> np.ndarray:
-        """VectorPolicy.next_delays(idx, code, up, retry_after) for idx (None: every client, in client order)."""
+    def _delays(
+        self, idx: np.ndarray | None, code: int, up: np.ndarray | None, retry_after: float | None
+    ) -> np.ndarray:
+        """VectorPolicy.next_delays(idx, code, up, retry_after) for idx (None: every client, in client order;
+        up None: every uptime 0)."""
         if (
             idx is not None
             and 2 * idx.size >= self.n > 1
@@ -167,9 +173,12 @@ class _VectorFleet:
             return self._delays_masked(idx, code, up, retry_after)
         m = self.n if idx is None else idx.size
         c = np.broadcast_to(np.asarray(code, dtype=np.int64), (m,))
-        up = np.broadcast_to(np.nan_to_num(np.asarray(up, dtype=np.float64), nan=0.0, posinf=0.0), (m,))
+        if up is None:  # every uptime 0: nothing to clean of NaN
+            up = np.broadcast_to(np.float64(0.0), (m,))
+        else:
+            up = np.broadcast_to(np.nan_to_num(np.asarray(up, dtype=np.float64), nan=0.0, posinf=0.0), (m,))
         if retry_after is None:
-            h = np.full(m, np.nan)
+            h = np.broadcast_to(np.float64(np.nan), (m,))  # the rules only read it
         else:
             h = np.broadcast_to(np.asarray(retry_after, dtype=np.float64), (m,))
             h = np.where(np.isfinite(h), h, np.nan)
@@ -180,20 +189,21 @@ class _VectorFleet:
 
     def next_delays_all(self, outcome: str, uptime_s: np.ndarray | None, retry_after: float | None) -> np.ndarray:
         """Delays for every client, in client order (uptime_s in client order too, None: 0)."""
-        up = np.zeros(self.n) if uptime_s is None else uptime_s
-        return self._delays(None, self._code(outcome), up, retry_after)
+        return self._delays(None, self._code(outcome), uptime_s, retry_after)
 
-    def next_delays(self, idx: np.ndarray, outcome: str, uptime_s: np.ndarray, retry_after: float | None) -> np.ndarray:
-        """Delays for clients idx (no repeats), in idx order."""
+    def next_delays(
+        self, idx: np.ndarray, outcome: str, uptime_s: np.ndarray | None, retry_after: float | None
+    ) -> np.ndarray:
+        """Delays for clients idx (no repeats), in idx order (uptime_s in idx order, None: 0)."""
         code = self._code(outcome)
         if self._everyone(idx):
-            up = np.asarray(uptime_s, dtype=float)
-            if up.ndim and up.any():
+            up = None if uptime_s is None else np.asarray(uptime_s, dtype=float)
+            if up is not None and up.ndim and up.any():
                 whole = np.empty(idx.size)
                 whole[idx] = up
                 up = whole
             else:
-                up = np.zeros(idx.size)
+                up = None
             picked: np.ndarray = self._delays(None, code, up, retry_after)[idx]
             return picked
         return self._delays(np.asarray(idx, dtype=np.int64).reshape(-1), code, uptime_s, retry_after)
