@@ -100,7 +100,8 @@ def decide(
         short = live & (tokens < b.cost)
         if b.wait and b.refill > 0:
             with np.errstate(over="ignore"):  # a tiny refill: the wait is clamped like every delay
-                need = np.minimum((b.cost - tokens) / b.refill, MAX_DELAY)
+                # tokens never fall below 0 but by rounding: the longest wait is cost / refill (the cap)
+                need = np.minimum((b.cost - np.maximum(tokens, 0.0)) / b.refill, MAX_DELAY)
             d = np.where(short, np.maximum(d, need), d)
         else:
             d = np.where(short, np.nan, d)

@@ -118,7 +118,7 @@ def decide_scalar(
             tokens = b.tokens
         if d == d and tokens < b.cost:
             if b.wait and b.refill > 0:
-                need = (b.cost - tokens) / b.refill
+                need = (b.cost - (0.0 if tokens < 0.0 else tokens)) / b.refill  # np.maximum(tokens, 0)
                 if need > MAX_DELAY:
                     need = MAX_DELAY
                 if need > d:
