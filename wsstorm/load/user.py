@@ -115,7 +115,7 @@ class WebSocketUser(AppUserMixin, User):
         self._extras: Rendered | None = None  # this user's rendered headers/query, unless per connection
         self._secrets: tuple[str, ...] = ()  # the values of the attempt in flight, scrubbed from details
         # Memory per held connection (issue 16): no Random per user (2.5 KiB of Mersenne state) for
-        # the message phase, and the policy (its own RNG, ~3 KiB) made at its first decision.
+        # the message phase, and the policy (~0.45 KiB with its RNG) made at its first decision.
         self._phase_seed = derive_seed(self.cfg.seed, self.user_id)
         self._policy: Any = None
         self._opens_pending = 0  # opens the policy has not been told of yet (it did not exist)
