@@ -241,7 +241,7 @@ class FleetModel(ServerPipeline):
         # the calendar keeps idx's order (the order the clients reach the server's queue in)
         lo, hi = int(ticks.min()), int(ticks.max())
         if lo == hi:
-            self.cal.add_at(lo, idx, self.serial[idx])
+            self.cal.add_fleet(lo, idx, self.serial)
         else:
             self.cal.add(idx, ticks[idx], self.serial[idx])
 

@@ -26,7 +26,8 @@ class Calendar:
     def __init__(self, n_ticks: int, coarse: int = 100) -> None:
         self.n = n_ticks
         self.coarse = max(1, coarse)
-        self.fine: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+        # per tick: (clients, serials, whole); whole: the serials are a snapshot of every client's, by client
+        self.fine: dict[int, list[tuple[np.ndarray, np.ndarray, bool]]] = {}
         self.rough: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         self.open_bucket = -1  # the coarse bucket already sorted into ticks
 
@@ -57,15 +58,21 @@ class Calendar:
             else:
                 self.rough.setdefault(c, []).append((idx[a:b], ticks[a:b], serial[a:b]))
 
-    def add_at(self, tick: int, idx: np.ndarray, serial: np.ndarray) -> None:
-        """File every client idx[i] at the one ``tick`` under serial[i] (dropped past the end)."""
-        if tick < self.n and idx.size:
-            self._file(tick, idx, serial)
+    def add_fleet(self, tick: int, idx: np.ndarray, serials: np.ndarray) -> None:
+        """File every client (idx: each once, in any order) at ``tick``; ``serials`` holds every client's serial,
+        by client. Within the open bucket the entry keeps a snapshot of them, so that popping it needs no
+        per-client check when no client was rescheduled in between (a fleet in lock-step, tick after tick)."""
+        if tick >= self.n or idx.size == 0:
+            return
+        if tick // self.coarse == self.open_bucket:
+            self.fine.setdefault(tick, []).append((idx, serials.copy(), True))
+        else:
+            self._file(tick, idx, serials[idx])
 
     def _file(self, tick: int, idx: np.ndarray, serial: np.ndarray) -> None:
         c = tick // self.coarse
         if c == self.open_bucket:
-            self.fine.setdefault(tick, []).append((idx, serial))
+            self.fine.setdefault(tick, []).append((idx, serial, False))
         else:
             self.rough.setdefault(c, []).append((idx, np.full(idx.size, tick, dtype=np.int64), serial))
 
@@ -79,7 +86,7 @@ class Calendar:
         starts = np.concatenate(([0], cuts))
         ends = np.concatenate((cuts, [idx.size]))
         for tk, a, b in zip(ticks[starts].tolist(), starts.tolist(), ends.tolist(), strict=False):
-            self.fine.setdefault(tk, []).append((idx[a:b], serial[a:b]))
+            self.fine.setdefault(tk, []).append((idx[a:b], serial[a:b], False))
 
     def pop(self, tick: int, current: np.ndarray) -> np.ndarray | None:
         """The clients due at ``tick`` whose serial is still ``current[client]``."""
@@ -96,10 +103,14 @@ class Calendar:
         if not fine:
             return None
         if len(fine) == 1:
-            idx, ser = fine[0]
+            idx, ser, whole = fine[0]
+            if whole:
+                if np.array_equal(current, ser):  # nobody rescheduled since: all live
+                    return idx
+                ser = ser[idx]
         else:
             idx = np.concatenate([p[0] for p in fine])
-            ser = np.concatenate([p[1] for p in fine])
+            ser = np.concatenate([p[1][p[0]] if p[2] else p[1] for p in fine])
         live = current[idx] == ser
         return idx if live.all() else idx[live]
 
