@@ -278,3 +278,25 @@ def test_a_fleet_in_lock_step_gets_the_same_delays_through_the_whole_state_path(
         fast.next_delays(idx, "1012", np.full(2000, 9.0), None),
         np.asarray(plain.vec.next_delays(idx, 1012, np.full(2000, 9.0), retry_after=None)),
     )
+
+
+def test_presets_said_to_draw_nothing_give_the_same_delays_whatever_the_uniforms():
+    """The simulator skips the draws of a rule whose code never names its uniforms; hold that reading honest:
+    such a rule's delays do not move when the uniforms do, over every outcome and retry count."""
+    from wsstorm.policies import CATALOG, decide, initial_state, parse_code, parse_policy
+    from wsstorm.sim.simulate import _reads_draws
+
+    free = [name for name, p in CATALOG.items() if not _reads_draws(p.delay)]
+    assert {"immediate", "fixed", "exponential"} <= set(free)  # the ones the fast path is for
+    assert "full-jitter" not in free and "decorrelated-jitter" not in free
+    rng = np.random.default_rng(3)
+    codes = np.array([parse_code(c) for c in ("1006", "1012", "1013", "refused", "http_503", "timeout")] * 50)
+    n = codes.size
+    for name in free:
+        spec = parse_policy(name)
+        a = b = initial_state(spec, np.arange(n, dtype=np.int64))
+        for _ in range(12):  # retries in a row: the count grows, the delays must not depend on u
+            up, hint = rng.uniform(0, 30, n), np.where(rng.random(n) < 0.3, rng.uniform(0, 5, n), np.nan)
+            da, a = decide(spec, a, codes, up, hint, rng.random((n, 2)))
+            db, b = decide(spec, b, codes, up, hint, rng.random((n, 2)))
+            np.testing.assert_array_equal(da, db, err_msg=name)
