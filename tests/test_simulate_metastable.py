@@ -1,11 +1,12 @@
 """The model against real runs of the shipped `metastable` scenario (TLS, attempt work, a store and session
-work on one pinned core; clients that give up after 2 s).
+work on one pinned core; clients that give up after 1 s).
 
 The server's service time is measured first with a short probe of that very pipeline (`wsstorm simulate
---probe`); then each policy runs for real (embedded target + Locust) and in the model, and the reports'
+--probe`); then each policy runs for real (embedded target + Locust) and in the model (nine seeds: its
+expectation, see `expectation`), and the reports
 own metrics judge both. The verdict must agree: `immediate` collapses into a metastable failure,
-`full-jitter:cap=30` and `code-aware` do not. How close the recovering runs' connected(t), goodput(t)
-and T95 come is printed (issue 14 asks for 15%; see the README for where the model stands).
+`full-jitter:cap=30` and `code-aware` do not; and for those two the model's connected(t), goodput(t) and
+T95 must come within 15% of the real runs' (see `gaps`).
 """
 
 from __future__ import annotations
@@ -21,12 +22,46 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = {"immediate": True, "full-jitter:cap=30": False, "code-aware": False}  # policy -> collapses
+TOLERANCE = 0.15  # issue 14: the recovering runs' curves and T95 within 15%
+# The model's prediction is its expectation: 300 clients make one run's T95 a noisy draw (seeds 1-6 of
+# full-jitter:cap=30 gave 6 to 11 s), so the model runs these seeds and the real run is held against
+# their mean curves and median T95 (the real run is one draw; its seed is 1).
+MODEL_SEEDS = range(1, 10)
 
 
 def wsstorm(*args: str, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "wsstorm", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
     )
+
+
+def gaps(real: dict, model: dict, users: int) -> dict[str, float]:
+    """How far the model is from the real run, from the disruption on, each as a fraction:
+    connected(t): the mean gap, of the fleet; goodput(t): the largest gap of the cumulative goodput, of the
+    real total; T95: of the real T95.  A server tick counts the second that ended with it, so the series
+    files a count up to a second late: the real cumulative goodput at t lies between its values at t and
+    t + 1, and only what falls outside that band is a gap."""
+    a, n = real["s_d"], min(real["connected"].size, model["connected"].size)
+    conn = float(np.abs(real["connected"][a:n] - model["connected"][a:n]).mean() / users)
+    g_real, g_model = np.cumsum(real["goodput"][a:n]), np.cumsum(model["goodput"][a:n])
+    g_next = np.append(g_real[1:], g_real[-1])
+    outside = np.maximum(np.maximum(g_real - g_model, g_model - g_next), 0.0)
+    good = float(outside.max() / max(g_real[-1], 1.0))
+    t95 = abs(model["T95"] - real["T95"]) / real["T95"] if real["T95"] > 0 else math.inf
+    return {"connected": conn, "goodput": good, "T95": float(t95)}
+
+
+def expectation(runs: list[dict]) -> dict:
+    """The model's prediction over its seeds: mean connected(t) and goodput(t), median T95, majority verdict."""
+    n = min(r["connected"].size for r in runs)
+    verdicts = [r["metastable"] for r in runs]
+    return {
+        "connected": np.mean([r["connected"][:n] for r in runs], axis=0),
+        "goodput": np.mean([r["goodput"][:n] for r in runs], axis=0),
+        "T95": float(np.median([r["T95"] for r in runs])),
+        "s_d": runs[0]["s_d"],
+        "metastable": max(set(verdicts), key=verdicts.count) if verdicts else None,
+    }
 
 
 def figures(folder: Path) -> dict:
@@ -50,7 +85,7 @@ def figures(folder: Path) -> dict:
 
 @pytest.mark.e2e
 @pytest.mark.validation  # minutes of real runs: `make validate`, not `make test`
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(600)
 def test_simulation_and_real_runs_reach_the_same_metastable_verdict(tmp_path):
     from wsstorm.run import scenario as scenarios
 
@@ -98,32 +133,27 @@ def test_simulation_and_real_runs_reach_the_same_metastable_verdict(tmp_path):
             timeout=150,
         )
         assert p.returncode == 0, p.stderr[-2000:]
-        p = wsstorm(
-            "simulate",
-            "--scenario",
-            "metastable",
-            "--policy",
-            policy,
-            "--seed",
-            "1",
-            "--out",
-            str(sim_out),
-            *times,
-            timeout=120,
-        )
-        assert p.returncode == 0, p.stderr[-2000:]
+        runs = []
+        for seed in MODEL_SEEDS:
+            out = sim_out / f"seed-{seed}"
+            p = wsstorm(
+                "simulate", "--scenario", "metastable", "--policy", policy, "--seed", str(seed),
+                "--out", str(out), *times, timeout=120,
+            )  # fmt: skip
+            assert p.returncode == 0, p.stderr[-2000:]
+            runs.append(figures(out))
         real = figures(next(d for d in real_out.iterdir() if d.is_dir()))
-        model = figures(sim_out)
-        a, n = real["s_d"], min(real["connected"].size, model["connected"].size)
-        gap_c = np.abs(real["connected"][a:n] - model["connected"][a:n]).mean() / users
-        gap_g = np.abs(real["goodput"][a:n] - model["goodput"][a:n]).sum() / max(real["goodput"][a:n].sum(), 1.0)
+        model = expectation(runs)
+        gap = gaps(real, model, users)
         lines.append(
             f"{policy:<20} metastable real {real['metastable']} sim {model['metastable']}; T95 real "
-            f"{real['T95']:.1f} s sim {model['T95']:.1f} s; connected gap {gap_c:.0%} of the fleet; "
-            f"goodput gap {gap_g:.0%}"
+            f"{real['T95']:.1f} s sim {model['T95']:.1f} s ({gap['T95']:.0%}); connected gap "
+            f"{gap['connected']:.0%} of the fleet; cumulative goodput gap {gap['goodput']:.0%}"
         )
         if real["metastable"] is not collapses or model["metastable"] is not collapses:
-            wrong.append(policy)
+            wrong.append(f"{policy}: verdict")
+        elif not collapses and max(gap.values()) > TOLERANCE:
+            wrong.append(f"{policy}: not within {TOLERANCE:.0%}")
     report = "\n".join(lines)
     print(report)
     assert not wrong, report
