@@ -27,7 +27,7 @@ from wsstorm.load.protocols import Adapter, echo_seq, plain_message
 from wsstorm.load.protocols_user import AppUserMixin, WSFailure
 from wsstorm.load.session import SESSION, ensure_recorder, log
 from wsstorm.load.template import Rendered, scrub
-from wsstorm.policies import Outcome, hint_from_reason
+from wsstorm.policies import Outcome, hint_from_reason, stream_unit
 
 # Every user is a greenlet: gevent's spawn-tree tracking (the spawning stack's frames, tree locals)
 # is debugging aid kept on each of them, ~0.5 KiB per held connection (issue 16). Read per spawn.
@@ -515,7 +515,6 @@ class WebSocketUser(AppUserMixin, User):
             return
 
 
-_MASK64 = (1 << 64) - 1
 _PROCESS_SEEDS: dict[Any, int] = {}
 
 
@@ -529,12 +528,9 @@ def _process_seed(seed: Any) -> int:
 
 
 def _unit(seed: int, k: int) -> float:
-    """A uniform in [0, 1) for the ``k``-th draw of ``seed``: splitmix64, seeded and stateless
-    (a user's message phase per connection, without a Random object per user)."""
-    z = (seed + (k + 1) * 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return ((z ^ (z >> 31)) >> 11) * (1.0 / (1 << 53))
+    """A uniform in [0, 1) for the ``k``-th draw of ``seed``, seeded and stateless (a user's message
+    phase per connection, without a Random object per user)."""
+    return stream_unit(seed, k + 1)
 
 
 def _sleep_first(seconds: float) -> None:

@@ -13,7 +13,7 @@ tests/test_policies_scalar.py holds the scalar and vector twins equal, step by s
 
 from __future__ import annotations
 
-from wsstorm.policies.client import ClientPolicy, VectorPolicy, client_uniforms
+from wsstorm.policies.client import ClientPolicy, VectorPolicy, client_uniforms, stream_unit
 from wsstorm.policies.core import NDRAWS, PolicyState, decide, initial_state, on_open
 from wsstorm.policies.numeric import MAX_DELAY
 from wsstorm.policies.numeric import grow as _grow  # noqa: F401  (tests check the twins of the growth curve)
@@ -71,4 +71,5 @@ __all__ = [
     "outcome_code",
     "parse_code",
     "parse_policy",
+    "stream_unit",
 ]

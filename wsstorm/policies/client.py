@@ -34,6 +34,11 @@ def _mix64(z: int) -> int:
     return z ^ (z >> 31)
 
 
+def stream_unit(seed: int, k: int) -> float:
+    """The k-th uniform in [0, 1) of the splitmix64 stream of ``seed`` (k >= 1), without holding a stream."""
+    return (_mix64((int(seed) + k * _GOLDEN) & _M64) >> 11) * 1.1102230246251565e-16  # 53 bits -> [0, 1)
+
+
 def client_uniforms(seed: int = 0, process_seed: int = 0) -> Callable[[], float]:
     """The uniform source of `spec.client(seed, process_seed)`: spec.ndraws calls per decision, in order.
 
