@@ -5,7 +5,8 @@ when the scenario has costs: the store's slots overlap the serving loop's work, 
 opens in bursts, so the spacing came out below the nominal costs (5.1 ms against 10.2 ms on the
 metastable pipeline) and the library's share clamped to 0, a server faster than the real one. Here
 the model runs the probe's own scenario instead, and the library's share is the value at which the
-model's server fills as fast as the real one did: the same series, judged by one measure.
+model's server fills as fast as the real one did, by one measure on both sides: the area above
+connected(t) before the restart (from the real clients' open times, and from the model's ticks).
 """
 
 from __future__ import annotations
