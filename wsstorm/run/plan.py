@@ -254,8 +254,7 @@ def make_plan(
         duration = None  # a demo size never lengthens a short scenario
     if users is not None and args.users is None:
         users = min(users, sc.users)
-    spawn_rate = args.spawn_rate if args.spawn_rate is not None else size.get("spawn_rate")
-    sc = scenarios.with_overrides(sc, users=users, duration=duration, spawn_rate=spawn_rate)
+    sc = scenarios.with_overrides(sc, users=users, duration=duration, spawn_rate=args.spawn_rate)
     host = args.host
     if host is not None and not re.match(r"^wss?://[^\s/]+", host):
         raise UsageError(f"--host must be a ws:// or wss:// URL, got {host!r}")
