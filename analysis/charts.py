@@ -185,7 +185,7 @@ def closes_figure(run: Any) -> Figure | None:
 def downtime_figure(run: Any, held_s: float = M.HELD_S) -> Figure | None:
     """CDF of client downtime (close to the next connection held >= held_s)."""
     if run.conns is not None:
-        d = M.downtime_episodes(run.conns, run.t0 + run.end, held_s)["downtime"].to_numpy()
+        d = M.run_episodes(run, held_s)["downtime"].to_numpy()
     elif run.downtimes is not None:
         d = run.downtimes
     else:
@@ -242,7 +242,7 @@ def sched_figure(run: Any) -> Figure | None:
     """Histogram of the harness's scheduling error (actual - scheduled attempt time)."""
     if run.events is None:
         return None
-    err = M.scheduling_error(run.events) * 1000
+    err = M.scheduling_error(run.events, errors=M.run_sched_errors(run)) * 1000
     if len(err) == 0:
         return None
     fig, ax = _fig("Harness scheduling error (actual − scheduled attempt time)", "scheduling error (ms)", "attempts")

@@ -65,6 +65,9 @@ class Run:
     attempts: pd.DataFrame | None = None  # attempts with their outcome
     warnings: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    # tables derived from the frames above, built once per run and shared by the metrics of every scope
+    # and the charts (see analysis.metrics.derived); never part of the run's identity
+    derived: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def simulated(self) -> bool:

@@ -14,7 +14,8 @@ A quantile that was never reached is ``inf`` (shown as "not reached").
 from __future__ import annotations
 
 import math
-from typing import Any, TypedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypedDict, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,33 @@ RECOVERED_FRACTION = 0.95  # ... while fewer than this fraction of the clients a
 BUSY_WASTED_SHARE = 0.25  # ... and this share of its attempt work was wasted: busy, not idle (a wait wastes ~0)
 RTT_BEFORE_S = 10.0  # collateral latency "before": the 10 s before a disruption
 RTT_AFTER_S = 30.0  # ... "after": up to 30 s after the trigger ended
+
+_T = TypeVar("_T")
+
+
+def derived(run: Any, key: Hashable, make: Callable[[], _T]) -> _T:
+    """``make()``, computed once per run: a table every scope (and chart) needs is kept in ``run.derived``
+    (a run-like object without that dict, e.g. the simulator's, computes it each time)."""
+    store = getattr(run, "derived", None)
+    if not isinstance(store, dict):
+        return make()
+    if key not in store:
+        store[key] = make()
+    out: _T = store[key]
+    return out
+
+
+def is_value(col: pd.Series, value: str) -> np.ndarray:
+    """Mask of rows equal to ``value`` (missing: False), on a categorical's codes where it is one
+    (an object comparison of every row costs ~20x more)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = col.cat.categories
+        if value not in cats:
+            return np.zeros(len(col), dtype=bool)
+        out: np.ndarray = col.cat.codes.to_numpy() == cats.get_loc(value)
+        return out
+    eq: np.ndarray = (col.astype(object) == value).to_numpy()
+    return eq
 
 
 # -- generic -----------------------------------------------------------------------
@@ -273,8 +301,10 @@ def collateral(t: np.ndarray, rtt_ms: np.ndarray, t_d: float, trigger_end: float
 def held(conns: pd.DataFrame, n_s: float = HELD_S, until: float = math.inf) -> np.ndarray:
     """Connections that count as recovered: held >= n_s, still open at `until`, or ended by the client."""
     close_t = conns["close_t"].to_numpy(dtype=float)
-    by_client: np.ndarray = (conns["by"].astype(object) == "client").to_numpy()
-    ok: np.ndarray = (conns["uptime"].to_numpy(dtype=float) >= n_s) | np.isnan(close_t) | (close_t >= until) | by_client
+    by_client = is_value(conns["by"], "client")
+    ok: np.ndarray = (conns["uptime"].to_numpy(dtype=float) >= n_s) | np.isnan(close_t) | by_client
+    if until < math.inf:  # (close_t >= inf is never true)
+        ok |= close_t >= until
     return ok
 
 
@@ -303,25 +333,30 @@ def connected_at(conns: pd.DataFrame, t: float) -> np.ndarray:
     return mask
 
 
-def recovery_times(conns: pd.DataFrame, t_d: float, until: float, n_s: float = HELD_S) -> np.ndarray:
+def recovery_times(
+    conns: pd.DataFrame, t_d: float, until: float, n_s: float = HELD_S, held_ok: np.ndarray | None = None
+) -> np.ndarray:
     """Per client connected just before t_d: seconds from t_d to its next held open (0 if never
-    lost before `until`, inf if not recovered before `until`)."""
+    lost before `until`, inf if not recovered before `until`); ``held_ok``: ``held(conns, n_s)``, if known."""
     before = conns[connected_at(conns, t_d - BEFORE_S)]
     close_t = before["close_t"].to_numpy(dtype=float)
-    lost = ~np.isnan(close_t) & (close_t < until) & (before["by"].astype(object) != "client").to_numpy()
+    lost = ~np.isnan(close_t) & (close_t < until) & ~is_value(before["by"], "client")
     out = np.zeros(len(before))
-    nxt = _next_held_open(before[lost], conns, held(conns, n_s, until))
+    ok = held(conns, n_s, until) if held_ok is None else held_ok | (conns["close_t"].to_numpy(dtype=float) >= until)
+    nxt = _next_held_open(before[lost], conns, ok)
     rec = nxt - t_d
     rec[np.isnan(rec) | (nxt >= until)] = math.inf
     out[lost] = np.maximum(rec, 0.0)
     return out
 
 
-def downtime_episodes(conns: pd.DataFrame, end_abs: float, n_s: float = HELD_S) -> pd.DataFrame:
+def downtime_episodes(
+    conns: pd.DataFrame, end_abs: float, n_s: float = HELD_S, held_ok: np.ndarray | None = None
+) -> pd.DataFrame:
     """One row per close not made by the client: close_t, downtime (s) to the next held open, recovered.
-    Unrecovered episodes run to the end of the run (a lower bound)."""
-    ep = conns[conns["close_t"].notna() & (conns["by"].astype(object) != "client").to_numpy()]
-    nxt = _next_held_open(ep, conns, held(conns, n_s))
+    Unrecovered episodes run to the end of the run (a lower bound); ``held_ok``: ``held(conns, n_s)``, if known."""
+    ep = conns[conns["close_t"].notna().to_numpy() & ~is_value(conns["by"], "client")]
+    nxt = _next_held_open(ep, conns, held(conns, n_s) if held_ok is None else held_ok)
     df = pd.DataFrame(
         {
             "user": ep["user"].cat.codes.to_numpy(),
@@ -339,19 +374,39 @@ def downtime_episodes(conns: pd.DataFrame, end_abs: float, n_s: float = HELD_S) 
 
 
 def wasted_attempts(
-    attempts: pd.DataFrame, conns: pd.DataFrame, t_from: float, t_to: float, n_s: float = HELD_S
+    attempts: pd.DataFrame,
+    conns: pd.DataFrame,
+    t_from: float,
+    t_to: float,
+    n_s: float = HELD_S,
+    held_ok: np.ndarray | None = None,
 ) -> int:
-    """Attempts in [t_from, t_to) that did not lead to a connection held >= n_s."""
+    """Attempts in [t_from, t_to) that did not lead to a connection held >= n_s (``held_ok``: ``held(conns,
+    n_s)``, if known)."""
     n_att = int(window_mask(attempts["t"], t_from, t_to).sum())
-    good = int((held(conns, n_s) & window_mask(conns["open_t"], t_from, t_to)).sum())
+    ok = held(conns, n_s) if held_ok is None else held_ok
+    good = int((ok & window_mask(conns["open_t"], t_from, t_to)).sum())
     return max(n_att - good, 0)
 
 
-def scheduling_error(events: pd.DataFrame, t_from: float = -math.inf, t_to: float = math.inf) -> np.ndarray:
-    """t - scheduled_t (seconds) of the attempts in [t_from, t_to)."""
-    a = events[(events["event"] == "attempt").to_numpy()]
-    a = a[window_mask(a["t"], t_from, t_to)]
-    err: np.ndarray = (a["t"] - a["scheduled_t"]).to_numpy(dtype=float)
+def attempt_errors(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(t, t - scheduled_t) of every attempt event, in event order (NaN where it was not scheduled)."""
+    sel = is_value(events["event"], "attempt")
+    t = events["t"].to_numpy(dtype=float)[sel]
+    return t, t - events["scheduled_t"].to_numpy(dtype=float)[sel]
+
+
+def scheduling_error(
+    events: pd.DataFrame,
+    t_from: float = -math.inf,
+    t_to: float = math.inf,
+    errors: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """t - scheduled_t (seconds) of the attempts in [t_from, t_to) (``errors``: ``attempt_errors(events)``,
+    if known)."""
+    t, err = attempt_errors(events) if errors is None else errors
+    if t_from > -math.inf or t_to < math.inf:
+        err = err[window_mask(t, t_from, t_to)]
     out: np.ndarray = err[~np.isnan(err)]
     return out
 
@@ -367,8 +422,24 @@ def echo_rtts(events: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
     """(t, rtt_ms) of the run's echo events (empty arrays without any)."""
     if events is None or "rtt_ms" not in events:
         return np.array([]), np.array([])
-    e = events[(events["event"] == "echo").to_numpy()]
-    return e["t"].to_numpy(dtype=float), e["rtt_ms"].to_numpy(dtype=float)
+    sel = is_value(events["event"], "echo")
+    return events["t"].to_numpy(dtype=float)[sel], events["rtt_ms"].to_numpy(dtype=float)[sel]
+
+
+def run_episodes(run: Any, n_s: float = HELD_S) -> pd.DataFrame:
+    """The run's downtime episodes (:func:`downtime_episodes` to the end of the run), built once per run."""
+    return derived(
+        run,
+        ("episodes", n_s),
+        lambda: downtime_episodes(
+            run.conns, run.t0 + run.end, n_s, derived(run, ("held", n_s), lambda: held(run.conns, n_s))
+        ),
+    )
+
+
+def run_sched_errors(run: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The run's :func:`attempt_errors`, built once per run."""
+    return derived(run, "attempt_errors", lambda: attempt_errors(run.events))
 
 
 def server_work_metrics(
@@ -413,7 +484,7 @@ def scope_metrics(
     win = series.loc[i_from : i_to - 1]
     m["attempts"] = int(win["attempts"].sum())
     m.update(server_work_metrics(series, i_from, i_to, t_d, trigger_end))
-    rt_t, rtt = echo_rtts(getattr(run, "events", None))
+    rt_t, rtt = derived(run, "echo_rtts", lambda: echo_rtts(getattr(run, "events", None)))
     if len(rt_t):
         t0 = run.t0
         if t_d is not None:
@@ -423,23 +494,25 @@ def scope_metrics(
     if run.conns is not None:
         t0 = run.t0
         a_from, a_to = t0 + s_from, t0 + s_to
+        held_ok = derived(run, ("held", n_s), lambda: held(run.conns, n_s))
         if t_d is not None:
-            rt = recovery_times(run.conns, t0 + t_d, a_to, n_s)
+            rt = recovery_times(run.conns, t0 + t_d, a_to, n_s, held_ok)
             m["connected_before"] = len(rt)
             m["lost"] = int((rt > 0).sum())
             m["recovered"] = int(((rt > 0) & np.isfinite(rt)).sum())
             for q in QS:
                 m[f"recovery_T{round(q * 100)}_s"] = quantile_reached(rt, q) if len(rt) else math.nan
-        ep = downtime_episodes(run.conns, t0 + run.end, n_s)
+        ep = run_episodes(run, n_s)
         ep = ep[window_mask(ep["close_t"], a_from, a_to)]
         m.update({f"downtime_{k}_s": v for k, v in percentiles(ep["downtime"].to_numpy()).items()})
         m["downtime_episodes"] = len(ep)
         m["not_recovered"] = int((~ep["recovered"]).sum())
-        wasted = wasted_attempts(run.attempts, run.conns, a_from, a_to, n_s)
+        wasted = wasted_attempts(run.attempts, run.conns, a_from, a_to, n_s, held_ok)
         denom = m["recovered"] if t_d is not None else int(ep["recovered"].sum())
         m["wasted_attempts"] = wasted
         m["wasted_per_recovered"] = wasted / denom if denom else math.nan
-        m.update(_ms(percentiles(scheduling_error(run.events, a_from, a_to), (0.5, 0.99)), "sched_err"))
+        errors = run_sched_errors(run)
+        m.update(_ms(percentiles(scheduling_error(run.events, a_from, a_to, errors), (0.5, 0.99)), "sched_err"))
     else:  # simulated: counts only
         if t_d is not None:
             before = series["connected"].loc[: int(t_d) - 1]
@@ -485,7 +558,9 @@ def compute(run: Any, n_s: float = HELD_S) -> dict[str, Any]:
     for c in schemas.OUTCOME_COLUMNS:
         whole[c] = int(run.series[c].sum()) if c in run.series else 0
     if run.events is not None:
-        whole.update(_ms(percentiles(scheduling_error(run.events), (0.5, 0.99)), "sched_err"))
+        whole.update(
+            _ms(percentiles(scheduling_error(run.events, errors=run_sched_errors(run)), (0.5, 0.99)), "sched_err")
+        )
     return {"held_s": n_s, "run": whole, "disruptions": per}
 
 
