@@ -2,11 +2,11 @@
 work on one pinned core; clients that give up after 1 s).
 
 The server's service time is measured first with a short probe of that very pipeline (`wsstorm simulate
---probe`); then each policy runs for real (embedded target + Locust) and in the model (nine seeds: its
-expectation, see `expectation`), and the reports
-own metrics judge both. The verdict must agree: `immediate` collapses into a metastable failure,
-`full-jitter:cap=30` and `code-aware` do not; and for those two the model's connected(t), goodput(t) and
-T95 must come within 15% of the real runs' (see `gaps`).
+--probe`); then each policy runs for real (embedded target + Locust; the recovering ones three times, see
+`REAL_SEEDS`) and in the model (nine seeds), both sides are summarised alike (`expectation`: mean curves,
+median T95), and the reports' own metrics judge both. The verdict must agree: `immediate` collapses into a
+metastable failure in every real run and in the model, `full-jitter:cap=30` and `code-aware` do not; and for
+those two the model's connected(t), goodput(t) and T95 must come within 15% of the real runs' (see `gaps`).
 """
 
 from __future__ import annotations
@@ -23,10 +23,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = {"immediate": True, "full-jitter:cap=30": False, "code-aware": False}  # policy -> collapses
 TOLERANCE = 0.15  # issue 14: the recovering runs' curves and T95 within 15%
-# The model's prediction is its expectation: 300 clients make one run's T95 a noisy draw (seeds 1-6 of
-# full-jitter:cap=30 gave 6 to 11 s), so the model runs these seeds and the real run is held against
-# their mean curves and median T95 (the real run is one draw; its seed is 1).
+# 300 clients make one run's T95 a noisy draw, on both sides (full-jitter:cap=30: 100 model seeds 6-11 s,
+# six real runs 7.7-11.2 s), so each side is summarised over several seeds (`expectation`) and the two
+# summaries are compared. Held against one real draw, even a model equal to the real system would miss 15%
+# on T95 in about one run in five (model seeds standing in for the real runs); against three, about one in
+# twelve.
 MODEL_SEEDS = range(1, 10)
+# The real runs per policy: immediate's verdict is all that is checked, so one run; the recovering
+# policies' curves and T95 are compared, so three (about a minute each: `make validate` stays ~10 min).
+REAL_SEEDS = {"immediate": (1,), "full-jitter:cap=30": (1, 2, 3), "code-aware": (1, 2, 3)}
 
 
 def wsstorm(*args: str, timeout: float) -> subprocess.CompletedProcess:
@@ -52,7 +57,8 @@ def gaps(real: dict, model: dict, users: int) -> dict[str, float]:
 
 
 def expectation(runs: list[dict]) -> dict:
-    """The model's prediction over its seeds: mean connected(t) and goodput(t), median T95, majority verdict."""
+    """Runs of one policy over several seeds, summarised: mean connected(t) and goodput(t), median T95,
+    majority verdict (the model's prediction, and the real runs' measurement, alike)."""
     n = min(r["connected"].size for r in runs)
     verdicts = [r["metastable"] for r in runs]
     return {
@@ -85,7 +91,7 @@ def figures(folder: Path) -> dict:
 
 @pytest.mark.e2e
 @pytest.mark.validation  # minutes of real runs: `make validate`, not `make test`
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(840)  # ~9 min: seven real runs of ~65 s each, the probe, 27 model runs
 def test_simulation_and_real_runs_reach_the_same_metastable_verdict(tmp_path):
     from wsstorm.run import scenario as scenarios
 
@@ -117,40 +123,35 @@ def test_simulation_and_real_runs_reach_the_same_metastable_verdict(tmp_path):
     ]
     lines, wrong = [f"probe: {sim['probe']['handshake_service_ms']:.2f} ms per handshake, whole pipeline"], []
     for policy, collapses in POLICIES.items():
-        real_out, sim_out = tmp_path / f"real-{policy}", tmp_path / f"sim-{policy}"
-        p = wsstorm(
-            "run",
-            "--scenario",
-            "metastable",
-            "--policy",
-            policy,
-            "--out",
-            str(real_out),
-            "--no-report",
-            "--plain",
-            "--seed",
-            "1",
-            timeout=150,
-        )
-        assert p.returncode == 0, p.stderr[-2000:]
+        reals = []
+        for seed in REAL_SEEDS[policy]:
+            real_out = tmp_path / f"real-{policy}" / f"seed-{seed}"
+            p = wsstorm(
+                "run", "--scenario", "metastable", "--policy", policy, "--out", str(real_out),
+                "--no-report", "--plain", "--seed", str(seed), timeout=150,
+            )  # fmt: skip
+            assert p.returncode == 0, p.stderr[-2000:]
+            reals.append(figures(next(d for d in real_out.iterdir() if d.is_dir())))
         runs = []
         for seed in MODEL_SEEDS:
-            out = sim_out / f"seed-{seed}"
+            out = tmp_path / f"sim-{policy}" / f"seed-{seed}"
             p = wsstorm(
                 "simulate", "--scenario", "metastable", "--policy", policy, "--seed", str(seed),
                 "--out", str(out), *times, timeout=120,
             )  # fmt: skip
             assert p.returncode == 0, p.stderr[-2000:]
             runs.append(figures(out))
-        real = figures(next(d for d in real_out.iterdir() if d.is_dir()))
-        model = expectation(runs)
+        real, model = expectation(reals), expectation(runs)
         gap = gaps(real, model, users)
+        verdicts = [r["metastable"] for r in reals]
+        each = ", ".join(f"{r['T95']:.1f}" for r in reals)
         lines.append(
-            f"{policy:<20} metastable real {real['metastable']} sim {model['metastable']}; T95 real "
-            f"{real['T95']:.1f} s sim {model['T95']:.1f} s ({gap['T95']:.0%}); connected gap "
-            f"{gap['connected']:.0%} of the fleet; cumulative goodput gap {gap['goodput']:.0%}"
+            f"{policy:<20} metastable real {'/'.join(map(str, verdicts))} sim {model['metastable']}; T95 real "
+            f"{real['T95']:.1f} s ({each}) sim {model['T95']:.1f} s "
+            f"({gap['T95']:.0%}); connected gap {gap['connected']:.0%} of the fleet; cumulative goodput gap "
+            f"{gap['goodput']:.0%}"
         )
-        if real["metastable"] is not collapses or model["metastable"] is not collapses:
+        if any(v is not collapses for v in verdicts) or model["metastable"] is not collapses:
             wrong.append(f"{policy}: verdict")
         elif not collapses and max(gap.values()) > TOLERANCE:
             wrong.append(f"{policy}: not within {TOLERANCE:.0%}")
