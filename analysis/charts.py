@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np
+import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -76,7 +77,9 @@ def code_label(code: Any) -> str:
 def _fig(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = SIZE) -> tuple[Figure, Any]:
     fig = Figure(figsize=size, dpi=DPI, layout="constrained")
     ax = fig.add_subplot()
-    ax.set_title(title, fontsize=12, loc="left")
+    # y given: the title sits at the top of the axes without matplotlib measuring every tick label to see
+    # whether a top axis is in its way (there never is one here): the same pixels, ~70 ms less per chart
+    ax.set_title(title, fontsize=12, loc="left", y=1.0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
@@ -197,6 +200,8 @@ def downtime_figure(run: Any, held_s: float = M.HELD_S) -> Figure | None:
         f"Client downtime (close → next connection held ≥ {held_s:g} s)", "downtime (s)", "fraction of outages"
     )
     y = np.arange(1, len(d) + 1) / len(d)
+    # every point: drawn through Agg's path simplification a 10^5-point staircase costs ~10 ms, and a
+    # rank-decimated one (1/4 px steps) was no faster yet drew a visibly heavier line
     ax.step(d, y, where="post", color="#1f77b4", lw=1.8, label=f"{len(d):,} outages")
     for q, ls in ((0.5, ":"), (0.95, "--"), (0.99, "-.")):
         v = float(np.quantile(d, q))
@@ -214,18 +219,16 @@ def delay_figure(run: Any, top: int = 6) -> Figure | None:
     ev = run.events
     if ev is None:
         return None
-    w = ev.loc[(ev["event"] == "wait").to_numpy(), ["delay", "after_code"]].dropna(subset=["delay"])
-    if w.empty:
+    d, groups = wait_delays(ev)
+    if len(d) == 0:
         return None
-    after = w["after_code"].astype(object).fillna("?")
-    order = after.value_counts().head(top).index.tolist()
-    d = w["delay"].to_numpy(dtype=float)
+    order = sorted(groups, key=lambda g: -int(groups[g].sum()))[:top]  # stable: ties keep first appearance
     hi = float(np.quantile(d, 0.999)) if len(d) else 1.0
     bins = np.linspace(0, max(hi, 1e-3), 60)
     fig, ax = _fig("Reconnect delays chosen by the policy, by what they answered", "delay (s)", "waits")
     cmap = matplotlib.colormaps["tab10"]
     for i, code in enumerate(order):
-        vals = d[(after == code).to_numpy()]
+        vals = d[groups[code]]
         ax.hist(
             np.clip(vals, 0, bins[-1]),
             bins=bins,
@@ -236,6 +239,28 @@ def delay_figure(run: Any, top: int = 6) -> Figure | None:
         )
     ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
     return fig
+
+
+def wait_delays(ev: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The delays of the wait events that have one, and a mask over them per what they answered
+    (``after_code`` as text, "?" when absent), in order of first appearance; on the categorical's codes."""
+    sel = M.is_value(ev["event"], "wait")
+    d = ev["delay"].to_numpy(dtype=float)[sel]
+    has = ~np.isnan(d)
+    d = d[has]
+    after = ev["after_code"][sel][has]
+    if isinstance(after.dtype, pd.CategoricalDtype):
+        codes = after.cat.codes.to_numpy()
+        labels = [str(c) for c in after.cat.categories] + ["?"]  # code -1 (absent): the last label
+        first = pd.unique(codes)
+        groups: dict[str, np.ndarray] = {}
+        for c in first.tolist():
+            lab = labels[c]
+            mask = codes == c
+            groups[lab] = groups[lab] | mask if lab in groups else mask
+        return d, groups
+    text = after.astype(object).fillna("?")
+    return d, {lab: (text == lab).to_numpy() for lab in pd.unique(text)}
 
 
 def sched_figure(run: Any) -> Figure | None:
