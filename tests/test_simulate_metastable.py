@@ -1,12 +1,13 @@
 """The model against real runs of the shipped `metastable` scenario (TLS, attempt work, a store and session
 work on one pinned core; clients that give up after 1 s).
 
-The server's service time is measured first with a short probe of that very pipeline (`wsstorm simulate
---probe`); then each policy runs for real (embedded target + Locust; the recovering ones three times, see
-`REAL_SEEDS`) and in the model (nine seeds), both sides are summarised alike (`expectation`: mean curves,
-median T95), and the reports' own metrics judge both. The verdict must agree: `immediate` collapses into a
-metastable failure in every real run and in the model, `full-jitter:cap=30` and `code-aware` do not; and for
-those two the model's connected(t), goodput(t) and T95 must come within 15% of the real runs' (see `gaps`).
+The server's service time is measured first with short probes of that very pipeline (`wsstorm simulate
+--probe`, the median of three); then each policy runs for real (embedded target + Locust; the recovering ones
+three times, see `REAL_SEEDS`) and in the model (nine seeds), both sides are summarised alike (`expectation`:
+mean curves, median T95), and the reports' own metrics judge both. The verdict must agree: `immediate`
+collapses into a metastable failure in every real run and in the model, `full-jitter:cap=30` and `code-aware`
+do not; and for those two the model's connected(t), goodput(t) and T95 must come within 15% of the real runs'
+(see `gaps`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ MODEL_SEEDS = range(1, 10)
 # The real runs per policy: immediate's verdict is all that is checked, so one run; the recovering
 # policies' curves and T95 are compared, so three (about a minute each: `make validate` stays ~10 min).
 REAL_SEEDS = {"immediate": (1,), "full-jitter:cap=30": (1, 2, 3), "code-aware": (1, 2, 3)}
+PROBES = 3  # service-time probes (~15 s each); the median one calibrates the model
 
 
 def wsstorm(*args: str, timeout: float) -> subprocess.CompletedProcess:
@@ -91,28 +93,26 @@ def figures(folder: Path) -> dict:
 
 @pytest.mark.e2e
 @pytest.mark.validation  # minutes of real runs: `make validate`, not `make test`
-@pytest.mark.timeout(840)  # ~9 min: seven real runs of ~65 s each, the probe, 27 model runs
+@pytest.mark.timeout(900)  # ~9.5 min: seven real runs of ~65 s each, three probes, 27 model runs
 def test_simulation_and_real_runs_reach_the_same_metastable_verdict(tmp_path):
     from wsstorm.run import scenario as scenarios
 
     if "metastable" not in scenarios.shipped():
         pytest.fail("the metastable scenario is not shipped")
     users = scenarios.load("metastable").users
-    # 1. the service times of this machine's target with the scenario's cost pipeline
-    probe_out = tmp_path / "probe-sim"
-    p = wsstorm(
-        "simulate",
-        "--scenario",
-        "metastable",
-        "--policy",
-        "code-aware",
-        "--probe",
-        "--out",
-        str(probe_out),
-        timeout=120,
-    )
-    assert p.returncode == 0, p.stderr[-2000:]
-    sim = json.loads((probe_out / "manifest.json").read_text())["simulation"]
+    # 1. the service times of this machine's target with the scenario's cost pipeline, from the median of
+    # PROBES probes: one probe is a few seconds on a shared machine, and one that shared its core with other
+    # work once calibrated the library's share to 7.6 ms instead of ~1.1 (the model then took 22-26 s to recover)
+    probes = []
+    for k in range(PROBES):
+        probe_out = tmp_path / f"probe-{k}"
+        p = wsstorm(
+            "simulate", "--scenario", "metastable", "--policy", "code-aware", "--probe", "--out", str(probe_out),
+            timeout=120,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stderr[-2000:]
+        probes.append(json.loads((probe_out / "manifest.json").read_text())["simulation"])
+    sim = sorted(probes, key=lambda s: s["handshake_service_ms"])[len(probes) // 2]  # one probe's times, together
     times = [
         "--handshake-service-ms",
         str(sim["handshake_service_ms"]),
@@ -121,7 +121,12 @@ def test_simulation_and_real_runs_reach_the_same_metastable_verdict(tmp_path):
         "--close-service-ms",
         str(sim["close_service_ms"]),
     ]
-    lines, wrong = [f"probe: {sim['probe']['handshake_service_ms']:.2f} ms per handshake, whole pipeline"], []
+    each = ", ".join(f"{s['handshake_service_ms']:.2f}" for s in probes)
+    lines = [
+        f"probe: library {sim['handshake_service_ms']:.2f} ms per handshake (median of {each}); whole pipeline "
+        f"{sim['probe']['handshake_service_ms']:.2f} ms"
+    ]
+    wrong: list[str] = []
     for policy, collapses in POLICIES.items():
         reals = []
         for seed in REAL_SEEDS[policy]:
