@@ -1,17 +1,26 @@
-"""Columnar (pyarrow) reading of an events shard: the fast path of :mod:`wsstorm.analysis.load`.
+"""Columnar (pyarrow) reading of events shards: the fast path of :mod:`wsstorm.analysis.load`.
 
 It only takes a shard it can prove the tolerant reader (``wsstorm.runfolder.jsonl.read_jsonl``) would
 read the same way: every line an object that orjson accepts.  Anything else (garbage, non-object or
 empty lines, NaN/Infinity literals, bad UTF-8, very deep nesting, two objects on a line, a type
-pyarrow will not convert) returns None and the caller takes the tolerant path, so the warnings and
-skipped lines stay exactly those of the tolerant reader.  A last line without its newline (the
-writer was interrupted) is handed to the tolerant reader alone.
+pyarrow will not convert) sends the whole shard to the tolerant path, so the warnings and skipped
+lines stay exactly those of the tolerant reader.  A last line without its newline (the writer was
+interrupted) is handed to the tolerant reader alone.
+
+A shard is read in blocks of whole lines, each checked and parsed on its own by one of two threads
+(pyarrow's parser runs without the GIL): both cores parse even a single shard, the bytes of a block
+are freed once it is parsed (the shard is never all in memory), and the frame of one shard is built
+while the next one is parsed.
 """
 
 from __future__ import annotations
 
+import queue
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,29 +39,35 @@ except ImportError:  # pragma: no cover - without pyarrow every shard takes the 
     pa = None
 
 MAX_OPENERS = 1000  # orjson refuses nesting deeper than 1024; pyarrow does not: such lines go tolerant
-BLOCK = 4 << 20  # pyarrow parse block (one per thread): 4 MiB measured fastest here, 1 and 16 slower
+BLOCK = 4 << 20  # bytes per parsed block (whole lines): 4 MiB measured fastest here (2 and 8-16 slower)
+THREADS = 2  # parser threads: the machine's two cores
+IN_FLIGHT = 6  # blocks read ahead of the parsers: bounds the raw bytes held at once (~24 MiB)
 
 
 def _plausible(data: bytes) -> int:
-    """Cheap byte-level checks that, together with pyarrow accepting ``data`` (newline-terminated)
-    with one row per line, prove the tolerant reader would read every line as one object.
+    """Cheap byte-level checks that, together with pyarrow accepting ``data`` (whole lines, each ending
+    in a newline) with one row per line, prove the tolerant reader would read every line as one object.
     Returns the number of lines, or 0 when a check fails."""
-    n = data.count(b"\n")
     # Every line ends with '}' (so none is empty, whitespace-only or a bare null/number/array, which
-    # pyarrow would skip or take as a row) and the file does not start with a BOM (pyarrow skips it).
-    if not n or data[:1] != b"{" or data.count(b"}\n") != n:
+    # pyarrow would skip or take as a row) and the block starts with '{' (not a BOM, which pyarrow skips
+    # at the start of what it parses, nor whitespace); newlines found once, in numpy.
+    arr = np.frombuffer(data, dtype=np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    n = len(nl)
+    if not n or data[:1] != b"{" or nl[-1] != len(arr) - 1 or not (arr[nl - 1] == 125).all():
         return 0
-    if b"NaN" in data or b"Inf" in data:  # pyarrow accepts NaN/Infinity literals, orjson does not
+    # pyarrow accepts NaN/Infinity literals, orjson does not (a one-byte scan first: most logs hold no N/I)
+    if (b"N" in data and b"NaN" in data) or (b"I" in data and b"Inf" in data):
         return 0
     if not data.isascii():
         try:  # pyarrow does not check the UTF-8 of fields it ignores; orjson checks every string
             data.decode("utf-8")
         except UnicodeDecodeError:
             return 0
-    if data.count(b"[") + data.count(b"{") - n >= MAX_OPENERS:
-        arr = np.frombuffer(data, dtype=np.uint8)
+    openers = data.count(b"{") + (data.count(b"[") if b"[" in data else 0)
+    if openers - n >= MAX_OPENERS:
         pos = np.flatnonzero((arr == ord("[")) | (arr == ord("{")))
-        line = np.searchsorted(np.flatnonzero(arr == ord("\n")), pos)
+        line = np.searchsorted(nl, pos)
         if np.bincount(line).max() >= MAX_OPENERS:
             return 0
     return n
@@ -73,21 +88,179 @@ def _split_mixed(data: bytes) -> bytes | None:
         if (f + TEXT).encode() in data:
             return None
         for sep in (b": ", b":"):
-            key = b'"' + f.encode() + b'"' + sep + b'"'
-            if key in data:
-                data = data.replace(key, b'"' + (f + TEXT).encode() + b'"' + sep + b'"')
+            # (replace returns the same bytes, uncopied, when the key is not there)
+            data = data.replace(b'"' + f.encode() + b'"' + sep + b'"', b'"' + (f + TEXT).encode() + b'"' + sep + b'"')
     return data
 
 
-def _arrow_table(data: bytes, floats: list[str], strings: list[str]) -> Any:
-    """The shard's columns as a pyarrow Table; None when pyarrow rejects the data."""
-    fields = [(f, pa.float64()) for f in floats] + [(f, pa.string()) for f in strings]
-    fields += [(f, pa.int64()) for f in MIXED] + [(f + TEXT, pa.string()) for f in MIXED]
-    opts = pj.ParseOptions(explicit_schema=pa.schema(fields), unexpected_field_behavior="ignore")
+@dataclass(frozen=True)
+class Spec:
+    """What to read from each line: the float columns and the text columns (by name)."""
+
+    floats: tuple[str, ...]
+    strings: tuple[str, ...]
+
+    def schema(self) -> Any:
+        fields = [(f, pa.float64()) for f in self.floats] + [(f, pa.string()) for f in self.strings]
+        fields += [(f, pa.int64()) for f in MIXED] + [(f + TEXT, pa.string()) for f in MIXED]
+        return pa.schema(fields)
+
+
+def spec_of(by_event: dict[str, dict[str, str]], float_cols: list[str]) -> Spec:
+    """The columns the events frame needs: ``float_cols``, the common text ones and each event's
+    categorical ("c") and object ("o") fields (the MIXED ones are read as an int and a text column)."""
+    per_field = {f: k for fields in by_event.values() for f, k in fields.items()}
+    strings = ["user", "event", *(f for f, k in per_field.items() if k in ("c", "o") and f not in MIXED)]
+    return Spec(tuple(float_cols), tuple(strings))
+
+
+def _block_table(data: bytes, spec: Spec) -> Any:
+    """One block's columns as a pyarrow Table; None when a check fails or pyarrow rejects the data (or
+    reads another number of rows than there are lines: two objects on one line)."""
+    n_lines = _plausible(data)
+    if not n_lines:
+        return None
+    split = _split_mixed(data)
+    del data
+    if split is None:
+        return None
+    opts = pj.ParseOptions(explicit_schema=spec.schema(), unexpected_field_behavior="ignore")
     try:
-        return pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=BLOCK), parse_options=opts)
+        # one pyarrow block per call (block_size > BLOCK), no pyarrow threads: the blocks run side by side
+        tb = pj.read_json(
+            pa.BufferReader(split),
+            read_options=pj.ReadOptions(block_size=2 * len(split) + 1024, use_threads=False),
+            parse_options=opts,
+        )
     except (pa.ArrowInvalid, UnicodeDecodeError, ValueError):
         return None
+    return tb if tb.num_rows == n_lines else None
+
+
+def _blocks(path: Path) -> Iterator[bytes | tuple[bytes, bool]]:
+    """The shard's bytes as blocks of whole lines (about BLOCK each), then (rest, clean): the bytes after
+    the last newline and whether the columnar path may take the shard (False: it has no newline at all,
+    or ends in a whitespace-only line, which alone would parse as nothing, yet after the others is a bad
+    line)."""
+    carry = b""
+    seen_newline = False
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(BLOCK)
+            if not chunk:
+                break
+            buf = carry + chunk if carry else chunk
+            cut = buf.rfind(b"\n") + 1
+            if not cut:  # no newline yet: a line longer than a block
+                carry = buf
+                continue
+            seen_newline = True
+            carry = buf[cut:]
+            yield buf[:cut] if carry else buf
+    yield carry, seen_newline and (not carry or bool(carry.strip()))
+
+
+def _checked_table(data: bytes, spec: Spec, shard: _Shard) -> Any:
+    """:func:`_block_table`, marking the shard failed (so no more of it is parsed) when it is None."""
+    tb = _block_table(data, spec)
+    if tb is None:
+        shard.ok = False
+    return tb
+
+
+@dataclass
+class _Shard:
+    """A shard being parsed: its block tables (futures, in order) and its tail; ok=False: not columnar."""
+
+    path: Path
+    futures: list[Future[Any]]
+    rest: bytes = b""
+    ok: bool = True
+    error: BaseException | None = None
+
+
+def _produce(paths: list[Path], spec: Spec, pool: ThreadPoolExecutor, out: queue.Queue[_Shard]) -> None:
+    """Read every shard's blocks and hand them to the parsers (at most IN_FLIGHT waiting at once)."""
+    pending: list[Future[Any]] = []
+    for path in paths:
+        shard = _Shard(path, [])
+        try:
+            for item in _blocks(path):
+                if isinstance(item, tuple):
+                    shard.rest, clean = item
+                    shard.ok = shard.ok and clean
+                    break
+                while len(pending) >= IN_FLIGHT:
+                    pending.pop(0).result()
+                if not shard.ok:  # a block failed: the tolerant reader reads the whole shard, stop parsing it
+                    break
+                fut = pool.submit(_checked_table, item, spec, shard)
+                del item
+                shard.futures.append(fut)
+                pending.append(fut)
+        except BaseException as exc:  # reading failed: the consumer raises it, as the reader always did
+            shard.error = exc
+        out.put(shard)
+
+
+def read_shards(
+    paths: list[Path],
+    by_event: dict[str, dict[str, str]],
+    float_cols: list[str],
+    frame: Callable[[Any], pd.DataFrame | None],
+    tolerant: Callable[[Path], tuple[list[pd.DataFrame], list[str]]],
+) -> Iterator[tuple[list[pd.DataFrame], list[str]]]:
+    """Each shard's frames and warnings, in order: ``frame`` (columnar) of the pyarrow table of its
+    complete lines, else ``tolerant`` of the whole file; an unterminated last line always goes through
+    the tolerant reader.  Parsing runs ahead in threads while the caller builds frames."""
+    if pa is None:  # pragma: no cover
+        for p in paths:
+            yield tolerant(p)
+        return
+    spec = spec_of(by_event, float_cols)
+    shards: queue.Queue[_Shard] = queue.Queue()
+    with ThreadPoolExecutor(THREADS, thread_name_prefix="wsstorm-parse") as pool:
+        producer = threading.Thread(target=_produce, args=(paths, spec, pool, shards), daemon=True)
+        producer.start()
+        try:
+            for _ in paths:
+                shard = shards.get()
+                if shard.error is not None:
+                    raise shard.error
+                yield _shard_frames(shard, frame, tolerant)
+        finally:
+            producer.join()
+
+
+def _shard_frames(
+    shard: _Shard,
+    frame: Callable[[Any], pd.DataFrame | None],
+    tolerant: Callable[[Path], tuple[list[pd.DataFrame], list[str]]],
+) -> tuple[list[pd.DataFrame], list[str]]:
+    tables = []
+    for fut in shard.futures:
+        tb = fut.result() if shard.ok else None
+        if tb is None:
+            shard.ok = False
+            continue
+        tables.append(tb)
+    shard.futures.clear()
+    if not shard.ok or not tables:
+        return tolerant(shard.path)
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    del tables
+    head = frame(table)
+    del table
+    if head is None:
+        return tolerant(shard.path)
+    if not shard.rest:
+        return [head], []
+    # The tail alone, in a file of the same name, so read_jsonl words its warnings as for the shard.
+    with tempfile.TemporaryDirectory() as tmp:
+        tail = Path(tmp) / shard.path.name
+        tail.write_bytes(shard.rest)
+        frames, warnings = tolerant(tail)
+    return [head, *frames], warnings
 
 
 def _codes(col: Any) -> tuple[np.ndarray, list[Any]]:
@@ -134,28 +307,13 @@ def _categorical(
 
 
 def events_table(
-    box: list[bytes],
+    tb: Any,
     by_event: dict[str, dict[str, str]],
     float_cols: list[str],
     cats: Callable[[list[Any]], pd.Categorical],
 ) -> pd.DataFrame | None:
-    """The events frame of the bytes in ``box`` (whole lines, newline-terminated; taken out of the box
-    so they are freed once parsed) with the columns, dtypes and values the tolerant path
-    (analysis.load._events_frame) builds; None if it cannot prove that."""
-    data = box.pop()
-    n_lines = _plausible(data) if pa is not None else 0
-    if not n_lines:
-        return None
-    split = _split_mixed(data)
-    del data  # the shard's bytes: only their renamed copy is needed now (peak memory)
-    if split is None:
-        return None
-    per_field = {f: k for fields in by_event.values() for f, k in fields.items()}
-    strings = ["user", "event", *(f for f, k in per_field.items() if k in ("c", "o") and f not in MIXED)]
-    tb = _arrow_table(split, list(float_cols), strings)
-    del split
-    if tb is None or tb.num_rows != n_lines:  # two objects on one line: not what orjson reads
-        return None
+    """The events frame of a shard's pyarrow table (see :func:`read_shards`) with the columns, dtypes and
+    values the tolerant path (analysis.load._events_frame) builds; None if it cannot prove that."""
     n = tb.num_rows
     out: dict[str, Any] = {c: tb.column(c).to_numpy() for c in ("t", "conn", "v")}
     out["user"] = _categorical(n, [_codes(tb.column("user"))], None, cats)
@@ -163,19 +321,21 @@ def events_table(
     assert event is not None  # one part alone can never be set twice on a row
     out["event"] = event
     ev_codes = np.asarray(event.codes)
-    for c in float_cols[3:]:
-        out[c] = np.full(n, np.nan)
+    per_field = {f: k for fields in by_event.values() for f, k in fields.items()}
     cat_cols = [f for f, k in per_field.items() if k == "c"]
+    for c in float_cols[3:]:
+        out[c] = None
     for c in cat_cols:
         out[c] = None
     out["reason"] = np.full(n, None, dtype=object)
     for name, fields in by_event.items():
         if name not in event.categories:
             continue
-        idx = np.flatnonzero(ev_codes == event.categories.get_loc(name))
+        mine = ev_codes == event.categories.get_loc(name)
+        idx = np.flatnonzero(mine)
         for f, kind in fields.items():
-            if kind == "f":
-                out[f][idx] = tb.column(f).take(pa.array(idx)).to_numpy()
+            if kind == "f":  # the whole column at once (nulls -> NaN), blanked where another event type is
+                out[f] = np.where(mine, tb.column(f).to_numpy(), np.nan)
             elif kind == "o":
                 out[f][idx] = tb.column(f).take(pa.array(idx)).to_numpy(zero_copy_only=False)
             else:
@@ -183,39 +343,13 @@ def events_table(
                 out[f] = _categorical(n, [_codes(tb.column(c)) for c in cols], idx, cats)
                 if out[f] is None:
                     return None
+    for c in float_cols[3:]:
+        if out[c] is None:
+            out[c] = np.full(n, np.nan)
     for c in cat_cols:
         if out[c] is None:
             out[c] = pd.Categorical.from_codes(np.full(n, -1, dtype=np.int8), categories=pd.Index([], dtype=object))
     return pd.DataFrame(out)
 
 
-def read_shard(
-    path: Path,
-    frame: Callable[[list[bytes]], pd.DataFrame | None],
-    tolerant: Callable[[Path], tuple[list[pd.DataFrame], list[str]]],
-) -> tuple[list[pd.DataFrame], list[str]]:
-    """A shard's frames and warnings: ``frame`` (columnar) on its complete lines, else ``tolerant``
-    on the whole file; an unterminated last line always goes through the tolerant reader."""
-    data = Path(path).read_bytes()
-    cut = data.rfind(b"\n") + 1
-    # A whitespace-only last line alone would parse as nothing, yet after the others it is a bad line.
-    clean_tail = cut == len(data) or bool(data[cut:].strip())
-    if not cut or not clean_tail:
-        return tolerant(path)
-    rest = data[cut:]
-    box = [data if not rest else data[:cut]]
-    del data
-    head = frame(box)
-    if head is None:
-        return tolerant(path)
-    if not rest:
-        return [head], []
-    # The tail alone, in a file of the same name, so read_jsonl words its warnings as for the shard.
-    with tempfile.TemporaryDirectory() as tmp:
-        tail = Path(tmp) / Path(path).name
-        tail.write_bytes(rest)
-        frames, warnings = tolerant(tail)
-    return [head, *frames], warnings
-
-
-__all__ = ["events_table", "read_shard"]
+__all__ = ["events_table", "read_shards", "spec_of"]
