@@ -348,6 +348,7 @@ def load_events(
     if dup:
         warnings.append(f"{dup} duplicate event(s) removed (a shard was written or copied twice?)")
     df = df.take(rows).reset_index(drop=True)
+    columnar.release_memory()
     df["event"] = df["event"].cat.remove_unused_categories()
     counts.update(events_read=n, events_duplicate=dup, events=len(df))
     if df.empty:  # every line was unusable: nothing to analyse, said as for an empty shard
@@ -383,43 +384,79 @@ def build_conns(ev: pd.DataFrame, end_abs: float, gated: bool = False) -> pd.Dat
     return c.reset_index(drop=True)
 
 
+def _code_of(col: pd.Series, value: str) -> int:
+    """The categorical code of ``value`` in ``col`` (-2, which no row has, when it is not a category)."""
+    cats = col.cat.categories
+    return int(cats.get_loc(value)) if value in cats else -2
+
+
 def attempt_outcomes(ev: pd.DataFrame, conns: pd.DataFrame, gated: bool = False) -> pd.DataFrame:
     """Attempts with the outcome column of the series frame (open, 1013, refused ...); with a ready condition an
-    attempt opened when it became ready, and a ready reply that never came is a timeout."""
-    cols = ["user", "t", "event", "kind", "status", "conn"]
+    attempt opened when it became ready, and a ready reply that never came is a timeout.  Each attempt's
+    outcome is the event that follows it for its user (in time order); on categorical codes, no objects."""
     opened_event = "ready" if gated else "open"
-    sub = ev.loc[ev["event"].isin(["attempt", opened_event, "fail"]), cols]
-    codes = sub["user"].cat.codes.to_numpy()
-    order = np.lexsort((sub["t"].to_numpy(), codes))  # stable: same-t attempt stays before its open
-    s = sub.iloc[order]
-    nxt_event = s["event"].astype(object).shift(-1).fillna("")
-    same_user = pd.Series(codes[order]).shift(-1).to_numpy() == codes[order]
-    kind = s["kind"].astype(object).shift(-1).fillna("")
-    status = s["status"].shift(-1)
-    is_att = (s["event"] == "attempt").to_numpy()
-    a = s.loc[is_att, ["user", "t", "conn"]].copy()
-    ne = nxt_event.to_numpy()[is_att]
-    su = same_user[is_att]
-    kd = kind.to_numpy()[is_att]
-    st = status.to_numpy()[is_att]
+    event, kind = ev["event"], ev["kind"]
+    c_att, c_open, c_fail = (_code_of(event, x) for x in ("attempt", opened_event, "fail"))
+    ev_codes = event.cat.codes.to_numpy()
+    sel = np.flatnonzero(np.isin(ev_codes, [c_att, c_open, c_fail]))
+    users = ev["user"].cat.codes.to_numpy()[sel]
+    t = ev["t"].to_numpy(dtype=float)[sel]
+    order = sel[np.lexsort((t, users))]  # stable: same-t attempt stays before its open
+    u_s = ev["user"].cat.codes.to_numpy()[order]
+    e_s = ev_codes[order]
+    # the next row's event, kind and status (none after the last row)
+    same_user = np.zeros(len(order), dtype=bool)
+    same_user[:-1] = u_s[1:] == u_s[:-1]
+    nxt_event = np.full(len(order), -3, dtype=np.int64)
+    nxt_event[:-1] = e_s[1:]
+    k_s = kind.cat.codes.to_numpy()[order]
+    nxt_kind = np.full(len(order), -3, dtype=np.int64)
+    nxt_kind[:-1] = k_s[1:]
+    st_s = ev["status"].to_numpy(dtype=float)[order]
+    nxt_status = np.full(len(order), np.nan)
+    nxt_status[:-1] = st_s[1:]
+    is_att = e_s == c_att
+    at = order[is_att]
+    a = pd.DataFrame(
+        {
+            "user": pd.Categorical.from_codes(u_s[is_att], dtype=ev["user"].dtype),
+            "t": ev["t"].to_numpy()[at],
+            "conn": ev["conn"].to_numpy()[at],
+        }
+    )
+    ne, su, kd, st = nxt_event[is_att], same_user[is_att], nxt_kind[is_att], nxt_status[is_att]
     out = np.full(len(a), "other", dtype=object)
-    opened = su & (ne == opened_event)
-    failed = su & (ne == "fail")
-    out[failed & (kd == "refused")] = "refused"
-    out[failed & ((kd == "timeout") | (kd == "ready_timeout"))] = "timeout"
-    http = failed & (kd == "http_status")
+    opened = su & (ne == c_open)
+    failed = su & (ne == c_fail)
+    out[failed & (kd == _code_of(kind, "refused"))] = "refused"
+    out[failed & ((kd == _code_of(kind, "timeout")) | (kd == _code_of(kind, "ready_timeout")))] = "timeout"
+    http = failed & (kd == _code_of(kind, "http_status"))
     out[http] = "http_other"
     out[http & (st == 503)] = "http_503"
     out[http & (st == 429)] = "http_429"
     out[opened] = "open"
-    a["outcome"] = out
     # accepted, then closed by the server with 1013 within 1 s: the server's overload answer
     quick = conns.loc[(conns["code"] == 1013) & (conns["by"] == "server") & (conns["uptime"] <= 1.0), ["user", "conn"]]
     if len(quick):
+        out[opened & _pairs_in(a, quick)] = "1013"
+    a["outcome"] = out
+    return a
+
+
+def _pairs_in(a: pd.DataFrame, b: pd.DataFrame) -> np.ndarray:
+    """Mask of the rows of ``a`` whose (user, conn) is a row of ``b`` (a missing conn matches a missing
+    conn, as in a MultiIndex), on integer keys when both users share their categories."""
+    if not a["user"].cat.categories.equals(b["user"].cat.categories):
         key = pd.MultiIndex.from_frame(a[["user", "conn"]].astype({"user": "string"}))
-        qkey = pd.MultiIndex.from_frame(quick.astype({"user": "string"}))
-        a.loc[opened & key.isin(qkey), "outcome"] = "1013"
-    return a.reset_index(drop=True)
+        qkey = pd.MultiIndex.from_frame(b[["user", "conn"]].astype({"user": "string"}))
+        found: np.ndarray = key.isin(qkey)
+        return found
+    conn_codes, uniq = pd.factorize(np.concatenate([a["conn"].to_numpy(dtype=float), b["conn"].to_numpy(dtype=float)]))
+    width = len(uniq) + 1  # code -1 (a missing conn) -> 0
+    users = np.concatenate([a["user"].cat.codes.to_numpy(), b["user"].cat.codes.to_numpy()]).astype(np.int64)
+    keys = users * width + (conn_codes + 1)
+    mask: np.ndarray = np.isin(keys[: len(a)], keys[len(a) :])
+    return mask
 
 
 def series_from_events(
