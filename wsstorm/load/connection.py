@@ -1,9 +1,10 @@
 """Frame-level WebSocket client connection: open, read frames, send, close, abort.
 
 Frames are read from our own buffer with one recv per burst and checked by websocket-client's
-ABNF; Close payloads are parsed by :mod:`wsstorm.load.classify` (exact codes), the handshake's
-bytes and rules live in :mod:`wsstorm.load.handshake`. The names of both stay importable from
-here (the connection's public API).
+ABNF, and written by :mod:`wsstorm.load.frames`; Close payloads are parsed by
+:mod:`wsstorm.load.classify` (exact codes), the handshake's bytes and rules live in
+:mod:`wsstorm.load.handshake`. The names of both stay importable from here (the connection's
+public API).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from websocket._exceptions import (
 )
 from websocket._handshake import CookieJar  # websocket-client's process-wide jar, kept as it was
 
+from wsstorm.load import frames
 from wsstorm.load.classify import (
     CloseInfo,
     Failure,
@@ -97,6 +99,14 @@ class Incoming:
     close: CloseInfo | None = None
 
 
+def _send_all(sock: socket.socket, data: bytes) -> None:
+    """sendall, cheaper for what fits the socket's buffer at once (a frame, a request): gevent's
+    sendall pays for chunking and deadlines on every call (issue 16)."""
+    n = sock.send(data)
+    if n < len(data):
+        sock.sendall(data[n:])
+
+
 def _data(frame: ABNF) -> bytes:
     """A frame's payload as bytes (ours are always bytes: this is for the type checker)."""
     d = frame.data
@@ -107,8 +117,8 @@ class WSConnection:
     """One client WebSocket connection: open, read frames, send, close, abort.
 
     The opening handshake is done here (websocket-client reads the response one byte per
-    recv call, ~170 calls per open); frames are framed, masked and validated by websocket-client's
-    ABNF, read from our own buffer with one recv per burst.
+    recv call, ~170 calls per open); frames received are validated by websocket-client's ABNF, read
+    from our own buffer with one recv per burst; frames sent are written by wsstorm.load.frames.
     """
 
     # one per connection attempt and per held connection: slots keep it small (issue 16)
@@ -266,7 +276,8 @@ class WSConnection:
             # let connect() pick the port per 4-tuple, not bind() per source address
             sock.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT (Linux)
             sock.bind((self.source_address, 0))
-        sock.settimeout(op_timeout)
+        if op_timeout is not None or sock.gettimeout() is not None:  # a call per attempt saved (issue 16)
+            sock.settimeout(op_timeout)
         sock.connect(addr)
         if secure:
             ctx = self.ssl_context or _default_tls()
@@ -284,7 +295,7 @@ class WSConnection:
             extra=self.extra + _OFFER if self.compression else self.extra,
         )
         try:
-            sock.sendall(request)
+            _send_all(sock, request)
         except TimeoutError as exc:
             raise WebSocketTimeoutException(str(exc) or "timed out") from exc
         self.request_sent, self._key, self._url_now = True, key, url
@@ -327,7 +338,8 @@ class WSConnection:
         if "x-wsstorm-resumed" in headers:  # wsstorm.target.sessions.RESUMED_HEADER
             self.resumed = headers["x-wsstorm-resumed"].strip() == "1"
         CookieJar.add(headers.get("set-cookie"))
-        sock.settimeout(None)
+        if sock.gettimeout() is not None:
+            sock.settimeout(None)
         return None
 
     def _fill(self) -> None:
@@ -451,37 +463,35 @@ class WSConnection:
             elif op == ABNF.OPCODE_CLOSE:
                 return Incoming("close", close=parse_close_payload(_data(frame)))
             elif op == ABNF.OPCODE_PING:
-                self.send_frame(ABNF.create_frame(frame.data, ABNF.OPCODE_PONG))
+                self.send_frame(frames.OP_PONG, _data(frame))
                 return Incoming("ping", _data(frame))
             elif op == ABNF.OPCODE_PONG:
                 return Incoming("pong", _data(frame))
 
-    def send_frame(self, frame: ABNF) -> None:
-        """Send one frame (masked by websocket-client's ABNF); never times out half-way."""
+    def send_frame(self, opcode: int, payload: bytes, rsv1: bool = False) -> None:
+        """Send one whole frame (masked, :mod:`wsstorm.load.frames`); never times out half-way."""
         if not self._open:
             raise PeerEOF("not open")
         sock = self._sock
         if sock is None:
             raise WebSocketConnectionClosedException("socket is already closed.")
-        data = frame.format()
+        data = frames.encode(opcode, payload, rsv1=rsv1)
         with self._wlock:
             if self._timeout is None:
-                sock.sendall(data)
+                _send_all(sock, data)
             else:  # the read timeout must not cut a frame in two
                 sock.settimeout(None)
                 try:
-                    sock.sendall(data)
+                    _send_all(sock, data)
                 finally:
                     sock.settimeout(self._timeout)
 
     def send_text(self, text: str) -> None:
         """Send a text message (compressed when permessage-deflate was agreed)."""
         if self.deflate is None:
-            self.send_frame(ABNF.create_frame(text, ABNF.OPCODE_TEXT))
-            return
-        frame = ABNF.create_frame(self._deflate(text.encode("utf-8")), ABNF.OPCODE_TEXT)
-        frame.rsv1 = 1
-        self.send_frame(frame)
+            self.send_frame(frames.OP_TEXT, text.encode("utf-8"))
+        else:
+            self.send_frame(frames.OP_TEXT, self._deflate(text.encode("utf-8")), rsv1=True)
 
     def _deflate(self, data: bytes) -> bytes:
         d = self.deflate
@@ -510,7 +520,7 @@ class WSConnection:
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping."""
-        self.send_frame(ABNF.create_frame(payload, ABNF.OPCODE_PING))
+        self.send_frame(frames.OP_PING, payload)
 
     def send_close(self, code: int | None = 1000, reason: bytes = b"") -> None:
         """Send a Close frame once (code None: an empty Close); errors ignored, the socket may be gone."""
@@ -519,7 +529,7 @@ class WSConnection:
         self.close_sent = True
         payload = b"" if code is None else code.to_bytes(2, "big") + reason
         with contextlib.suppress(OSError, WebSocketException):
-            self.send_frame(ABNF.create_frame(payload, ABNF.OPCODE_CLOSE))
+            self.send_frame(frames.OP_CLOSE, payload)
 
     def abort(self) -> None:
         """Close the TCP socket now (no Close frame)."""

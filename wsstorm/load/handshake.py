@@ -29,20 +29,36 @@ _DEFAULT_TLS: ssl.SSLContext | None = None  # built once: loading the CA store c
 _TLS_CONTEXTS: dict[Any, ssl.SSLContext] = {}
 
 
+_CACHE_MAX = 4096  # entries per cache below; cleared when full (templated URLs may vary per connection)
+_RESOLVED: dict[str, tuple[str, int, bool, tuple[Any, ...]]] = {}
+
+
 def resolve(url: str) -> tuple[str, int, bool, tuple[Any, ...]]:
-    """URL -> (host, port, secure, sockaddr); raises ValueError for a bad URL or port, gaierror if unresolvable."""
+    """URL -> (host, port, secure, sockaddr); raises ValueError for a bad URL or port, gaierror if unresolvable.
+
+    Remembered per URL when the host is an IP literal (every attempt asks again: issue 16);
+    names are resolved on every attempt."""
+    hit = _RESOLVED.get(url)
+    if hit is not None:
+        return hit
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
     secure = parts.scheme == "wss"
     host = parts.hostname or ""
     port = parts.port or (443 if secure else 80)
-    return host, port, secure, _sockaddr(host, port)
+    literal = _literal(host, port)
+    if literal is None:
+        return host, port, secure, socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][4]
+    if len(_RESOLVED) >= _CACHE_MAX:
+        _RESOLVED.clear()
+    out = _RESOLVED[url] = (host, port, secure, literal)
+    return out
 
 
-def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
+def _literal(host: str, port: int) -> tuple[Any, ...] | None:
     # An IP literal needs no resolver: under gevent getaddrinfo goes through a thread pool,
-    # which cost more CPU than the rest of an open. Names are resolved on every attempt.
+    # which cost more CPU than the rest of an open.
     try:
         socket.inet_pton(socket.AF_INET, host)
         return (host, port)
@@ -52,8 +68,7 @@ def _sockaddr(host: str, port: int) -> tuple[Any, ...]:
         socket.inet_pton(socket.AF_INET6, host)
         return (host, port, 0, 0)
     except OSError:
-        pass
-    return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][4]
+        return None
 
 
 def _default_tls() -> ssl.SSLContext:
@@ -159,26 +174,34 @@ def handshake_request(
     ``query``: more ``k=v&...`` (encoded) after the URL's own; ``protocols``: the subprotocols
     offered; ``extra``: more header lines, each ending in CRLF (already checked and rendered).
     """
+    before, after = _request_parts(url, host, port, query, protocols)
+    cookie_line = f"Cookie: {cookie}\r\n".encode() if cookie else b""
+    return b"".join((before, key.encode("utf-8"), after, cookie_line, extra, b"\r\n"))
+
+
+_REQUEST_PARTS: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+
+
+def _request_parts(url: str, host: str, port: int, query: str, protocols: tuple[str, ...]) -> tuple[bytes, bytes]:
+    """The request's lines before and after the key, built once per URL (every attempt sends them)."""
+    k = (url, host, port, query, protocols)
+    hit = _REQUEST_PARTS.get(k)
+    if hit is not None:
+        return hit
     hostport = f"[{host}]" if ":" in host else host
     if port not in (80, 443):
         hostport = f"{hostport}:{port}"
     resource = _resource(url)
     if query:
         resource += ("&" if "?" in resource else "?") + query
-    lines = [
-        f"GET {resource} HTTP/1.1",
-        "Upgrade: websocket",
-        f"Host: {hostport}",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        "Connection: Upgrade",
-    ]
+    before = f"GET {resource} HTTP/1.1\r\nUpgrade: websocket\r\nHost: {hostport}\r\nSec-WebSocket-Key: "
+    after = "\r\nSec-WebSocket-Version: 13\r\nConnection: Upgrade\r\n"
     if protocols:
-        lines.append(f"Sec-WebSocket-Protocol: {', '.join(protocols)}")
-    if cookie:
-        lines.append(f"Cookie: {cookie}")
-    head = ("\r\n".join(lines) + "\r\n").encode("utf-8")
-    return head + extra + b"\r\n"
+        after += f"Sec-WebSocket-Protocol: {', '.join(protocols)}\r\n"
+    if len(_REQUEST_PARTS) >= _CACHE_MAX:
+        _REQUEST_PARTS.clear()
+    out = _REQUEST_PARTS[k] = (before.encode("utf-8"), after.encode("utf-8"))
+    return out
 
 
 def parse_response_head(head: bytes) -> tuple[int, str | None, dict[str, str]]:
