@@ -69,3 +69,18 @@ def test_mask_is_its_own_inverse():
         p = bytes(range(256)) * 4
         assert frames.mask(key, frames.mask(key, p[:n])) == p[:n]
         assert frames.mask(key, p[:n]) == ABNF.mask(key, p[:n])
+
+
+def test_random_bytes_are_fresh_across_the_pool_and_a_fork():
+    import os
+
+    seen = {frames.random_bytes(16) for _ in range(600)}  # 9,600 bytes: the pool refills twice
+    assert len(seen) == 600
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first bytes must not be the parent's next ones
+        os.write(w, frames.random_bytes(16))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(r, 16)
+    assert child != frames.random_bytes(16)

@@ -15,7 +15,6 @@ import gevent.monkey
 
 import base64
 import contextlib
-import os
 import socket
 import ssl
 import time
@@ -283,7 +282,7 @@ class WSConnection:
             ctx = self.ssl_context or _default_tls()
             sock = ctx.wrap_socket(sock, server_hostname=self.server_name or host)
             self._sock = sock
-        key = base64.b64encode(os.urandom(16)).decode()
+        key = base64.b64encode(frames.random_bytes(16)).decode()
         request = handshake_request(
             url,
             host,

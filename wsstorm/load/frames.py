@@ -15,6 +15,33 @@ _CONTROL = frozenset({OP_CLOSE, OP_PING, OP_PONG})
 _OPCODES = frozenset({OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG})
 _MAX_LEN = 1 << 63
 _ORDER = sys.byteorder  # XOR is byte-wise: any order works if both ints use the same one
+_POOL = 4096  # bytes of os.urandom drawn at once: one getrandom() per 1,024 masking keys, not one each
+
+
+class _Entropy:
+    """Bytes from os.urandom, drawn a page at a time (the keys stay as unpredictable as RFC 6455
+    10.3 asks: each byte is used once)."""
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf, self._pos = b"", _POOL
+
+    def take(self, n: int) -> bytes:
+        pos = self._pos
+        if pos + n > len(self._buf):
+            self._buf, pos = os.urandom(max(_POOL, n)), 0
+        self._pos = pos + n
+        return self._buf[pos : pos + n]
+
+    def reset(self) -> None:
+        """Forget the pool (a forked child must not reuse its parent's bytes)."""
+        self._buf, self._pos = b"", _POOL
+
+
+_ENTROPY = _Entropy()
+random_bytes = _ENTROPY.take  # one pool per process; greenlets never switch inside take()
+os.register_at_fork(after_in_child=_ENTROPY.reset)  # Locust --processes forks its workers
 
 
 def mask(key: bytes, payload: bytes) -> bytes:
@@ -38,7 +65,7 @@ def encode(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False,
     if n >= _MAX_LEN:
         raise ValueError("data is too long")
     if key is None:
-        key = os.urandom(4)
+        key = random_bytes(4)
     b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     if n < 126:
         head = bytes((b0, 0x80 | n))
