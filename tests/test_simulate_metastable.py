@@ -122,8 +122,10 @@ def test_simulation_and_real_runs_reach_the_same_metastable_verdict(tmp_path):
         str(sim["close_service_ms"]),
     ]
     each = ", ".join(f"{s['handshake_service_ms']:.2f}" for s in probes)
+    cal = sim["probe"].get("calibration", {})
     lines = [
-        f"probe: library {sim['handshake_service_ms']:.2f} ms per handshake (median of {each}); whole pipeline "
+        f"probe: library {sim['handshake_service_ms']:.2f} ms per handshake (median of {each}; "
+        f"{cal.get('source', '?')}; by the fill area {cal.get('library_ms_fill', math.nan):.2f}); whole pipeline "
         f"{sim['probe']['handshake_service_ms']:.2f} ms"
     ]
     wrong: list[str] = []
