@@ -14,13 +14,16 @@ a server ~10% faster than the real one in a saturated return wave (fewer connect
 third short on metastable with full-jitter). The library's share is therefore read from what the
 probe's serving processes spent: their CPU over the fill (server ticks' cpu_pct) per handshake they
 completed, less the cost model's own work on that CPU (TLS, attempt, session and handshake cost; the
-store has its own process). The fill area stays as the fallback (a probe without CPU ticks) and as a
-check in the calibration record.
+store has its own process), plus, when the store shares the server's one core, the part of that core
+neither process got while the fill kept it saturated (the probe's core share, ~0.95: a saturated
+return wave on metastable also runs the core at 90-96% by the same ticks). The fill area stays as the
+fallback (a probe without CPU ticks) and as a check in the calibration record.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,19 +93,30 @@ def _num(v: Any) -> float | None:
     return float(v)
 
 
-def fill_cpu(ticks: list[dict[str, Any]], start: float, end: float) -> tuple[float, int]:
-    """(CPU ms, completed handshakes) of the serving processes in the ticks that overlap [start, end]:
-    a tick counts the second that ended with it (cpu_pct of one core over that second; goodput +
-    abandoned are the handshakes finished in it). Partial ticks and other lines are left out."""
-    cpu, done = 0.0, 0
-    for r in ticks:
-        t, pct = _num(r.get("t")), _num(r.get("cpu_pct"))
-        if r.get("type") != "tick" or r.get("partial") or t is None or pct is None:
+@dataclass(frozen=True)
+class FillCpu:
+    """What the probe's serving processes spent over its fill (server.jsonl lines overlapping it)."""
+
+    worker_ms: float  # the serving processes' CPU (ticks' cpu_pct)
+    store_ms: float  # the dependency store's CPU (its own lines' cpu_ms)
+    done: int  # handshakes finished (goodput + abandoned)
+
+
+def fill_cpu(lines: list[dict[str, Any]], start: float, end: float) -> FillCpu:
+    """The serving processes' and the store's CPU, and the handshakes finished, in the lines that overlap
+    [start, end]: a line counts the second that ended with it (a tick's cpu_pct is % of one core over that
+    second). Partial ticks, broken lines and other kinds are left out."""
+    worker, store, done = 0.0, 0.0, 0
+    for r in lines:
+        t = _num(r.get("t"))
+        if t is None or r.get("partial") or not (t > start and t - 1.0 < end):
             continue
-        if t - 1.0 < end and t > start:
-            cpu += pct * 10.0  # % of one core over one second -> ms
+        if r.get("type") == "tick" and (pct := _num(r.get("cpu_pct"))) is not None:
+            worker += pct * 10.0  # % of one core over one second -> ms
             done += int(_num(r.get("goodput")) or 0) + int(_num(r.get("abandoned")) or 0)
-    return cpu, done
+        elif r.get("type") == "store" and (ms := _num(r.get("cpu_ms"))) is not None:
+            store += ms
+    return FillCpu(worker, store, done)
 
 
 def worker_ms(sc: Any) -> float:
@@ -111,13 +125,37 @@ def worker_ms(sc: Any) -> float:
     return (c.tls_ms if c.tls else 0.0) + c.attempt_cost_ms + c.session_cost_ms + float(sc.target.handshake_cost_ms)
 
 
-def cpu_library_ms(sc: Any, ticks: list[dict[str, Any]], start: float, end: float) -> float | None:
-    """The library's ms per handshake from the probe's CPU over its fill, or None without usable ticks
-    (fewer completions than half the clients, or no CPU recorded)."""
-    cpu, done = fill_cpu(ticks, start, end)
-    if done < max(20, sc.users // 2) or cpu <= 0:
+def shares_one_core(sc: Any) -> bool:
+    """The store and the serving process pinned to one core (one worker, a store, `cpus` set): the
+    model then runs both on one CPU budget, and the probe's fill shows how much of that core they got."""
+    c = server_costs(sc)
+    return bool(c.store_concurrency and c.store_ms and _cpus(sc)) and int(getattr(sc.target, "workers", 1) or 1) == 1
+
+
+def _cpus(sc: Any) -> Any:
+    tg = sc.target
+    return tg.get("cpus") if isinstance(tg, dict) else getattr(tg, "cpus", None)
+
+
+def cpu_library_ms(sc: Any, lines: list[dict[str, Any]], start: float, end: float) -> dict[str, float] | None:
+    """The library's ms per handshake from the probe's CPU over its fill (start: first attempt, end: last
+    open), or None without usable lines (fewer completions than half the clients, or no CPU recorded).
+
+    cpu: the serving process's CPU per handshake beyond the cost model's work. core_share: with the store
+    on the same core, the part of that core's wall time over the saturated fill the two processes got
+    ((worker + store CPU) / fill time: ~0.95 here; the rest is the kernel's loopback traffic, the
+    supervisor, the store's event loop, none of them in the cost model). The model's server has the
+    whole core, so a handshake costs it 1/core_share times its CPU, and the library's share carries that
+    (as WEBSOCKETS_HANDSHAKE_MS carries "the kernel and the event loop")."""
+    f = fill_cpu(lines, start, end)
+    if f.done < max(20, sc.users // 2) or f.worker_ms <= 0:
         return None
-    return min(MAX_LIBRARY_MS, max(0.0, cpu / done - worker_ms(sc)))
+    cpu = max(0.0, f.worker_ms / f.done - worker_ms(sc))
+    share = 1.0
+    if shares_one_core(sc) and f.store_ms > 0 and end > start:
+        share = min(1.0, (f.worker_ms + f.store_ms) / ((end - start) * 1000.0))
+    lost = (1.0 / share - 1.0) * (f.worker_ms + f.store_ms) / f.done if share > 0 else MAX_LIBRARY_MS
+    return {"cpu": cpu, "core_share": share, "library_ms": min(MAX_LIBRARY_MS, cpu + lost)}
 
 
 def library_ms(probe_scenario: Path, probe_run: Path, close_ms: float | None, policy: Any) -> dict[str, Any]:
@@ -139,10 +177,12 @@ def library_ms(probe_scenario: Path, probe_run: Path, close_ms: float | None, po
         fill_end = float(np.sort(first)[: sc.users].max())
         ticks = list(jsonl.records(Path(probe_run) / names.SERVER))
         cpu_ms = cpu_library_ms(sc, ticks, float(np.min(attempts)), fill_end)
-    ms = by_fill if cpu_ms is None else cpu_ms
+    ms = by_fill if cpu_ms is None else cpu_ms["library_ms"]
     return {
         "library_ms": round(ms, 3),
         "source": "fill area" if cpu_ms is None else "cpu per handshake",
+        "library_cpu_ms": None if cpu_ms is None else round(cpu_ms["cpu"], 3),
+        "core_share": None if cpu_ms is None else round(cpu_ms["core_share"], 4),
         "library_ms_fill": round(by_fill, 3),
         "fill_area_real": target,
         "fill_area_model": model_fill(sc, ms, close_ms, policy),
