@@ -111,3 +111,51 @@ def test_huge_content_length_rejection_is_read_capped_not_waited_for() -> None:
         c.abort()
         g.kill()
         ls.close()
+
+
+def test_a_read_timeout_returns_none_and_keeps_a_frame_split_across_it() -> None:
+    """read(timeout) on a held plain connection: None when nothing comes in time, and the half of a
+    frame that came before the timeout is kept for the next read (the deadline is ours, not the socket's)."""
+    import base64
+    import hashlib
+    import time
+
+    parts = [b"\x81\x05he", b"llo"]  # one text frame, "hello", sent in two halves 0.4 s apart
+
+    def serve(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        req = b""
+        while b"\r\n\r\n" not in req:
+            req += conn.recv(4096)
+        key = next(
+            ln.split(b":", 1)[1].strip() for ln in req.split(b"\r\n") if ln.lower().startswith(b"sec-websocket-key")
+        )
+        acc = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+        conn.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + acc + b"\r\n\r\n"
+        )
+        gevent.sleep(0.3)
+        conn.sendall(parts[0])
+        gevent.sleep(0.4)
+        conn.sendall(parts[1])
+        gevent.sleep(5)
+        conn.close()
+
+    ls, url = _listener()
+    g = gevent.spawn(serve, ls)
+    c = WSConnection(url, 3.0)
+    try:
+        c.open()
+        t = time.monotonic()
+        assert c.read(0.1) is None  # nothing yet
+        assert 0.09 <= time.monotonic() - t < 1.0
+        assert c.read(0.4) is None  # the first half came, the rest not in time
+        assert bytes(c._buf) == parts[0]
+        inc = c.read(2.0)
+        assert inc is not None and (inc.kind, inc.data) == ("message", b"hello")
+        assert c._timeout is None  # under gevent the socket itself never timed out
+    finally:
+        c.abort()
+        g.kill()
+        ls.close()

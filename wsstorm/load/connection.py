@@ -12,6 +12,7 @@ from __future__ import annotations
 import gevent
 import gevent.lock
 import gevent.monkey
+import gevent.socket
 
 import base64
 import contextlib
@@ -98,6 +99,36 @@ class Incoming:
     close: CloseInfo | None = None
 
 
+def _readable(watcher: Any, timeout: float) -> bool:
+    """Wait until ``watcher``'s socket is readable (True) or ``timeout`` s pass (False).
+
+    What a held connection does between its pings and messages (issue 16): gevent's recv with a
+    timeout makes, starts and cancels a Timeout per wait, tries a recv that fails first, and
+    raises on expiry; this is one timer and a switch. Another greenlet waiting on the same
+    socket (none does: one greenlet per connection) gets gevent's own path instead."""
+    if timeout <= 0:
+        return False
+    if watcher.active:
+        try:
+            gevent.socket.wait_read(watcher.fd, timeout)
+        except TimeoutError:
+            return False
+        return True
+    hub = gevent.get_hub()
+    me = gevent.getcurrent()
+    loop = hub.loop
+    timer = loop.timer(timeout)
+    loop.update_now()  # as gevent.sleep: the timeout counts from now, not the loop's cached time
+    watcher.start(me.switch, True)
+    timer.start(me.switch, False)
+    try:
+        ready: bool = hub.switch()
+        return ready
+    finally:
+        watcher.stop()
+        timer.close()
+
+
 def _send_all(sock: socket.socket, data: bytes) -> None:
     """sendall, cheaper for what fits the socket's buffer at once (a frame, a request): gevent's
     sendall pays for chunking and deadlines on every call (issue 16)."""
@@ -132,6 +163,7 @@ class WSConnection:
         "_sock",
         "_timeout",
         "_url_now",
+        "_watch",
         "_wlock",
         "close_sent",
         "compression",
@@ -187,6 +219,7 @@ class WSConnection:
         self._buf = bytearray()  # del from the front is amortised O(1): no quadratic copying
         self._timeout: float | None = None  # the socket's current read timeout once open
         self._cont: continuous_frame | None = None
+        self._watch: Any = None  # the socket's read watcher, once open on plain TCP under gevent
         self._wlock = gevent.lock.Semaphore()  # two greenlets send (pong/close vs. ping/message): whole frames
         self.close_sent = False
 
@@ -216,6 +249,9 @@ class WSConnection:
 
     def _opened(self, t0: float) -> float:
         self._open = True
+        sock = self._sock
+        if type(sock) is gevent.socket.socket:  # not TLS: its own buffer may hold data no watcher sees
+            self._watch = getattr(sock, "_read_event", None)
         self._cont = continuous_frame(False, True)
         return (time.perf_counter() - t0) * 1000.0
 
@@ -432,12 +468,19 @@ class WSConnection:
         assert self._open and self._cont is not None
         cont = self._cont
         sock = self._sock
+        watch = self._watch if timeout is not None else None
+        deadline = 0.0
+        if watch is not None and timeout is not None:  # the deadline is ours: the socket never times out
+            deadline = time.monotonic() + timeout
+            timeout = None
         if sock is not None and timeout != self._timeout:
             sock.settimeout(timeout)
             self._timeout = timeout
         while True:
             frame = self._frame_from_buf()
             if frame is None:
+                if watch is not None and not _readable(watch, deadline - time.monotonic()):
+                    return None
                 try:
                     self._fill()
                 except TimeoutError:
