@@ -5,7 +5,6 @@ budget a target's cost model implies.  Tolerant like :mod:`.load`: problems beco
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from wsstorm.runfolder import names
-from wsstorm.runfolder.jsonl import read_jsonl
+from wsstorm.runfolder.jsonl import number, read_jsonl
 
 # Optional ServerTick counts of the cost model, and the series column each sums into.
 COST_FIELDS = {
@@ -65,11 +64,6 @@ def load_server(folder: Path, warnings: list[str]) -> tuple[pd.DataFrame | None,
         warnings.append(f"{names.SERVER} has no tick lines")
         return None, faults
     return pd.DataFrame(rows), faults
-
-
-def number(v: Any) -> float | None:
-    """A finite number, or None (bools, text, NaN and inf are not numbers here)."""
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
 def load_faults(folder: Path, warnings: list[str]) -> list[dict[str, Any]]:

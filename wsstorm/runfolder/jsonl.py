@@ -7,6 +7,7 @@ objects are skipped and counted, never raised: the caller decides how to report 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +127,12 @@ class Tail:
             if isinstance(obj, dict):
                 out.append(obj)
         return out
+
+
+def number(v: Any) -> float | None:
+    """A finite number from a JSON field, or None (bools, text, NaN and inf are not numbers here):
+    a foreign or broken field is skipped by its reader, never raised."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
 def jsonable(value: Any, inf: Any = "not reached") -> Any:

@@ -86,13 +86,6 @@ def solve(sc: Any, target: float, close_ms: float | None, policy: Any) -> float:
     return (lo + hi) / 2
 
 
-def _num(v: Any) -> float | None:
-    """A finite number from a JSON field, else None (a foreign or broken line is skipped)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return float(v)
-
-
 @dataclass(frozen=True)
 class FillCpu:
     """What the probe's serving processes spent over its fill (server.jsonl lines overlapping it)."""
@@ -108,13 +101,13 @@ def fill_cpu(lines: list[dict[str, Any]], start: float, end: float) -> FillCpu:
     second). Partial ticks, broken lines and other kinds are left out."""
     worker, store, done = 0.0, 0.0, 0
     for r in lines:
-        t = _num(r.get("t"))
+        t = jsonl.number(r.get("t"))
         if t is None or r.get("partial") or not (t > start and t - 1.0 < end):
             continue
-        if r.get("type") == "tick" and (pct := _num(r.get("cpu_pct"))) is not None:
+        if r.get("type") == "tick" and (pct := jsonl.number(r.get("cpu_pct"))) is not None:
             worker += pct * 10.0  # % of one core over one second -> ms
-            done += int(_num(r.get("goodput")) or 0) + int(_num(r.get("abandoned")) or 0)
-        elif r.get("type") == "store" and (ms := _num(r.get("cpu_ms"))) is not None:
+            done += int(jsonl.number(r.get("goodput")) or 0) + int(jsonl.number(r.get("abandoned")) or 0)
+        elif r.get("type") == "store" and (ms := jsonl.number(r.get("cpu_ms"))) is not None:
             store += ms
     return FillCpu(worker, store, done)
 

@@ -92,13 +92,6 @@ def _spacing_ms(times: list[float]) -> float:
     return (ts[hi] - ts[lo]) / (hi - lo) * 1000.0
 
 
-def _num(v: Any) -> float | None:
-    """A finite number from a JSON field, else None (a foreign or broken line is skipped, not raised)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        return None
-    return float(v)
-
-
 def service_times(run_dir: str | Path) -> dict[str, Any]:
     """Handshake and close service times (ms) from a probe run folder's event log."""
     opens: list[float] = []
@@ -110,12 +103,12 @@ def service_times(run_dir: str | Path) -> dict[str, Any]:
     fault_t = math.inf
     for f in jsonl.records(run_dir / names.FAULTS):
         if f.get("fault") == "restart":
-            t = _num(f.get("scheduled_t")) or _num(f.get("t"))
+            t = jsonl.number(f.get("scheduled_t")) or jsonl.number(f.get("t"))
             if t is not None:
                 fault_t = min(fault_t, t)
     for path in files:
         for e in jsonl.records(path):
-            t = _num(e.get("t"))
+            t = jsonl.number(e.get("t"))
             if t is None:
                 continue
             if e.get("event") == "open":
