@@ -7,13 +7,28 @@ at the same offered rate (users / wait). Both are pinned to --harness-cpus, the 
 (capacity 1, overload "close": every open is closed at once with 1013) to --target-cpus.
 Each side prints its CPU per cycle split into user and kernel time, so a reader sees how much of
 a reconnect no user-space code can save. Then the same for opens that are held (no close).
+
+``--workload peers``: the floor on bench_vs_peers' side-by-side workload instead (N connections
+arriving at N/10 per s, each held 20 s with one 64-byte echo every 5 s, no pings, its Node ``ws``
+server on CPU 1 and the client on CPU 0, whole-process CPU-s and peak RSS by bench_vs_peers'
+own measure): ``bare`` is a plain gevent process doing only that (floor_client.py), ``locust-bare``
+the same connection inside a minimal Locust user (floor_locustfile.py: Locust's own cost, no
+events), ``wsstorm`` bench_vs_peers' wsstorm run; ``artillery``/``tsung`` optional. It prints
+each at every size, the slope per connection between the first and last size, and issue 16's
+goals at the last size (0.5x Artillery's CPU and memory, 0.5x Tsung's CPU: the peers' figures
+measured here when run, else the README's).
 Usage: python benchmarks/bench_floor.py [--users 200] [--wait 0.2] [--seconds 8] [--opens 2000]
        [--open-rate 500] [--repeats 3] [--harness-cpus 0] [--target-cpus 1]
+       python benchmarks/bench_floor.py --workload peers [--sizes 5000,10000] [--repeats 3]
+       [--tools bare,locust-bare,wsstorm,artillery,tsung] [--lock /tmp/wsstorm-bench.lock]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import functools
 import json
 import os
 import statistics
@@ -21,7 +36,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -168,8 +185,153 @@ def line(name: str, rs: list[dict[str, float]]) -> dict[str, float]:
     return med
 
 
+# The peers' figures at 10,000 (README, bench_vs_peers.py --repeats 1) when they are not run here.
+README_PEERS = {"artillery": (19.8, 346 * 2**20), "tsung": (12.0, 450 * 2**20)}
+
+
+def _peers_child(url: str, n: int) -> None:
+    """The bare peers client (a child process): n connections at n/10 per s, then exit."""
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+
+    import resource
+
+    import floor_client
+    from bench_vs_peers import ECHO_EVERY_S, HOLD_ECHOES, MESSAGE, RAMP_S
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    host, port = url.split("//", 1)[1].rstrip("/").split(":")
+    failed = [0]
+
+    def one() -> None:
+        try:
+            floor_client.echo_session(host, int(port), HOLD_ECHOES, ECHO_EVERY_S, MESSAGE.encode())
+        except OSError:
+            failed[0] += 1
+
+    start, rate = time.monotonic(), n / RAMP_S
+    greenlets = []
+    for i in range(n):
+        gevent.sleep(max(0.0, start + i / rate - time.monotonic()))
+        greenlets.append(gevent.spawn(one))
+    gevent.joinall(greenlets)
+    if failed[0]:
+        print(f"{failed[0]} of {n} connections failed", file=sys.stderr)
+        os._exit(3)
+    os._exit(0)
+
+
+def _peers_tool(tool: str, n: int, work: Path, artillery: Path | None, tsung: str | None, url: str, port: int) -> Any:
+    """One run of ``tool`` at ``n`` on the workload (bench_vs_peers' measure: pinned, whole tree)."""
+    import bench_vs_peers as vp
+
+    if tool == "bare":
+        return vp.measure([sys.executable, __file__, "--peers-child", url, str(n)], ROOT)
+    if tool == "locust-bare":
+        # every connection ends by t = ramp + hold (30 s): Locust's run time covers it, then idles
+        run_s = vp.RAMP_S + vp.HOLD_ECHOES * vp.ECHO_EVERY_S + 2
+        argv = [sys.executable, "-m", "locust", "-f", str(ROOT / "benchmarks" / "floor_locustfile.py")]
+        argv += ["--headless", "--only-summary", "-u", str(n), "-r", str(n / vp.RAMP_S), "-t", f"{run_s}s"]
+        return vp.measure([*argv, "--host", url, "--stop-timeout", "5"], ROOT)
+    return vp.run_tool(tool, n, work, artillery, tsung, url, port)
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (none if empty): one run at a time with other benchmarks."""
+    if not path:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def peers(a: argparse.Namespace) -> int:
+    """The floor on bench_vs_peers' workload, beside wsstorm and the goals; see the module docstring."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_vs_peers as vp
+
+    sizes = [int(float(x)) for x in a.sizes.split(",")]
+    tools = a.tools.split(",")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    results: dict[str, dict[int, list[Any]]] = {t: {n: [] for n in sizes} for t in tools}
+    with tempfile.TemporaryDirectory(prefix="bench_floor_peers_") as d:
+        work = Path(d)
+        if not vp.install_server(work):
+            print("the neutral server (Node ws) cannot be installed: nothing to measure")
+            return 1
+        artillery = vp.find_artillery(work) if "artillery" in tools else None
+        tsung = vp.ensure_tsung() if "tsung" in tools else None
+        tools = [t for t in tools if not ((t == "artillery" and artillery is None) or (t == "tsung" and tsung is None))]
+        for n in sizes:
+            for _ in range(max(1, a.repeats)):  # interleaved: every tool sees the same machine
+                for tool in tools:
+                    with _locked(a.lock):
+                        c = vp.served_run(work, functools.partial(_peers_tool, tool, n, work, artillery, tsung))
+                    results[tool][n].append(c)
+                    print(
+                        f"  {tool:12s} N={n:>6,}: {c.cpu_s:6.2f} CPU-s, {c.peak_rss / 2**20:5.0f} MiB;"
+                        f" server saw {c.served} {c.note}",
+                        flush=True,
+                    )
+    med: dict[str, dict[int, tuple[float, float, int]]] = {}
+    for tool in tools:
+        for n in sizes:
+            rs = results[tool][n]
+            med.setdefault(tool, {})[n] = (
+                statistics.median(r.cpu_s for r in rs),
+                statistics.median(r.peak_rss for r in rs),
+                int(statistics.median(r.conns for r in rs)),
+            )
+    print(f"\nmedians of {a.repeats}; CPU-s and peak RSS of the whole process (tree), client on CPU 0, server on CPU 1")
+    print(f"{'':12s} " + " ".join(f"{'N=' + format(n, ','):>22s}" for n in sizes) + "   slope per connection")
+    for tool in tools:
+        m = med[tool]
+        cells = " ".join(f"{m[n][0]:7.2f} CPU-s {m[n][1] / 2**20:5.0f} MiB" for n in sizes)
+        slope = ""
+        if len(sizes) >= 2:
+            lo, hi = m[sizes[0]], m[sizes[-1]]
+            dn = (hi[2] - lo[2]) or (sizes[-1] - sizes[0])
+            slope = f"{(hi[0] - lo[0]) / dn * 1000:.3f} ms CPU, {(hi[1] - lo[1]) / dn / 1024:.1f} KiB"
+        print(f"{tool:12s} {cells}   {slope}")
+    top = sizes[-1]
+    ref = {t: (med[t][top][0], med[t][top][1], "measured here") for t in ("artillery", "tsung") if t in med}
+    for t, (cpu, rss) in README_PEERS.items():
+        ref.setdefault(t, (cpu, rss, "README, at 10,000"))
+    art, ts = ref["artillery"], ref["tsung"]
+    goals = [
+        ("CPU <= 0.5x Artillery", 0.5 * art[0], 0, f"{art[0]:.1f} CPU-s, {art[2]}"),
+        ("CPU <= 0.5x Tsung", 0.5 * ts[0], 0, f"{ts[0]:.1f} CPU-s, {ts[2]}"),
+        ("memory <= 0.5x Artillery", 0.5 * art[1], 1, f"{art[1] / 2**20:.0f} MiB, {art[2]}"),
+    ]
+    print(f"\nissue 16's goals at N={top:,} against each:")
+    for name, goal, k, src in goals:
+        unit = (lambda v: f"{v:.2f} CPU-s") if k == 0 else (lambda v: f"{v / 2**20:.0f} MiB")
+        row = ", ".join(
+            f"{t} {unit(med[t][top][k])} ({med[t][top][k] / goal:.2f}x the goal)"
+            for t in tools
+            if t in ("bare", "locust-bare", "wsstorm")
+        )
+        out = "bare" in med and med["bare"][top][k] > goal
+        verdict = "OUT OF REACH: the bare floor alone exceeds it" if out else "the bare floor is under it"
+        print(f"  {name} = {unit(goal)} (peer {src}): {row}; {verdict}")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workload", choices=("reconnect", "peers"), default="reconnect")
+    ap.add_argument("--sizes", default="5000,10000", help="peers workload: connections per run")
+    ap.add_argument("--tools", default="bare,locust-bare,wsstorm", help="peers workload: what runs")
+    ap.add_argument("--lock", default="", help="peers workload: flock this file around each single run")
     ap.add_argument("--users", type=int, default=200)
     ap.add_argument("--wait", type=float, default=0.2, help="seconds between a close and the next attempt")
     ap.add_argument("--seconds", type=float, default=8.0, help="measured window of the loop")
@@ -179,6 +341,8 @@ def main() -> int:
     ap.add_argument("--harness-cpus", default="0")
     ap.add_argument("--target-cpus", default="1")
     a = ap.parse_args()
+    if a.workload == "peers":
+        return peers(a)
     from wsstorm.target import control
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
@@ -214,6 +378,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--peers-child":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        _peers_child(sys.argv[2], int(sys.argv[3]))
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         u, n, w, s, o, r = sys.argv[2:8]
         _bare(u, int(n), float(w), float(s), int(o), float(r))

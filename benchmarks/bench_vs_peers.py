@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +103,42 @@ def ensure_tsung() -> str | None:
     if r.returncode != 0:
         print(f"  tsung cannot be installed here: {r.stderr.strip()[-300:]}")
     return shutil.which("tsung")
+
+
+def install_server(work: Path) -> bool:
+    """Install Node ``ws`` into ``work``/server and write the echo server there; False if npm cannot."""
+    if not npm_install(work / "server", "ws@8.18.0"):
+        return False
+    (work / "server" / "server.js").write_text(SERVER_JS)
+    return True
+
+
+def start_server(work: Path) -> tuple[subprocess.Popen[str], int]:
+    """Start the neutral echo server (installed by install_server) pinned to SERVER_CPU; (process, port)."""
+    server = subprocess.Popen(
+        ["taskset", "-c", SERVER_CPU, "node", "server.js"], cwd=work / "server", stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    return server, int(server.stdout.readline())
+
+
+def stop_server(server: subprocess.Popen[str]) -> str:
+    """Stop the server; what it saw (its JSON line: connections and messages)."""
+    server.terminate()
+    return server.communicate(timeout=10)[0].strip()
+
+
+def served_run(work: Path, run: Callable[[str, int], Cost]) -> Cost:
+    """``run(url, port)`` against a fresh neutral server; the Cost with what the server saw."""
+    server, port = start_server(work)
+    try:
+        cost = run(f"ws://127.0.0.1:{port}/", port)
+    finally:
+        seen = stop_server(server)
+    cost.served = seen
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        cost.conns = int(json.loads(seen)["conns"])
+    return cost
 
 
 def measure(cmd: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 180) -> Cost:
@@ -239,6 +277,28 @@ def run_tsung(n: int, port: int, work: Path, tsung: str) -> Cost:
     return measure([tsung, "-f", str(conf), "-l", str(logdir), "start"], work)
 
 
+def run_tool(tool: str, n: int, work: Path, artillery: Path | None, tsung: str | None, url: str, port: int) -> Cost:
+    """One run of ``tool`` (a wsstorm variant, artillery or tsung) at ``n`` against the server at url/port."""
+    if tool in WSSTORM_VARIANTS:
+        return run_wsstorm(n, url, work, tool)
+    if tool == "artillery" and artillery is not None:
+        return run_artillery(n, url, work, artillery)
+    if tool == "tsung" and tsung is not None:
+        return run_tsung(n, port, work, tsung)
+    raise ValueError(f"{tool} is not available")
+
+
+def find_artillery(work: Path) -> Path | None:
+    """Artillery's binary: ARTILLERY_DIR's (a previous install) or a fresh npm install in ``work``; None if neither."""
+    cached = Path(os.environ.get("ARTILLERY_DIR", "/nonexistent")) / "node_modules" / ".bin" / "artillery"
+    if cached.exists():  # a previous install (ARTILLERY_DIR=folder): saves two minutes of npm
+        return cached
+    if npm_install(work / "artillery", "artillery@2.0.34"):
+        return work / "artillery" / "node_modules" / ".bin" / "artillery"
+    print("  skipping Artillery: it cannot be installed here")
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="5000,10000")
@@ -252,19 +312,10 @@ def main() -> int:
         return 1
     with tempfile.TemporaryDirectory(prefix="wsstorm-peers-") as tmp:
         work = Path(tmp)
-        if not npm_install(work / "server", "ws@8.18.0"):
+        if not install_server(work):
             print("the neutral server (Node ws) cannot be installed: nothing to measure")
             return 1
-        (work / "server" / "server.js").write_text(SERVER_JS)
-        artillery = None
-        if "artillery" in tools:
-            cached = Path(os.environ.get("ARTILLERY_DIR", "/nonexistent")) / "node_modules" / ".bin" / "artillery"
-            if cached.exists():  # a previous install (ARTILLERY_DIR=folder): saves two minutes of npm
-                artillery = cached
-            elif npm_install(work / "artillery", "artillery@2.0.34"):
-                artillery = work / "artillery" / "node_modules" / ".bin" / "artillery"
-            else:
-                print("  skipping Artillery: it cannot be installed here")
+        artillery = find_artillery(work) if "artillery" in tools else None
         tsung = ensure_tsung() if "tsung" in tools else None
         if "tsung" in tools and tsung is None:
             print("  skipping Tsung: it cannot be installed here")
@@ -275,28 +326,7 @@ def main() -> int:
                     continue
                 runs = []
                 for _ in range(args.repeats):
-                    server = subprocess.Popen(
-                        ["taskset", "-c", SERVER_CPU, "node", "server.js"],
-                        cwd=work / "server",
-                        stdout=subprocess.PIPE,
-                        text=True,
-                    )
-                    port = int(server.stdout.readline())
-                    url = f"ws://127.0.0.1:{port}/"
-                    try:
-                        if tool in WSSTORM_VARIANTS:
-                            runs.append(run_wsstorm(n, url, work, tool))
-                        elif tool == "artillery":
-                            runs.append(run_artillery(n, url, work, artillery))
-                        else:
-                            runs.append(run_tsung(n, port, work, tsung))
-                    finally:
-                        server.terminate()
-                        seen = server.communicate(timeout=10)[0].strip()
-                    if runs:
-                        runs[-1].served = seen
-                        with contextlib.suppress(ValueError, KeyError, TypeError):
-                            runs[-1].conns = int(json.loads(seen)["conns"])
+                    runs.append(served_run(work, functools.partial(run_tool, tool, n, work, artillery, tsung)))
                 cpu = statistics.median(r.cpu_s for r in runs)
                 rss = int(statistics.median(r.peak_rss for r in runs))
                 notes = "; ".join(r.note for r in runs if r.note)
