@@ -242,7 +242,9 @@ def _text_categories(col: pd.Series) -> pd.Series:
         and all(isinstance(x, str) for x in cats)
     ):
         return col
-    text = [str(x) for x in cats]
+    # a chunk whose codes were all null has float categories, and concat with an int one upcasts the
+    # codes to floats: 1012.0 is the code 1012
+    text = [str(int(x)) if isinstance(x, float) and x.is_integer() else str(x) for x in cats]
     uniq = pd.Index(sorted(set(text)))
     remap = np.append(uniq.get_indexer(text), -1)  # code -1 (null) stays -1
     codes = remap[np.asarray(col.cat.codes)]

@@ -295,3 +295,20 @@ def test_with_a_ready_condition_a_connection_counts_from_its_ready(tmp_path):
     assert run.series.loc[1, "connected"] == 4  # second 1 ends after the ready at 1.6
     outcomes = run.attempts["outcome"].value_counts().to_dict()
     assert outcomes == {"open": 4, "timeout": 3}
+
+
+def test_a_close_code_after_a_chunk_without_one_stays_an_integer_code(tmp_path):
+    """The columnar block of the first line has no after_code (float categories), the tolerant read of the
+    unterminated last line an int one: concatenated, the code is still "1012", as the tolerant path reads it
+    (found by the property test above)."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "events-w0.jsonl").write_bytes(
+        b'{"v": 1, "user": "w0/0", "conn": 1, "event": "wait"}\n'
+        b'{"v": 1, "t": 1700000000.0, "user": "w0/0", "conn": 1, "event": "wait", "scheduled_t": 1700000000.0, '
+        b'"kind": "refused", "extra": {}, "rtt_ms": 0.0, "after_code": 1012}'
+    )
+    fast, _, _ = _load(folder, True)
+    slow, _, _ = _load(folder, False)
+    assert list(fast["after_code"].cat.categories) == ["1012"] == list(slow["after_code"].cat.categories)
+    pd.testing.assert_frame_equal(fast, slow)
