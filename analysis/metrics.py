@@ -132,17 +132,26 @@ def overload_seconds(series: pd.DataFrame, s_from: int = 0, s_to: int | None = N
 
 
 def recovery_from_series(series: pd.DataFrame, s_d: int, s_to: int, qs: tuple[float, ...] = QS) -> dict[str, float]:
-    """T_q from counts only (simulated runs): first second after s_d where connected >= q * connected before."""
+    """T_q from counts only (simulated runs): when connected first reaches q * connected before s_d,
+    interpolated linearly within the second that reaches it."""
     c = series["connected"]
     before = float(c.loc[: s_d - 1].iloc[-1]) if len(c.loc[: s_d - 1]) else 0.0
     after = c.loc[s_d : s_to - 1]
     out = {}
     for q in qs:
         hit = after[after >= q * before]
-        # a count at second s means "by the end of second s": hence +1
-        out[f"T{round(q * 100)}"] = (
-            float(hit.index[0] - s_d + 1) if len(hit) and before > 0 else (math.nan if before == 0 else math.inf)
-        )
+        if not len(hit) or before <= 0:
+            out[f"T{round(q * 100)}"] = math.nan if before == 0 else math.inf
+            continue
+        s = int(hit.index[0])
+        # a count at second s is the count at its end (time s + 1), so the level was reached within (s, s + 1]:
+        # whole seconds would put a 5.6 s recovery at 6 s (17% of it). Within the disruption's own second the
+        # count before it is the pre-fault one, so only that second's end bounds it.
+        t = float(s - s_d + 1)
+        if s > s_d and s - 1 in after.index:
+            prev, cur = float(after.loc[s - 1]), float(hit.iloc[0])
+            t -= 1.0 - (q * before - prev) / (cur - prev)
+        out[f"T{round(q * 100)}"] = t
     return out
 
 

@@ -7,7 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.strategies import examples
 from tests.synth import SynthRun, herd, restart_storm, wasted_loop
 from wsstorm.analysis import metrics as M
 from wsstorm.analysis.load import load_run
@@ -116,6 +119,33 @@ def test_simulated_run_goes_through_the_same_metrics(tmp_path):
     assert m["run"]["herd_factor"] == pytest.approx(2.0)
     assert m["disruptions"][0]["recovery_T50_s"] == pytest.approx(5.0)
     assert m["run"]["downtime_max_s"] == pytest.approx(10.0)
+
+
+def test_recovery_from_counts_is_interpolated_within_the_second_that_reaches_it():
+    # 100 connected; all lost at second 10; 40 by the end of second 11, 90 by 12, 100 by 13
+    s = pd.DataFrame({"connected": [100] * 10 + [0, 40, 90, 100, 100]}, index=range(15))
+    r = M.recovery_from_series(s, 10, 15)
+    assert r["T50"] == pytest.approx(2.2)  # 50 lies 10 of the 50 gained in second 12 past its start (time 12)
+    assert r["T95"] == pytest.approx(3.5)
+    assert r["T99"] == pytest.approx(3.9)
+    # within the disruption's own second only that second's end is known
+    assert M.recovery_from_series(pd.DataFrame({"connected": [100, 100]}, index=[0, 1]), 1, 2)["T95"] == 1.0
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    before=st.integers(1, 10_000),
+    counts=st.lists(st.integers(0, 10_000), min_size=1, max_size=30),
+    q=st.sampled_from(M.QS),
+)
+def test_interpolated_recovery_lies_in_the_second_whose_count_reaches_the_level(before, counts, q):
+    s = pd.DataFrame({"connected": [before, *counts]}, index=range(len(counts) + 1))
+    t = M.recovery_from_series(s, 1, len(counts) + 1, (q,))[f"T{round(q * 100)}"]
+    reached = [i for i, c in enumerate(counts) if c >= q * before]
+    if not reached:
+        assert t == math.inf
+    else:
+        assert reached[0] < t <= reached[0] + 1  # whole seconds would give reached[0] + 1
 
 
 # -- the cost model: goodput, wasted work, collateral latency, metastable failure --------------
