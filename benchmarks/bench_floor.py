@@ -199,6 +199,8 @@ def _peers_child(url: str, n: int) -> None:
     import resource
 
     import floor_client
+
+    gevent.config.track_greenlet_tree = False  # as wsstorm.load.user: no spawning stack kept per greenlet
     from bench_vs_peers import ECHO_EVERY_S, HOLD_ECHOES, MESSAGE, RAMP_S
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -36,15 +36,23 @@ def _read_frame(s: socket.socket, buf: bytes) -> bytes:
     return buf[2 + (buf[1] & 0x7F) :]
 
 
+def _send(s: socket.socket, data: bytes) -> None:
+    """send, then sendall for any rest: gevent's sendall asks the kernel for SO_SNDBUF on every call."""
+    n = s.send(data)
+    if n < len(data):
+        s.sendall(data[n:])
+
+
 def open_ws(host: str, port: int) -> tuple[socket.socket, bytes]:
     """TCP connect and the upgrade; the socket and any bytes read after the 101's head."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.connect((host, port))
     key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(
+    _send(
+        s,
         f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode(),
     )
     buf = b""
     while b"\r\n\r\n" not in buf:
@@ -65,9 +73,9 @@ def echo_session(host: str, port: int, echoes: int, every: float, message: bytes
         keys = os.urandom(4 * (echoes + 1))  # fresh masking keys (RFC 6455 10.3), one draw per connection
         for k in range(echoes):
             gevent.sleep(every)
-            s.sendall(_masked(0x1, message, keys[4 * k : 4 * k + 4]))
+            _send(s, _masked(0x1, message, keys[4 * k : 4 * k + 4]))
             buf = _read_frame(s, buf)
-        s.sendall(_masked(0x8, (1000).to_bytes(2, "big"), keys[-4:]))
+        _send(s, _masked(0x8, (1000).to_bytes(2, "big"), keys[-4:]))
         _read_frame(s, buf)  # the server's Close
     finally:
         s.close()
