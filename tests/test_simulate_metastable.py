@@ -24,11 +24,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = {"immediate": True, "full-jitter:cap=30": False, "code-aware": False}  # policy -> collapses
 TOLERANCE = 0.15  # issue 14: the recovering runs' curves and T95 within 15%
-# 300 clients make one run's T95 a noisy draw, on both sides (full-jitter:cap=30: 100 model seeds 6-11 s,
-# six real runs 7.7-11.2 s), so each side is summarised over several seeds (`expectation`) and the two
-# summaries are compared. Held against one real draw, even a model equal to the real system would miss 15%
-# on T95 in about one run in five (model seeds standing in for the real runs); against three, about one in
-# twelve.
+# 300 clients make one run's T95 a noisy draw, on both sides (full-jitter:cap=30: model seeds 6.7-7.5 s, six
+# real runs 6.6-8.4 s), so each side is summarised over several seeds (`expectation`) and the two summaries
+# are compared. The scenario keeps the return wave clear of the server's edge (its store at 3 ms; at 4 ms a
+# server 4% slower moved the model's code-aware T95 by 29% and real runs recovered in 5.5 s or in 14 s):
+# T95 near a tipping point follows the machine's noise, not the model.
 MODEL_SEEDS = range(1, 10)
 # The real runs per policy: immediate's verdict is all that is checked, so one run; the recovering
 # policies' curves and T95 are compared, so three (about a minute each: `make validate` stays ~10 min).
