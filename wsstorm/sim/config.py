@@ -50,7 +50,7 @@ class ServerCosts:
         return tls + self.attempt_cost_ms + self.session_cost_ms + store
 
 
-def _get(obj: Any, key: str, default: Any) -> Any:
+def setting(obj: Any, key: str, default: Any) -> Any:
     """A scenario setting, tolerant of scenario versions without it (attribute or dict key; None = absent)."""
     v = obj.get(key, None) if isinstance(obj, dict) else getattr(obj, key, None)
     return default if v is None else v
@@ -60,14 +60,14 @@ def server_costs(sc: Any, tls_ms: float | None = None) -> ServerCosts:
     """The scenario's cost model ([target] and [client] keys); absent keys: off / the embedded defaults."""
     tg, cl = sc.target, sc.client
     costs = ServerCosts(
-        tls=bool(_get(tg, "tls", False)),
+        tls=bool(setting(tg, "tls", False)),
         tls_ms=float(TLS_HANDSHAKE_MS if tls_ms is None else tls_ms),
-        attempt_cost_ms=float(_get(tg, "attempt_cost_ms", 0.0)),
-        session_cost_ms=float(_get(tg, "session_cost_ms", 0.0)),
-        store_concurrency=int(_get(tg, "store_concurrency", 0)),
-        store_ms=float(_get(tg, "store_ms", 0.0)),
-        handshake_timeout=float(_get(tg, "handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT)),
-        connect_timeout=float(_get(cl, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
+        attempt_cost_ms=float(setting(tg, "attempt_cost_ms", 0.0)),
+        session_cost_ms=float(setting(tg, "session_cost_ms", 0.0)),
+        store_concurrency=int(setting(tg, "store_concurrency", 0)),
+        store_ms=float(setting(tg, "store_ms", 0.0)),
+        handshake_timeout=float(setting(tg, "handshake_timeout", DEFAULT_HANDSHAKE_TIMEOUT)),
+        connect_timeout=float(setting(cl, "connect_timeout", DEFAULT_CONNECT_TIMEOUT)),
     )
     check_costs(costs)
     return costs
@@ -167,7 +167,7 @@ def build_config(
         handshake_timeout=costs.handshake_timeout,
         store_cpu_share=(
             costs.store_concurrency / (costs.store_concurrency + tg.workers)
-            if costs.store_concurrency and costs.store_ms and _get(tg, "cpus", None)
+            if costs.store_concurrency and costs.store_ms and setting(tg, "cpus", None)
             else 0.0
         ),
         faults=tuple(faults),
