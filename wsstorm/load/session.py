@@ -14,6 +14,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 import atexit
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -142,6 +143,7 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
     except UsageError as exc:
         _fail_usage(exc)
     sockets_mod.raise_nofile_limit()
+    tune_gc()
     if isinstance(runner, WorkerRunner):
         s.role = "worker"
         s.worker = names.safe_id(f"{socket.gethostname()}-{os.getpid()}")
@@ -173,6 +175,22 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
             runner.register_message(MSG_DONE, _master_on_done)
         # The live tab reads the run folder this process writes (every worker's shard on a master).
         webui.install(environment, s.run_dir)
+
+
+# The cyclic GC's thresholds in a Locust process running wsstorm users (issue 16). A held
+# connection's objects live long and almost never form cycles (a run of 10,000 connections frees
+# ~1,800 objects by collection in all), yet CPython's default (700, 10, 10) rescans them as they
+# pile up: ~1,000 young and 7 full collections over the whole heap, ~1.2 of ~15.5 CPU-s measured.
+# Young collections every 50,000 allocations, and full ones hardly ever (CPython's 25% rule
+# still applies), collect the same cycles, later.
+GC_THRESHOLDS = (50_000, 20, 100)
+_GC_DEFAULT = (700, 10, 10)
+
+
+def tune_gc() -> None:
+    """Set GC_THRESHOLDS, unless the process's thresholds were already changed from CPython's default."""
+    if gc.get_threshold() == _GC_DEFAULT:
+        gc.set_threshold(*GC_THRESHOLDS)
 
 
 # ---------------------------------------------------------------- the embedded target

@@ -169,10 +169,7 @@ class WebSocketUser(AppUserMixin, User):
     def on_start(self) -> None:
         host = self.host or self.environment.host or ""
         self.url = self.cfg.app.url(host)
-        from urllib.parse import urlsplit
-
-        hostname = urlsplit(host).hostname or ""
-        if sockets_mod.is_loopback(hostname):
+        if _on_loopback(host):
             self.source = sockets_mod.source_address(
                 self.index, sockets_mod.process_slot(), always=SESSION.role == "worker"
             )
@@ -513,6 +510,20 @@ class WebSocketUser(AppUserMixin, User):
                     return
         except Exception:  # TCP ended or a broken frame: the close stays unclean
             return
+
+
+_LOOPBACK: dict[str, bool] = {}
+
+
+def _on_loopback(host: str) -> bool:
+    """True if the URL ``host`` names a loopback address; parsed once per URL, not per user
+    (urlsplit and ipaddress took ~30 us of each user's start, issue 16)."""
+    v = _LOOPBACK.get(host)
+    if v is None:
+        from urllib.parse import urlsplit
+
+        v = _LOOPBACK[host] = sockets_mod.is_loopback(urlsplit(host).hostname or "")
+    return v
 
 
 _PROCESS_SEEDS: dict[Any, int] = {}
