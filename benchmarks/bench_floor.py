@@ -255,6 +255,18 @@ def _locked(path: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+FLOORS = {"bare": "plain gevent", "locust-bare": "the same in Locust (the mandated stack)"}
+
+
+def _verdict(label: str, floor: float, goal: float) -> str:
+    """Whether a floor leaves room under a goal: over it, at it (within 5%), or under it."""
+    if floor > goal * 1.05:
+        return f"OUT OF REACH for {label}: its floor alone is {floor / goal:.2f}x the goal"
+    if floor >= goal * 0.95:
+        return f"{label}: its floor alone is at the goal ({floor / goal:.2f}x), no room for anything above it"
+    return f"{label}: its floor is {floor / goal:.2f}x the goal"
+
+
 def peers(a: argparse.Namespace) -> int:
     """The floor on bench_vs_peers' workload, beside wsstorm and the goals; see the module docstring."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -321,8 +333,7 @@ def peers(a: argparse.Namespace) -> int:
             for t in tools
             if t in ("bare", "locust-bare", "wsstorm")
         )
-        out = "bare" in med and med["bare"][top][k] > goal
-        verdict = "OUT OF REACH: the bare floor alone exceeds it" if out else "the bare floor is under it"
+        verdict = "; ".join(_verdict(label, med[t][top][k], goal) for t, label in FLOORS.items() if t in med)
         print(f"  {name} = {unit(goal)} (peer {src}): {row}; {verdict}")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
