@@ -5,9 +5,12 @@ from __future__ import annotations
 import gc
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tests.strategies import examples
 from wsstorm.load import session
-from wsstorm.load.user import _on_loopback
+from wsstorm.load.user import WAKE_COALESCE_AFTER, WAKE_SLACK, _coalesced, _on_loopback
 
 
 @pytest.fixture
@@ -44,3 +47,20 @@ def test_tune_gc_keeps_thresholds_someone_chose(thresholds):
 def test_on_loopback_answers_the_same_first_and_cached(host, loopback):
     assert _on_loopback(host) is loopback
     assert _on_loopback(host) is loopback
+
+
+@given(now=st.floats(0, 1e7), ahead=st.floats(0, 3600))
+@settings(max_examples=examples(200))
+def test_coalesced_wake_is_never_early_and_late_by_under_one_slack_only_for_long_waits(now, ahead):
+    wake = now + ahead
+    got = _coalesced(wake, now)
+    if wake - now <= WAKE_COALESCE_AFTER:
+        assert got == wake
+    else:
+        assert wake <= got < wake + WAKE_SLACK * 1.000001
+
+
+def test_coalesced_wakes_in_one_slot_land_on_one_instant():
+    now = 1000.0
+    slot = [_coalesced(now + 5.0 + i * WAKE_SLACK / 10, now) for i in range(1, 9)]
+    assert len(set(slot)) == 1
