@@ -58,6 +58,8 @@ def _bare(url: str, users: int, wait: float, seconds: float, opens: int, rate: f
     import resource
     import socket
 
+    import floor_client
+
     host, port = url.split("//", 1)[1].split(":")
     port_i = int(port)
     req = (
@@ -71,13 +73,7 @@ def _bare(url: str, users: int, wait: float, seconds: float, opens: int, rate: f
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.connect((host, port_i))
         s.sendall((req % base64.b64encode(os.urandom(16)).decode()).encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed during the handshake")
-            buf += chunk
-        return s, buf.split(b"\r\n\r\n", 1)[1]
+        return s, floor_client.read_head(s)[1]
 
     count = [0]
 

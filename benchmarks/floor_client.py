@@ -43,6 +43,18 @@ def _send(s: socket.socket, data: bytes) -> None:
         s.sendall(data[n:])
 
 
+def read_head(s: socket.socket) -> tuple[bytes, bytes]:
+    """The HTTP response head of a handshake, and the bytes received after it."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
 def open_ws(host: str, port: int) -> tuple[socket.socket, bytes]:
     """TCP connect and the upgrade; the socket and any bytes read after the 101's head."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -54,13 +66,7 @@ def open_ws(host: str, port: int) -> tuple[socket.socket, bytes]:
         f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode(),
     )
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
+    head, rest = read_head(s)
     if not head.startswith(b"HTTP/1.1 101"):
         raise ConnectionError(f"handshake refused: {head[:40]!r}")
     return s, rest
