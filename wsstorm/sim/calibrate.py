@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from wsstorm.runfolder import jsonl, names
-from wsstorm.sim.config import build_config, server_costs, setting
+from wsstorm.sim.config import build_config, server_costs, setting, store_on_server_cpus
 from wsstorm.sim.fleetmodel import FleetModel
 
 MAX_LIBRARY_MS = 50.0  # a handshake the library needs longer than this for is no handshake to model
@@ -121,11 +121,7 @@ def worker_ms(sc: Any) -> float:
 def shares_one_core(sc: Any) -> bool:
     """The store and the serving process pinned to one core (one worker, a store, `cpus` set): the
     model then runs both on one CPU budget, and the probe's fill shows how much of that core they got."""
-    c = server_costs(sc)
-    return (
-        bool(c.store_concurrency and c.store_ms and setting(sc.target, "cpus", None))
-        and int(setting(sc.target, "workers", 1) or 1) == 1
-    )
+    return store_on_server_cpus(server_costs(sc), sc.target) and int(setting(sc.target, "workers", 1) or 1) == 1
 
 
 def cpu_library_ms(sc: Any, lines: list[dict[str, Any]], start: float, end: float) -> dict[str, float] | None:

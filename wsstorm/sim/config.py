@@ -56,6 +56,11 @@ def setting(obj: Any, key: str, default: Any) -> Any:
     return default if v is None else v
 
 
+def store_on_server_cpus(costs: ServerCosts, tg: Any) -> bool:
+    """The store pinned with the serving processes (a store, and ``cpus`` set): its CPU comes out of theirs."""
+    return bool(costs.store_concurrency and costs.store_ms and setting(tg, "cpus", None))
+
+
 def server_costs(sc: Any, tls_ms: float | None = None) -> ServerCosts:
     """The scenario's cost model ([target] and [client] keys); absent keys: off / the embedded defaults."""
     tg, cl = sc.target, sc.client
@@ -166,9 +171,7 @@ def build_config(
         store_ms=costs.store_ms,
         handshake_timeout=costs.handshake_timeout,
         store_cpu_share=(
-            costs.store_concurrency / (costs.store_concurrency + tg.workers)
-            if costs.store_concurrency and costs.store_ms and setting(tg, "cpus", None)
-            else 0.0
+            costs.store_concurrency / (costs.store_concurrency + tg.workers) if store_on_server_cpus(costs, tg) else 0.0
         ),
         faults=tuple(faults),
         dt=dt,
