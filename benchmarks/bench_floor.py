@@ -233,7 +233,7 @@ def _peers_tool(tool: str, n: int, work: Path, artillery: Path | None, tsung: st
         run_s = vp.RAMP_S + vp.HOLD_ECHOES * vp.ECHO_EVERY_S + 2
         argv = [sys.executable, "-m", "locust", "-f", str(ROOT / "benchmarks" / "floor_locustfile.py")]
         argv += ["--headless", "--only-summary", "-u", str(n), "-r", str(n / vp.RAMP_S), "-t", f"{run_s}s"]
-        return vp.measure([*argv, "--host", url, "--stop-timeout", "5"], ROOT)
+        return vp.measure([*argv, "--host", url, "--stop-timeout", f"{vp.STOP_TIMEOUT_S:g}"], ROOT)
     return vp.run_tool(tool, n, work, artillery, tsung, url, port)
 
 
