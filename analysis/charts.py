@@ -24,6 +24,7 @@ from matplotlib.ticker import FuncFormatter
 from wsstorm.runfolder import schemas
 
 from . import metrics as M
+from . import png
 
 DPI = 100
 SIZE = (10, 4.2)
@@ -99,11 +100,6 @@ def _mark_disruptions(ax: Any, run: Any) -> None:
             rotation=0,
             alpha=0.8,
         )
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
-    return path
 
 
 Chart = Callable[..., "Figure | None"]
@@ -389,8 +385,10 @@ def figures(run: Any, held_s: float = M.HELD_S) -> list[tuple[str, str, Figure]]
 
 
 def render_all(run: Any, out: Path, held_s: float = M.HELD_S) -> list[tuple[str, Path]]:
-    """Write every chart that has data into `out`; returns (title, path) pairs."""
-    return [(title, _save(fig, out / name)) for name, title, fig in figures(run, held_s)]
+    """Write every chart that has data into `out` (on the usable cores); returns (title, path) pairs."""
+    figs = figures(run, held_s)
+    png.save_all([(fig, out / name) for name, _, fig in figs], dpi=DPI)
+    return [(title, out / name) for name, title, _ in figs]
 
 
 __all__ = [

@@ -26,6 +26,7 @@ from wsstorm.runfolder.jsonl import jsonable
 from wsstorm.runfolder.schemas import VERSION, AnalysisResult
 
 from . import metrics as M
+from . import png
 from . import ranking as R
 from .charts import plain
 from .load import Run, load_run
@@ -334,11 +335,6 @@ def comparison_figures(
     return out
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path)
-    return path
-
-
 def render_html(
     rows: list[dict[str, Any]],
     ranked: list[tuple[dict[str, Any], str]],
@@ -444,7 +440,9 @@ def write_comparison(
             links[str(run.path)] = os.path.relpath(page_path, out)
     rows = summarize(group_runs(items))
     ranked = rank(rows)
-    images = [(title, _save(fig, out / name)) for name, title, fig in comparison_figures(rows, labels)]
+    figs = comparison_figures(rows, labels)
+    png.save_all([(fig, out / name) for name, _, fig in figs])
+    images = [(title, out / name) for name, title, _ in figs]
     page = out / names.COMPARE_HTML
     page.write_text(render_html(rows, ranked, images, labels, out, links), encoding="utf-8")
     (out / names.COMPARE_JSON).write_text(

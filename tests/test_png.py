@@ -1,0 +1,64 @@
+"""analysis.png: charts saved by forked children are the same files, and none is lost when a child fails."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure
+
+from wsstorm.analysis import png
+
+
+def _figures(n: int) -> list[Figure]:
+    out = []
+    for i in range(n):
+        fig = Figure(figsize=(3, 2), dpi=50)
+        ax = fig.add_subplot()
+        ax.plot(range(10), [x * (i + 1) for x in range(10)])
+        ax.set_title(f"chart {i}")
+        out.append(fig)
+    return out
+
+
+def test_files_drawn_by_children_are_the_files_one_process_draws(tmp_path):
+    figs = _figures(5)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "many").mkdir()
+    png.save_all([(f, tmp_path / "one" / f"{i}.png") for i, f in enumerate(figs)], workers=1)
+    png.save_all([(f, tmp_path / "many" / f"{i}.png") for i, f in enumerate(figs)], workers=3)
+    for i in range(5):
+        one = (tmp_path / "one" / f"{i}.png").read_bytes()
+        assert one.startswith(b"\x89PNG")
+        assert (tmp_path / "many" / f"{i}.png").read_bytes() == one
+
+
+class _FailsInAChild:
+    """A figure stand-in that cannot be saved outside the process that made it."""
+
+    def __init__(self) -> None:
+        self.parent = os.getpid()
+
+    def savefig(self, path, dpi=None) -> None:
+        if os.getpid() != self.parent:
+            raise RuntimeError("no display in the child")
+        path.write_text(str(os.getpid()))
+
+
+def test_a_share_whose_child_fails_is_saved_by_the_parent(tmp_path):
+    items = [(_FailsInAChild(), tmp_path / f"{i}.png") for i in range(4)]
+    png.save_all(items, workers=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
+    assert {p.read_text() for p in tmp_path.iterdir()} == {str(os.getpid())}
+
+
+def test_without_fork_every_chart_is_saved_here(tmp_path, monkeypatch):
+    def no_fork() -> int:
+        raise OSError("fork: resource temporarily unavailable")
+
+    monkeypatch.setattr(png.os, "fork", no_fork)
+    items = [(_FailsInAChild(), tmp_path / f"{i}.png") for i in range(3)]
+    png.save_all(items, workers=3)
+    assert len(list(tmp_path.iterdir())) == 3
