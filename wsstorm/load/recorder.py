@@ -56,6 +56,19 @@ def _json_line(event: dict[str, Any]) -> bytes:
         return (json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n").encode("ascii")
 
 
+# The keys every event carries (record's own), in its order; emit leaves fields named like them to record.
+_COMMON = frozenset(("v", "t", "run", "worker", "user", "conn", "event"))
+_EVENT_JSON: dict[str, bytes] = {}  # event name -> its JSON member text: a handful of names per process
+
+
+def _head(run: str, worker: str) -> bytes:
+    """The run's and worker's members of an event line (b"" when orjson refuses them: record then)."""
+    try:
+        return b',"run":' + orjson.dumps(run) + b',"worker":' + orjson.dumps(worker) + b',"user":'
+    except orjson.JSONEncodeError:
+        return b""
+
+
 class ShardWriter:
     """Appends whole-line batches to one shard file, one write per batch."""
 
@@ -101,6 +114,7 @@ class Recorder:
         self._buf: list[bytes] = []
         self._lock = threading.Lock()  # gevent-patched under Locust; guards flush vs. sink order
         self._greenlet: gevent.Greenlet | None = None
+        self._head: bytes | None = None  # the run's and worker's JSON text, made at the first emit
         self.count = 0
 
     def record(self, user: str, conn: int, event: str, t: float | None = None, **fields: Any) -> dict[str, Any]:
@@ -118,6 +132,39 @@ class Recorder:
         self._buf.append(encode_event_bytes(ev))
         self.count += 1
         return ev
+
+    def emit(self, user: str, conn: int, event: str, fields: dict[str, Any]) -> None:
+        """Append one event, as :meth:`record` would write it (a ``t`` in ``fields`` is its time).
+
+        The per-event path of a Locust user (issue 16): the line is joined from the run's and
+        worker's JSON text (encoded once) and one orjson call on ``fields``, not a dict of all
+        the keys rebuilt and encoded per event. Anything else takes :meth:`record`: a field
+        named like a common key, a non-finite float, a value orjson refuses.
+        """
+        t = fields.pop("t", None)
+        if t is None:
+            t = self.clock()
+        head = self._head
+        if head is None:
+            head = self._head = _head(self.run, self.worker)
+        try:
+            if head and fields.keys().isdisjoint(_COMMON) and t.__class__ is float and _INF > t > -_INF:
+                for v in fields.values():
+                    if v.__class__ is float and not _INF > v > -_INF:  # NaN fails both comparisons
+                        break
+                else:
+                    name = _EVENT_JSON.get(event)
+                    if name is None:
+                        name = _EVENT_JSON[event] = b',"event":' + orjson.dumps(event)
+                    body = orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
+                    tail = b"," + body[1:] if len(body) > 3 else b"}\n"  # body is "{}\n" without fields
+                    line = (b'{"v":1,"t":', orjson.dumps(t), head, orjson.dumps(user), b',"conn":', orjson.dumps(conn))
+                    self._buf.append(b"".join((*line, name, tail)))
+                    self.count += 1
+                    return
+        except orjson.JSONEncodeError:
+            pass
+        self.record(user, conn, event, t, **fields)
 
     def flush(self) -> int:
         """Hand every complete buffered line to the sink as one batch; returns the line count."""

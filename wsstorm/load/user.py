@@ -165,7 +165,7 @@ class WebSocketUser(AppUserMixin, User):
 
     def _rec(self, event: str, **fields: Any) -> None:
         rec = SESSION.recorder or ensure_recorder(self.environment)
-        rec.record(self.user_id, self.conn_no, event, **fields)
+        rec.emit(self.user_id, self.conn_no, event, fields)
 
     def _report(self, name: str, ms: float, exc: Exception | None = None, length: int = 0) -> None:
         self.environment.events.request.fire(
