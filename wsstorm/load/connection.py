@@ -99,6 +99,9 @@ class Incoming:
     close: CloseInfo | None = None
 
 
+_WHOLE = frozenset((0x81, 0x82))  # first byte of a whole (FIN) text/binary frame with no RSV bits
+
+
 def _readable(watcher: Any, timeout: float) -> bool:
     """Wait until ``watcher``'s socket is readable (True) or ``timeout`` s pass (False).
 
@@ -476,7 +479,17 @@ class WSConnection:
         if sock is not None and timeout != self._timeout:
             sock.settimeout(timeout)
             self._timeout = timeout
+        buf = self._buf
         while True:
+            if len(buf) >= 2 and buf[0] in _WHOLE and buf[1] < 126 and cont.cont_data is None:
+                # The common frame (issue 16): one whole, short, unmasked text or binary message
+                # with none in progress. The ABNF/continuation path would find it valid and leave
+                # its state as it was: the same payload, without an ABNF and four checks per message.
+                end = 2 + buf[1]
+                if len(buf) >= end:
+                    data = bytes(buf[2:end])
+                    del buf[:end]
+                    return Incoming("message", data)
             frame = self._frame_from_buf()
             if frame is None:
                 if watch is not None and not _readable(watch, deadline - time.monotonic()):
