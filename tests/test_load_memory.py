@@ -67,3 +67,37 @@ def test_a_policy_made_on_first_use_decides_as_one_made_at_spawn(text: str, open
         assert lazy.retries == eager.retries
         user_mod.WebSocketUser._policy_opened(fake)  # type: ignore[arg-type]
         eager.opened()
+
+
+# A connection's sends and echoes: ("send", None) sends the next seq; ("echo", k) is an echo of seq k.
+_STEPS = st.lists(st.one_of(st.just(("send", None)), st.tuples(st.just("echo"), st.integers(-2, 1200))), max_size=60)
+
+
+@settings(max_examples=examples(300))
+@given(steps=_STEPS, cap=st.sampled_from([1, 2, 3, 1000]))
+def test_awaited_echoes_match_a_dict_of_the_newest(steps: list[tuple[str, int | None]], cap: int) -> None:
+    """The two slots plus an overflow dict answer like one insertion-ordered dict capped at MAX_PENDING."""
+    live = user_mod._Conn(SimpleNamespace(), 0.0, 0.0)  # type: ignore[arg-type]
+    ref: dict[int, float] = {}
+    seq = 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(user_mod, "MAX_PENDING", cap)
+        for kind, k in steps:
+            if kind == "send":
+                seq += 1
+                live.sent(seq, seq * 0.5)
+                ref[seq] = seq * 0.5
+                if len(ref) > cap:
+                    ref.pop(next(iter(ref)))
+            else:
+                assert k is not None
+                assert live.echoed(k) == ref.pop(k, None)
+    assert (live.pending or {}) | ({live.last_seq: live.last_sent} if live.last_seq else {}) == ref
+
+
+def test_a_connection_that_echoes_in_turn_holds_no_dict() -> None:
+    live = user_mod._Conn(SimpleNamespace(), 0.0, 0.0)  # type: ignore[arg-type]
+    for seq in range(1, 5):
+        live.sent(seq, float(seq))
+        assert live.echoed(seq) == float(seq)
+    assert live.pending is None and live.last_seq == 0

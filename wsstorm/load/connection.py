@@ -255,7 +255,11 @@ class WSConnection:
         sock = self._sock
         if type(sock) is gevent.socket.socket:  # not TLS: its own buffer may hold data no watcher sees
             self._watch = getattr(sock, "_read_event", None)
-        self._cont = continuous_frame(False, True)
+        # Held for the connection's life (issue 16): no key, no continuation state until a frame
+        # needs it, and no buffer sized for the handshake's response head.
+        self._key = ""
+        if not self._buf:
+            self._buf = bytearray()
         return (time.perf_counter() - t0) * 1000.0
 
     def finish_interrupted(self, timeout: float) -> float | None:
@@ -468,8 +472,8 @@ class WSConnection:
 
         Raises PeerEOF / OSError when TCP ends. A timeout never loses a partly received frame.
         """
-        assert self._open and self._cont is not None
-        cont = self._cont
+        assert self._open
+        cont = self._cont  # made by the first frame the shortcut below does not take
         sock = self._sock
         watch = self._watch if timeout is not None else None
         deadline = 0.0
@@ -481,7 +485,7 @@ class WSConnection:
             self._timeout = timeout
         buf = self._buf
         while True:
-            if len(buf) >= 2 and buf[0] in _WHOLE and buf[1] < 126 and cont.cont_data is None:
+            if len(buf) >= 2 and buf[0] in _WHOLE and buf[1] < 126 and (cont is None or cont.cont_data is None):
                 # The common frame (issue 16): one whole, short, unmasked text or binary message
                 # with none in progress. The ABNF/continuation path would find it valid and leave
                 # its state as it was: the same payload, without an ABNF and four checks per message.
@@ -503,6 +507,8 @@ class WSConnection:
                 continue
             op = frame.opcode
             if op in (ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT):
+                if cont is None:
+                    cont = self._cont = continuous_frame(False, True)
                 cont.validate(frame)
                 if cont.cont_data and len(cont.cont_data[1]) + len(frame.data) > MAX_MESSAGE:
                     raise MessageTooBig(f"fragmented message exceeds the {MAX_MESSAGE}-byte limit")

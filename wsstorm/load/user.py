@@ -15,7 +15,7 @@ import contextlib
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from wsstorm.errors import UsageError
@@ -34,6 +34,7 @@ from wsstorm.policies import Outcome, hint_from_reason, stream_unit
 # is debugging aid kept on each of them, ~0.5 KiB per held connection (issue 16). Read per spawn.
 gevent.config.track_greenlet_tree = False
 
+MAX_PENDING = 1000  # messages awaiting their echo per connection; the oldest are forgotten past it
 FAILURE_CODES = frozenset({1002, 1006, 1007, 1011, 1013})  # closes that are failures by nature
 CLIENT_STOP_WAIT = 0.3  # seconds a stopping user waits for the server's Close reply
 STOP_HANDSHAKE_WAIT = 2.0  # seconds a stopping user waits for the answer to a handshake it sent
@@ -98,9 +99,33 @@ class _Conn:
     last_rx: float
     result: dict[str, Any] | None = None  # close fields once the connection ended
     ping_sent: float | None = None
-    pending: dict[int, float] = field(default_factory=dict)
+    # Messages awaiting their echo, seq -> perf_counter at send: the newest in two slots, older
+    # ones (there are rarely any: an echo is back long before the next send) in a dict made when
+    # first needed. A dict per connection held ~220 B on every held connection (issue 16).
+    last_seq: int = 0  # 0: none (seqs start at 1)
+    last_sent: float = 0.0
+    pending: dict[int, float] | None = None
     app: Adapter | None = None  # the application protocol / ready condition, if any
     app_fail: str | None = None  # fail kind recorded after open (ready_timeout, protocol): the policy's outcome
+
+    def sent(self, seq: int, t: float) -> None:
+        """Message ``seq`` was sent at ``t``; of all awaited, the oldest are dropped past MAX_PENDING."""
+        if self.last_seq:
+            older = self.pending
+            if older is None:
+                older = self.pending = {}
+            older[self.last_seq] = self.last_sent
+            if len(older) >= MAX_PENDING:
+                older.pop(next(iter(older)))
+        self.last_seq, self.last_sent = seq, t
+
+    def echoed(self, seq: int) -> float | None:
+        """The send time of ``seq`` if its echo was awaited (then no longer), else None."""
+        if seq and seq == self.last_seq:
+            self.last_seq = 0
+            return self.last_sent
+        older = self.pending
+        return older.pop(seq, None) if older else None
 
 
 class WebSocketUser(AppUserMixin, User):
@@ -127,7 +152,7 @@ class WebSocketUser(AppUserMixin, User):
         self._phase_seed = derive_seed(self.cfg.seed, self.user_id)
         self._policy: Any = None
         self._opens_pending = 0  # opens the policy has not been told of yet (it did not exist)
-        self.policy_text = str(self.cfg.policy)
+        self.policy_text = _policy_text(self.cfg.policy)
         self.throttled = getattr(self.cfg.policy, "throttle", None) is not None  # sre-throttle may skip attempts
         self.conn_no = 1
         self.live: _Conn | None = None
@@ -311,7 +336,7 @@ class WebSocketUser(AppUserMixin, User):
             seq = echo_seq(data)
         if seq is None:
             return
-        sent = live.pending.pop(seq, None)
+        sent = live.echoed(seq)
         if sent is not None:
             # collateral latency: every echo's round trip is an event (keyed by seq: no clock on the wire)
             rtt_ms = (time.perf_counter() - sent) * 1000.0
@@ -395,9 +420,7 @@ class WebSocketUser(AppUserMixin, User):
                         next_ping = now + cfg.ping_interval
                     if now >= next_msg:
                         seq += 1
-                        live.pending[seq] = time.perf_counter()
-                        if len(live.pending) > 1000:
-                            live.pending.pop(next(iter(live.pending)))
+                        live.sent(seq, time.perf_counter())
                         c.send_text(app.message(seq, cfg.message_size) if app else plain_message(seq, cfg.message_size))
                         next_msg = now + msg_gap
                 except Exception:
@@ -407,14 +430,17 @@ class WebSocketUser(AppUserMixin, User):
                     next_ping = next_msg = ready_by = INF
                 wake = min(next_ping, next_msg, deadline, give_up, ready_by)
                 inc = c.read(None if wake == INF else max(0.001, _coalesced(wake, now) - now))
-                if inc is not None and inc.kind == "close":
-                    try:
-                        _yield()
-                    except gevent.GreenletExit:  # the server's Close is read: record it, not ours
-                        self._on_frame(live, inc)
-                        raise
-                if inc is not None and self._on_frame(live, inc):
-                    break
+                if inc is not None:
+                    if inc.kind == "close":
+                        try:
+                            _yield()
+                        except gevent.GreenletExit:  # the server's Close is read: record it, not ours
+                            self._on_frame(live, inc)
+                            raise
+                    ended = self._on_frame(live, inc)
+                    inc = None  # not kept through the next wait (its message, ~150 B per held connection)
+                    if ended:
+                        break
         except gevent.GreenletExit:
             raise  # the run is stopping: on_stop closes this connection
         except PeerEOF as exc:
@@ -532,6 +558,17 @@ def _on_loopback(host: str) -> bool:
 
         v = _LOOPBACK[host] = sockets_mod.is_loopback(urlsplit(host).hostname or "")
     return v
+
+
+_POLICY_TEXTS: dict[int, tuple[Any, str]] = {}
+
+
+def _policy_text(spec: Any) -> str:
+    """``str(spec)``, one string per spec shared by its users, not one made per user (~60 B each)."""
+    hit = _POLICY_TEXTS.get(id(spec))
+    if hit is None or hit[0] is not spec:  # the spec is kept in the entry: its id cannot be reused
+        hit = _POLICY_TEXTS[id(spec)] = (spec, str(spec))
+    return hit[1]
 
 
 _PROCESS_SEEDS: dict[Any, int] = {}
