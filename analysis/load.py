@@ -24,6 +24,8 @@ from wsstorm.runfolder import names, schemas
 from wsstorm.runfolder.jsonl import read_jsonl
 
 from . import columnar
+from .events_frame import events_table
+from .fields import BY_EVENT, EVENT_CATS, EVENT_FLOATS
 from .server_log import (  # noqa: F401  (re-exported: the loader's public names)
     COST_FIELDS,
     MAX_SPREAD_S,
@@ -35,17 +37,6 @@ from .server_log import (  # noqa: F401  (re-exported: the loader's public names
 )
 from .server_log import number as _num
 
-# Columns kept from events: the common ones, then the ones analysis reads, by event type.
-COMMON = ("t", "user", "conn", "event", "v")
-BY_EVENT = {
-    "attempt": {"scheduled_t": "f"},
-    "fail": {"kind": "c", "status": "f"},
-    "close": {"code": "f", "by": "c", "reason": "o", "uptime_s": "f"},
-    "wait": {"delay": "f", "after_code": "c"},
-    "echo": {"rtt_ms": "f"},
-}
-EVENT_FLOATS = ["t", "conn", "v", "scheduled_t", "status", "code", "uptime_s", "delay", "rtt_ms"]
-EVENT_CATS = ["user", "event", "kind", "by", "after_code"]
 KNOWN_EVENTS = set(schemas.EVENTS)
 
 
@@ -127,13 +118,19 @@ def _target_value(run: Run, key: str) -> float | None:
 COLUMNAR = True  # the pyarrow fast path (analysis.columnar); False: every shard is read tolerantly
 
 
-def shards_frames(paths: list[Path]) -> Iterator[tuple[list[pd.DataFrame], list[str]]]:
+def shards_frames(
+    paths: list[Path], parsing: columnar.Parsing | None = None
+) -> Iterator[tuple[list[pd.DataFrame], list[str]]]:
     """Each events shard as frames and its warnings, in order: columnar when the shard is provably
-    clean, else (and for an unterminated last line) the tolerant reader."""
+    clean, else (and for an unterminated last line) the tolerant reader.  ``parsing``: a parse
+    :func:`.columnar.start` began (closed unused when COLUMNAR is off)."""
     if COLUMNAR:
         # (tolerant_frames looked up at each call: tests replace it to see which path a shard took)
-        yield from columnar.read_shards(paths, BY_EVENT, EVENT_FLOATS, _columnar_frame, lambda p: tolerant_frames(p))
+        tolerant = lambda p: tolerant_frames(p)
+        yield from columnar.read_shards(paths, BY_EVENT, EVENT_FLOATS, _columnar_frame, tolerant, parsing)
     else:
+        if parsing is not None:
+            parsing.close()
         for p in paths:
             yield tolerant_frames(p)
 
@@ -145,7 +142,7 @@ def shard_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:
 
 
 def _columnar_frame(table: Any) -> pd.DataFrame | None:
-    return columnar.events_table(table, BY_EVENT, EVENT_FLOATS, _cats)
+    return events_table(table, BY_EVENT, EVENT_FLOATS, _cats)
 
 
 def tolerant_frames(path: Path) -> tuple[list[pd.DataFrame], list[str]]:
@@ -290,9 +287,13 @@ def plausible_window(t: pd.Series, started: float | None, ended: float | None) -
 
 
 def load_events(
-    folder: Path, manifest: dict[str, Any], warnings: list[str], counts: dict[str, int]
+    folder: Path,
+    manifest: dict[str, Any],
+    warnings: list[str],
+    counts: dict[str, int],
+    parsing: columnar.Parsing | None = None,
 ) -> pd.DataFrame | None:
-    """Read every events-*.jsonl shard into one frame sorted by time."""
+    """Read every events-*.jsonl shard into one frame sorted by time (``parsing``: see :func:`shards_frames`)."""
     shards = names.event_shards(folder)
     expected = manifest.get("workers") or []
     if isinstance(expected, list):
@@ -305,7 +306,7 @@ def load_events(
     if not shards:
         return None
     frames = []
-    for fr, ws in shards_frames(shards):  # (threads parse the next shard while this one becomes a frame)
+    for fr, ws in shards_frames(shards, parsing):  # (threads parse the next shard while this one becomes a frame)
         frames.extend(fr)
         warnings.extend(ws)
     if not frames:
@@ -503,9 +504,17 @@ def add_latency_columns(series: pd.DataFrame, ev: pd.DataFrame, t0: float) -> pd
 # -- entry point -----------------------------------------------------------------
 
 
-def load_run(folder: str | Path) -> Run:
-    """Load one run folder; UsageError if it is missing or holds nothing to analyse."""
-    folder = Path(folder)
+def load_run(folder: str | Path, parsing: columnar.Parsing | None = None) -> Run:
+    """Load one run folder; UsageError if it is missing or holds nothing to analyse.  ``parsing``: its
+    shards' parse, begun by :func:`.columnar.start` (closed here whatever happens)."""
+    try:
+        return _load_run(Path(folder), parsing)
+    finally:
+        if parsing is not None:
+            parsing.close()
+
+
+def _load_run(folder: Path, parsing: columnar.Parsing | None) -> Run:
     if not folder.is_dir():
         raise UsageError(f"{folder}: no such run folder")
     warnings: list[str] = []
@@ -523,7 +532,7 @@ def load_run(folder: str | Path) -> Run:
     else:
         warnings.append("no manifest.json: scenario, policy and target are unknown")
     has_series = (folder / names.SERIES_CSV).exists()
-    ev = load_events(folder, manifest, warnings, counts)
+    ev = load_events(folder, manifest, warnings, counts, parsing)
     if ev is None and not has_series:
         if names.event_shards(folder):
             raise UsageError(f"{folder}: its event shards hold no usable event: nothing to analyse")

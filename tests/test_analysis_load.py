@@ -11,6 +11,7 @@ from tests.synth import restart_storm
 from wsstorm.analysis import metrics as M
 from wsstorm.analysis.load import load_run
 from wsstorm.errors import UsageError
+from wsstorm.runfolder import names
 
 
 @pytest.fixture()
@@ -312,3 +313,40 @@ def test_a_close_code_after_a_chunk_without_one_stays_an_integer_code(tmp_path):
     slow, _, _ = _load(folder, False)
     assert list(fast["after_code"].cat.categories) == ["1012"] == list(slow["after_code"].cat.categories)
     pd.testing.assert_frame_equal(fast, slow)
+
+
+def test_a_parse_started_before_the_load_is_the_one_it_reads(folder, monkeypatch):
+    from wsstorm.analysis import columnar as C
+    from wsstorm.analysis import fields
+
+    expected = load_run(folder).events
+    parsing = C.start(names.event_shards(folder), fields.BY_EVENT, fields.EVENT_FLOATS)
+    made = []
+    monkeypatch.setattr(C, "Parsing", lambda *a: made.append(a) or pytest.fail("parsed a second time"))
+    pd.testing.assert_frame_equal(load_run(folder, parsing).events, expected)
+    assert not made and not parsing._producer.is_alive()
+
+
+def test_a_parse_of_other_shards_is_closed_and_the_folder_parsed_afresh(folder, tmp_path):
+    from wsstorm.analysis import columnar as C
+    from wsstorm.analysis import fields
+
+    other = tmp_path / "other.jsonl"
+    other.write_bytes((folder / "events-local.jsonl").read_bytes())
+    stale = C.start([other], fields.BY_EVENT, fields.EVENT_FLOATS)
+    run = load_run(folder, stale)
+    assert not stale._producer.is_alive() and run.counts["events"] == 200 * 8
+
+
+def test_a_parse_nobody_reads_ends_its_threads_when_closed(folder):
+    from wsstorm.analysis import columnar as C
+    from wsstorm.analysis import fields
+
+    parsing = C.start(names.event_shards(folder) * 50, fields.BY_EVENT, fields.EVENT_FLOATS)
+    parsing.close()
+    parsing.close()  # twice is harmless
+    assert not parsing._producer.is_alive()
+    handed = C.start(names.event_shards(folder), fields.BY_EVENT, fields.EVENT_FLOATS)
+    with pytest.raises(UsageError):  # the load fails before reading: the parse it was handed is closed
+        load_run(folder / "missing", handed)
+    assert not handed._producer.is_alive()
