@@ -163,6 +163,7 @@ class WSConnection:
         "_key",
         "_msg_compressed",
         "_open",
+        "_sending",
         "_sock",
         "_timeout",
         "_url_now",
@@ -223,7 +224,9 @@ class WSConnection:
         self._timeout: float | None = None  # the socket's current read timeout once open
         self._cont: continuous_frame | None = None
         self._watch: Any = None  # the socket's read watcher, once open on plain TCP under gevent
-        self._wlock = gevent.lock.Semaphore()  # two greenlets send (pong/close vs. ping/message): whole frames
+        # Whole frames when two greenlets send: made at the first such meeting (see send_frame).
+        self._wlock: gevent.lock.Semaphore | None = None
+        self._sending = False  # a frame is being written without the lock
         self.close_sent = False
 
     def open(self) -> float:
@@ -537,15 +540,33 @@ class WSConnection:
         if sock is None:
             raise WebSocketConnectionClosedException("socket is already closed.")
         data = frames.encode(opcode, payload, rsv1=rsv1)
-        with self._wlock:
-            if self._timeout is None:
+        lock = self._wlock
+        if lock is None and not self._sending:
+            # No lock until a second greenlet finds a frame half-written (issue 16: a Semaphore,
+            # ~150 B, on every held connection, where one greenlet does all the sending). That
+            # one makes the lock already taken, and this frame's end hands it over.
+            self._sending = True
+            try:
+                self._write(sock, data)
+            finally:
+                self._sending = False
+                if self._wlock is not None:
+                    self._wlock.release()
+            return
+        if lock is None:
+            lock = self._wlock = gevent.lock.Semaphore(0)
+        with lock:
+            self._write(sock, data)
+
+    def _write(self, sock: socket.socket, data: bytes) -> None:
+        if self._timeout is None:
+            _send_all(sock, data)
+        else:  # the read timeout must not cut a frame in two
+            sock.settimeout(None)
+            try:
                 _send_all(sock, data)
-            else:  # the read timeout must not cut a frame in two
-                sock.settimeout(None)
-                try:
-                    _send_all(sock, data)
-                finally:
-                    sock.settimeout(self._timeout)
+            finally:
+                sock.settimeout(self._timeout)
 
     def send_text(self, text: str) -> None:
         """Send a text message (compressed when permessage-deflate was agreed)."""
