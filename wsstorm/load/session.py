@@ -9,8 +9,10 @@ master, which writes every shard), the master/worker messages, the fault schedul
 from __future__ import annotations
 
 import gevent
-from locust import events
+from locust import User, events
 from locust.runners import MasterRunner, WorkerRunner
+from locust.user.users import LOCUST_STATE_RUNNING as _RUNNING
+from locust.user.users import LOCUST_STATE_STOPPING as _STOPPING
 
 import atexit
 import contextlib
@@ -404,10 +406,30 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
             environment.runner.quit()
 
 
+def mark_stopping(runner: Any) -> int:
+    """Set each running wsstorm user's state to stopping, as Locust's stop_users would; the count.
+
+    With a stop timeout Locust spawns a greenlet per user to call ``user.stop(force=False)``,
+    which for a running user only sets this state, and it spawns none for a user already in it:
+    done here in one loop, the 10,000 users of a run no longer make 10,000 greenlets at the stop
+    (~17 MiB of peak RSS, issue 16). Users of other classes, or whose stop() is their own, are
+    left to Locust.
+    """
+    n = 0
+    for g in list(getattr(runner, "user_greenlets", ())):
+        user: Any = g.args[0] if g.args else None
+        if getattr(user, "wsstorm_user", False) and type(user).stop is User.stop and user._state == _RUNNING:
+            user._state = _STOPPING
+            n += 1
+    return n
+
+
 @events.test_stopping.add_listener
 def _on_test_stopping(environment: Any, **_kw: Any) -> None:
     runner = environment.runner
     if not isinstance(runner, MasterRunner):
+        if environment.stop_timeout:  # without one Locust kills each user at once: nothing to save
+            mark_stopping(runner)
         return
     # Locust's headless quit never sends "stop" and waits only 0.5 s: ask the workers to stop
     # and flush, and wait (bounded) until each says its last batch is out.

@@ -133,6 +133,7 @@ class WebSocketUser(AppUserMixin, User):
 
     abstract = False
     host = None
+    wsstorm_user = True  # session.mark_stopping may stop it without Locust's greenlet per user
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
