@@ -181,8 +181,8 @@ def line(name: str, rs: list[dict[str, float]]) -> dict[str, float]:
     return med
 
 
-# The peers' figures at 10,000 (README, bench_vs_peers.py --repeats 1) when they are not run here.
-README_PEERS = {"artillery": (19.8, 346 * 2**20), "tsung": (12.0, 450 * 2**20)}
+# The peers' figures at 10,000 (the README's medians of 3) when they are not run here.
+README_PEERS = {"artillery": (21.4, 377 * 2**20), "tsung": (11.9, 429 * 2**20)}
 
 
 def _peers_child(url: str, n: int) -> None:
