@@ -178,6 +178,9 @@ def test_restart_one_proc_only_with_two_workers():
         assert st["workers"] == 2
         res = t.admin.restart(proc=1, down=1.0)
         assert res["procs"] == [1]
+        # The admin call returns once the command is sent; proc 1 acts on it a moment later. An attempt
+        # the kernel handed to proc 1's listener before that is cut by the restart: wait until it is down.
+        time.sleep(0.3)
         # proc 0 still listens on the shared port: connections succeed
         for _ in range(4):
             kind, ws = attempt(t.url)
