@@ -3,8 +3,8 @@ one and the tolerant one) build the events frame from.  Imports nothing, so pars
 
 from __future__ import annotations
 
-# The common fields, then the ones analysis reads, by event type (f: a number, c: a category, o: a text).
-COMMON = ("t", "user", "conn", "event", "v")
+# The fields analysis reads, by event type (f: a number, c: a category, o: a text); every event's
+# t, conn and v are the first EVENT_FLOATS, its user and event the first EVENT_CATS.
 BY_EVENT = {
     "attempt": {"scheduled_t": "f"},
     "fail": {"kind": "c", "status": "f"},
@@ -15,4 +15,4 @@ BY_EVENT = {
 EVENT_FLOATS = ["t", "conn", "v", "scheduled_t", "status", "code", "uptime_s", "delay", "rtt_ms"]
 EVENT_CATS = ["user", "event", "kind", "by", "after_code"]
 
-__all__ = ["BY_EVENT", "COMMON", "EVENT_CATS", "EVENT_FLOATS"]
+__all__ = ["BY_EVENT", "EVENT_CATS", "EVENT_FLOATS"]
