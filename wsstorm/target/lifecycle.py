@@ -81,9 +81,12 @@ class LifecycleMixin:
         self.state = "restarting"
         self.paused = False
         self.stop_listening()
+        # A real restart kills every attempt in progress. One without a transport yet (accepted by TCP,
+        # its connection_made still to come: a call_soon later, or after its TLS handshake) is only
+        # marked: CountedConnection.connection_made aborts it the moment it gets one.
         for conn in list(self.handshaking):
-            if getattr(conn, "transport", None) is not None:  # None: still in TLS; that ends by itself
-                conn.wss_cut = "restart"
+            conn.wss_cut = "restart"
+            if getattr(conn, "transport", None) is not None:
                 conn.transport.abort()
         conns = [c for c in self.open_conns]
         if mode == "drain":

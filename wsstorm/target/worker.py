@@ -299,6 +299,9 @@ class Worker(LifecycleMixin):
             return
         conn.wss_done = True
         self.handshaking.discard(conn)
+        # Its TLS handshake's CPU so far (kept current by tls.instrument_server_tls): also for one that
+        # ended after TLS but before process_request (e.g. cut by a restart), which nothing else books.
+        conn.wss_cost.tls_ms = conn.wss_tls_ms
         cut = conn.wss_cut
         if cut == "restart":
             outcome = KILLED
@@ -329,10 +332,12 @@ class Worker(LifecycleMixin):
         elif how == TLS_BAD:
             self.tally.add("bad_input", "bad_tls")
             self.finish(conn, LOST)
-        elif did_crypto:
+        elif did_crypto and conn.wss_cut != "restart":
             conn.wss_gone = True
             self.finish(conn, REJECTED)  # becomes ABANDONED: the server did its part for a client gone
         else:
+            # (also a restart's: it marked this one mid-TLS, so finish books it KILLED, and it is counted
+            # as aborted like the handshakes the restart aborted itself, not as abandoned)
             self.tally.add("bad_input", "aborted_handshake")
             self.finish(conn, LOST)
 
@@ -441,6 +446,14 @@ class Worker(LifecycleMixin):
                     self.wss_exc_before_eof: Exception | None = None
                     worker.handshaking.add(self)
                     worker.tally.add("attempts")
+
+                def connection_made(self, transport: Any) -> None:
+                    super().connection_made(transport)  # sets .transport and starts websockets' handshake task
+                    if self.wss_cut == "restart":
+                        # A restart came while it had no transport (between TCP accept and here, e.g. in
+                        # TLS): cut it now. connection_lost follows (conn_lost books it KILLED, once);
+                        # the handshake task then sees the connection lost, sends nothing and returns.
+                        transport.abort()
 
                 async def handshake(self, *args: Any, **kwargs: Any) -> None:
                     try:
