@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.strategies import examples
 from wsstorm.load import session
-from wsstorm.load.user import WAKE_COALESCE_AFTER, WAKE_SLACK, _coalesced, _on_loopback
+from wsstorm.load.user import WAKE_COALESCE_AFTER, WAKE_SHARE, WAKE_SLACK, _coalesced, _on_loopback, wake_grid
 
 
 @pytest.fixture
@@ -51,16 +51,32 @@ def test_on_loopback_answers_the_same_first_and_cached(host, loopback):
 
 @given(now=st.floats(0, 1e7), ahead=st.floats(0, 3600))
 @settings(max_examples=examples(200))
-def test_coalesced_wake_is_never_early_and_late_by_under_one_slack_only_for_long_waits(now, ahead):
+def test_coalesced_wake_is_never_early_and_late_by_at_most_its_share_only_for_long_waits(now, ahead):
     wake = now + ahead
     got = _coalesced(wake, now)
     if wake - now <= WAKE_COALESCE_AFTER:
         assert got == wake
     else:
-        assert wake <= got < wake + WAKE_SLACK * 1.000001
+        grid = wake_grid(wake - now)
+        assert WAKE_SLACK <= grid <= max(WAKE_SLACK, WAKE_SHARE * (wake - now)) * 1.000001
+        assert wake <= got < wake + grid * 1.000001
 
 
 def test_coalesced_wakes_in_one_slot_land_on_one_instant():
     now = 1000.0
     slot = [_coalesced(now + 5.0 + i * WAKE_SLACK / 10, now) for i in range(1, 9)]
     assert len(set(slot)) == 1
+
+
+@given(gap=st.floats(1.0001, 3600))
+@settings(max_examples=examples(200))
+def test_a_coarser_grid_is_made_of_points_of_the_finest(gap):
+    # waits of different lengths end on shared instants: every grid is a whole number of the finest
+    steps = wake_grid(gap) / WAKE_SLACK
+    assert steps >= 1 and abs(steps - round(steps)) < 1e-9 and (round(steps) & (round(steps) - 1)) == 0
+
+
+def test_wake_grids_by_wait():
+    assert wake_grid(1.5) == WAKE_SLACK  # waits of 1-2 s: 10 ms
+    assert wake_grid(4.9) == 4 * WAKE_SLACK  # a message every 5 s: 40 ms, under 1% of it
+    assert wake_grid(30.0) == 16 * WAKE_SLACK
