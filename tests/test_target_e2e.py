@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from tests.peers.wsclients import attempt, close_of, connect
+from tests.polling import wait_for
 from wsstorm.errors import UsageError
 from wsstorm.target.control import AdminError, start_target
 
@@ -21,16 +22,6 @@ pytestmark = pytest.mark.e2e
 
 def read_ticks(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_for(pred, timeout: float = 5.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
 
 
 def test_capacity_plus_one_gets_exactly_one_1013_and_server_counts_match(tmp_path):

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import socket
 import ssl
-import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 import websocket
 
 from tests.peers.wsclients import host_port
+from tests.polling import wait_for
 from wsstorm.runfolder import names
 from wsstorm.target.control import start_target
 from wsstorm.target.tls import client_context
@@ -27,17 +25,6 @@ REQUEST = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 )
-
-
-def wait_for(pred: Callable[[], Any], what: str, timeout: float = 6.0, step: float = 0.05) -> Any:
-    """Poll `pred` until it is truthy (its value) or `timeout` s passed (AssertionError naming `what`)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"{what}: not within {timeout:g} s")
 
 
 def upgrade_over(raw: socket.socket, ctx: ssl.SSLContext, timeout: float = 5.0) -> int | str:
