@@ -193,8 +193,7 @@ class Worker(LifecycleMixin):
         from websockets.datastructures import Headers
         from websockets.http11 import Response
 
-        cost: AttemptCost = conn.wss_cost
-        cost.tls_ms = conn.wss_tls_ms
+        cost: AttemptCost = conn.wss_cost  # its TLS part is booked by finish
         conn.wss_in_process = True
         conn.wss_outcome = REJECTED  # booked by process_response, once the final answer is known
         if self.state != "serving":
@@ -299,8 +298,8 @@ class Worker(LifecycleMixin):
             return
         conn.wss_done = True
         self.handshaking.discard(conn)
-        # Its TLS handshake's CPU so far (kept current by tls.instrument_server_tls): also for one that
-        # ended after TLS but before process_request (e.g. cut by a restart), which nothing else books.
+        # Its TLS handshake's CPU (kept current by tls.instrument_server_tls), booked here for every end:
+        # after the request, in TLS, or between the two (e.g. cut by a restart).
         conn.wss_cost.tls_ms = conn.wss_tls_ms
         cut = conn.wss_cut
         if cut == "restart":
@@ -325,7 +324,7 @@ class Worker(LifecycleMixin):
 
     def on_tls_lost(self, conn: Any, tls_ms: float, did_crypto: bool, how: str) -> None:
         """A TLS handshake ended before the WebSocket layer saw the connection (see tls.instrument_server_tls)."""
-        conn.wss_tls_ms = conn.wss_cost.tls_ms = tls_ms
+        conn.wss_tls_ms = tls_ms
         if how == TLS_SHED:
             self.tally.add("rejected", "timeout")
             self.finish(conn, SHED)
