@@ -1,5 +1,5 @@
 """Charts of one run (matplotlib, Agg, PNG): each ``*_figure`` function builds one Figure (or None
-when the run has no data for it); :func:`render_all` saves them.
+when the run has no data for it); :func:`draw` saves them (in forked children).
 
 Uses matplotlib's object API (Figure, no pyplot state), so it is safe in any process.  Mathtext stays
 on (matplotlib's own tick labels need it); text that came from the run folder (policy specs, fault
@@ -9,7 +9,9 @@ read as mathtext.  Log axes get plain number formatters, so every tick label is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -378,32 +380,53 @@ def figures(run: Any, held_s: float = M.HELD_S) -> list[tuple[str, str, Figure]]
     """Every chart that has data, as (file name, title, Figure), unsaved."""
     out = []
     for name, title, fn in CHARTS:
-        fig = fn(run, held_s=held_s) if fn is downtime_figure else fn(run)
+        fig = _build(fn, run, held_s)
         if fig is not None:
             out.append((name, title, fig))
     return out
 
 
-def render_all(run: Any, out: Path, held_s: float = M.HELD_S) -> list[tuple[str, Path]]:
-    """Write every chart that has data into `out` (on the usable cores); returns (title, path) pairs."""
-    figs = figures(run, held_s)
-    png.save_all([(fig, out / name) for name, _, fig in figs], dpi=DPI)
-    return [(title, out / name) for name, title, _ in figs]
+def draw(run: Any, out: Path, held_s: float = M.HELD_S) -> Charts:
+    """Begin drawing every chart that has data into ``out``: forked children build and save them while this
+    process goes on (the report's metrics); :meth:`Charts.wait` returns the (title, path) of those drawn."""
+    jobs: list[png.Job] = [(functools.partial(_build, fn, run, held_s), out / name) for name, _, fn in CHARTS]
+    return Charts(png.start(jobs, dpi=DPI), {out / name: title for name, title, _ in CHARTS})
+
+
+def _build(fn: Chart, run: Any, held_s: float) -> Figure | None:
+    return fn(run, held_s=held_s) if fn is downtime_figure else fn(run)
+
+
+@dataclass
+class Charts:
+    """A run's charts being drawn (see :func:`draw`)."""
+
+    drawing: png.Drawing
+    titles: dict[Path, str]
+
+    def wait(self) -> list[tuple[str, Path]]:
+        """The (title, path) of every chart drawn, in the report's order, once all are written."""
+        return [(self.titles[p], p) for p in self.drawing.wait()]
+
+    def abandon(self) -> None:
+        """Reap the children: the report failed meanwhile."""
+        self.drawing.abandon()
 
 
 __all__ = [
     "CHARTS",
+    "Charts",
     "attempts_figure",
     "closes_figure",
     "code_label",
     "connected_figure",
     "delay_figure",
     "downtime_figure",
+    "draw",
     "figures",
     "goodput_figure",
     "latency_figure",
     "plain",
     "plain_log_ticks",
-    "render_all",
     "sched_figure",
 ]

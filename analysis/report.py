@@ -447,21 +447,26 @@ def build_report(
     run: Run, held_s: float = M.HELD_S, back: tuple[str, str] | None = None, m: dict[str, Any] | None = None
 ) -> tuple[Path, dict[str, Any]]:
     """Write report.html, the PNGs, metrics.csv, metrics.json and result.json into the run's folder."""
-    m = m if m is not None else M.compute(run, held_s)
     out = run.path
-    images = charts.render_all(run, out, held_s)
-    reasons = M.top_close_reasons(run.conns)
-    warnings = suspect_warnings(run, m)
-    m_out = {
-        **m,
-        "warnings": warnings,
-        "counts": run.counts,
-        "simulated": run.simulated,
-        "policy": run.manifest.get("policy"),
-        "run_id": run.manifest.get("run", run.path.name),
-    }
-    (out / names.METRICS_JSON).write_text(json.dumps(jsonable(m_out), indent=2, default=str))
-    pd.DataFrame([jsonable(r) for r in flat_rows(m)]).to_csv(out / names.METRICS_CSV, index=False)
+    drawing = charts.draw(run, out, held_s)  # the charts are drawn in children while the metrics are computed
+    try:
+        m = m if m is not None else M.compute(run, held_s)
+        reasons = M.top_close_reasons(run.conns)
+        warnings = suspect_warnings(run, m)
+        m_out = {
+            **m,
+            "warnings": warnings,
+            "counts": run.counts,
+            "simulated": run.simulated,
+            "policy": run.manifest.get("policy"),
+            "run_id": run.manifest.get("run", run.path.name),
+        }
+        (out / names.METRICS_JSON).write_text(json.dumps(jsonable(m_out), indent=2, default=str))
+        pd.DataFrame([jsonable(r) for r in flat_rows(m)]).to_csv(out / names.METRICS_CSV, index=False)
+    except BaseException:
+        drawing.abandon()
+        raise
+    images = drawing.wait()
     page = out / names.REPORT_HTML
     page.write_text(render_html(run, m, images, reasons, back), encoding="utf-8")
     write_result(

@@ -1,4 +1,5 @@
-"""analysis.png: charts saved by forked children are the same files, and none is lost when a child fails."""
+"""analysis.png: charts saved by forked children are the same files, none is lost when a child fails, and
+children can build and draw every chart while the parent works."""
 
 from __future__ import annotations
 
@@ -62,3 +63,33 @@ def test_without_fork_every_chart_is_saved_here(tmp_path, monkeypatch):
     items = [(_FailsInAChild(), tmp_path / f"{i}.png") for i in range(3)]
     png.save_all(items, workers=3)
     assert len(list(tmp_path.iterdir())) == 3
+
+
+class _Pid:
+    """A figure stand-in whose file names the process that saved it."""
+
+    def savefig(self, path, dpi=None) -> None:
+        path.write_text(str(os.getpid()))
+
+
+def test_the_children_build_and_draw_every_chart_while_this_process_goes_on(tmp_path):
+    built: list[int] = []  # filled only in the process that builds (a child's list is its own copy)
+
+    def make(i: int):
+        built.append(i)
+        return None if i == 2 else _Pid()
+
+    (tmp_path / "2.png").write_text("an older build's chart")
+    drawing = png.start([(lambda i=i: make(i), tmp_path / f"{i}.png") for i in range(5)], workers=2)
+    written = drawing.wait()
+    assert built == []  # none was built here
+    assert [p.name for p in written] == ["0.png", "1.png", "3.png", "4.png"]  # no data: no file, not a stale one
+    pids = {p.read_text() for p in written}
+    assert str(os.getpid()) not in pids and len(pids) == 2
+
+
+def test_a_chart_that_fails_in_a_child_is_built_and_drawn_here(tmp_path):
+    items = [(_FailsInAChild(), tmp_path / f"{i}.png") for i in range(3)]
+    drawing = png.start([(lambda f=f: f, p) for f, p in items], workers=3)
+    assert [p.name for p in drawing.wait()] == ["0.png", "1.png", "2.png"]
+    assert {p.read_text() for p in tmp_path.iterdir()} == {str(os.getpid())}
