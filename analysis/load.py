@@ -265,13 +265,39 @@ def _dedupe_sorted(df: pd.DataFrame, rows: np.ndarray, t: np.ndarray) -> tuple[n
     at = np.flatnonzero(cand)
     if not len(at):
         return rows, 0
-    # in time order, rows of one time keep their first-read order (stable sort): "first" is unchanged
-    dup = df[DEDUPE_KEY].take(rows[at]).duplicated().to_numpy()
-    if not dup.any():
+    # in time order, rows of one time keep their first-read order (stable sort): "first" is unchanged.
+    # Most times are shared by two rows (a close and the wait after it): such a pair is compared on its
+    # codes here, and only the rows of longer runs go to pandas' duplicated.
+    run_start = np.ones(len(at), dtype=bool)
+    run_start[1:] = ts[at[1:]] != ts[at[:-1]]
+    run_id = np.cumsum(run_start) - 1
+    in_pair = np.bincount(run_id)[run_id] == 2
+    first = at[run_start & in_pair]
+    a, b = rows[first], rows[first + 1]
+    same = np.ones(len(first), dtype=bool)
+    for c in ("user", "event"):
+        codes = _row_codes(df[c])
+        same &= codes[a] == codes[b]
+    conn = df["conn"].to_numpy(dtype=float)
+    same &= (conn[a] == conn[b]) | (np.isnan(conn[a]) & np.isnan(conn[b]))  # a missing conn is one value
+    dup_at = [first[same] + 1]
+    longer = at[~in_pair]
+    if len(longer):
+        dup_at.append(longer[df[DEDUPE_KEY].take(rows[longer]).duplicated().to_numpy()])
+    drop = np.concatenate(dup_at)
+    if not len(drop):
         return rows, 0
     keep = np.ones(len(rows), dtype=bool)
-    keep[at[dup]] = False
-    return rows[keep], int(dup.sum())
+    keep[drop] = False
+    return rows[keep], len(drop)
+
+
+def _row_codes(col: pd.Series) -> np.ndarray:
+    """Integer codes of a column, equal where its values are (a categorical's own codes, else factorized)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return np.asarray(col.cat.codes.to_numpy())
+    codes, _ = pd.factorize(col, use_na_sentinel=False)
+    return np.asarray(codes)
 
 
 PLAUSIBLE_SPAN_S = 7 * 86400  # a run longer than a week is taken to be a corrupt timestamp
