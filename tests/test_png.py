@@ -4,6 +4,7 @@ children can build and draw every chart while the parent works."""
 from __future__ import annotations
 
 import os
+import time
 
 import matplotlib
 
@@ -59,7 +60,7 @@ def test_without_fork_every_chart_is_saved_here(tmp_path, monkeypatch):
     def no_fork() -> int:
         raise OSError("fork: resource temporarily unavailable")
 
-    monkeypatch.setattr(png.os, "fork", no_fork)
+    monkeypatch.setattr(png, "_fork", no_fork)
     items = [(_FailsInAChild(), tmp_path / f"{i}.png") for i in range(3)]
     png.save_all(items, workers=3)
     assert len(list(tmp_path.iterdir())) == 3
@@ -72,7 +73,14 @@ class _Pid:
         path.write_text(str(os.getpid()))
 
 
-def test_the_children_build_and_draw_every_chart_while_this_process_goes_on(tmp_path):
+def _until(cond, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, "the children did not draw in time"
+        time.sleep(0.01)
+
+
+def test_the_child_builds_and_draws_the_charts_while_this_process_goes_on(tmp_path):
     built: list[int] = []  # filled only in the process that builds (a child's list is its own copy)
 
     def make(i: int):
@@ -81,11 +89,19 @@ def test_the_children_build_and_draw_every_chart_while_this_process_goes_on(tmp_
 
     (tmp_path / "2.png").write_text("an older build's chart")
     drawing = png.start([(lambda i=i: make(i), tmp_path / f"{i}.png") for i in range(5)], workers=2)
+    # this process draws only from wait() on: before that, the child alone takes every chart from the queue
+    _until(lambda: all((tmp_path / f"{i}.png").exists() for i in (0, 1, 3, 4)))
     written = drawing.wait()
     assert built == []  # none was built here
     assert [p.name for p in written] == ["0.png", "1.png", "3.png", "4.png"]  # no data: no file, not a stale one
-    pids = {p.read_text() for p in written}
-    assert str(os.getpid()) not in pids and len(pids) == 2
+    assert {p.read_text() for p in written} != {str(os.getpid())}
+
+
+def test_the_charts_left_in_the_queue_are_shared_with_this_process(tmp_path):
+    drawing = png.start([(_Pid, tmp_path / f"{i}.png") for i in range(40)], workers=2)
+    written = drawing.wait()
+    assert len(written) == 40
+    assert len({p.read_text() for p in written}) <= 2
 
 
 def test_a_chart_that_fails_in_a_child_is_built_and_drawn_here(tmp_path):
@@ -93,3 +109,11 @@ def test_a_chart_that_fails_in_a_child_is_built_and_drawn_here(tmp_path):
     drawing = png.start([(lambda f=f: f, p) for f, p in items], workers=3)
     assert [p.name for p in drawing.wait()] == ["0.png", "1.png", "2.png"]
     assert {p.read_text() for p in tmp_path.iterdir()} == {str(os.getpid())}
+
+
+def test_abandon_stops_the_drawing(tmp_path):
+    drawing = png.start([(_Pid, tmp_path / f"{i}.png") for i in range(200)], workers=2)
+    drawing.abandon()  # the child finishes the chart it is drawing and takes no other
+    drawn = len(list(tmp_path.iterdir()))
+    assert drawn < 200
+    assert drawing.queue is None and drawing.children == []
