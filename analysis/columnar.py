@@ -9,8 +9,8 @@ interrupted) is handed to the tolerant reader alone.
 
 A shard is read in blocks of whole lines, each checked and parsed on its own by one of two threads
 (pyarrow's parser runs without the GIL): both cores parse even a single shard, the bytes of a block
-are freed once it is parsed (the shard is never all in memory), and the frame of one shard is built
-while the next one is parsed.
+are freed once it is parsed (the shard is never all in memory), and the frame of a group of blocks is built
+while the next blocks are parsed.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ MAX_OPENERS = 1000  # orjson refuses nesting deeper than 1024; pyarrow does not:
 BLOCK = 4 << 20  # bytes per parsed block (whole lines): 4 MiB measured fastest here (2 and 8-16 slower)
 THREADS = 2  # parser threads: the machine's two cores
 IN_FLIGHT = 6  # blocks read ahead of the parsers: bounds the raw bytes held at once (~24 MiB)
+# Blocks per frame: a shard's frames are built while its later blocks are parsed, so after the last block
+# only a group's frame is left to build, not the last shard's whole frame (~0.1 s alone at a million events)
+GROUP = 8
 
 
 def _plausible(data: bytes) -> int:
@@ -287,31 +290,42 @@ def _shard_frames(
     frame: Callable[[Any], pd.DataFrame | None],
     tolerant: Callable[[Path], tuple[list[pd.DataFrame], list[str]]],
 ) -> tuple[list[pd.DataFrame], list[str]]:
-    tables = []
+    heads: list[pd.DataFrame] = []
+    tables: list[Any] = []
     for fut in shard.futures:
         tb = fut.result() if shard.ok else None
         if tb is None:
             shard.ok = False
-            continue
+            break
         tables.append(tb)
+        if len(tables) == GROUP and not _add_frame(heads, tables, frame):
+            shard.ok = False
+            break
     shard.futures.clear()
-    if not shard.ok or not tables:
-        return tolerant(shard.path)
-    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    del tables
-    head = frame(table)
-    del table
+    if shard.ok and tables and not _add_frame(heads, tables, frame):
+        shard.ok = False
     release_memory()
-    if head is None:
+    if not shard.ok or not heads:
         return tolerant(shard.path)
     if not shard.rest:
-        return [head], []
+        return heads, []
     # The tail alone, in a file of the same name, so read_jsonl words its warnings as for the shard.
     with tempfile.TemporaryDirectory() as tmp:
         tail = Path(tmp) / shard.path.name
         tail.write_bytes(shard.rest)
         frames, warnings = tolerant(tail)
-    return [head, *frames], warnings
+    return [*heads, *frames], warnings
+
+
+def _add_frame(heads: list[pd.DataFrame], tables: list[Any], frame: Callable[[Any], pd.DataFrame | None]) -> bool:
+    """Append the frame of ``tables`` (emptied) to ``heads``; False when ``frame`` cannot prove it (None)."""
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    tables.clear()
+    head = frame(table)
+    if head is None:
+        return False
+    heads.append(head)
+    return True
 
 
 __all__ = ["MIXED", "TEXT", "Parsing", "read_shards", "release_memory", "spec_of", "start"]

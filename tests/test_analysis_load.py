@@ -223,14 +223,22 @@ def _load(folder, columnar: bool):
 
 
 @settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shards=st.lists(_shard(), min_size=1, max_size=2))
-def test_columnar_and_tolerant_paths_give_identical_frames(tmp_path, shards):
+@given(shards=st.lists(_shard(), min_size=1, max_size=2), small_blocks=st.booleans())
+def test_columnar_and_tolerant_paths_give_identical_frames(tmp_path, shards, small_blocks):
+    from wsstorm.analysis import columnar as C
+
     folder = tmp_path / "run"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     for i, data in enumerate(shards):
         (folder / f"events-w{i}.jsonl").write_bytes(data)
-    fast, fast_warnings, fast_counts = _load(folder, True)
+    sizes = C.BLOCK, C.GROUP
+    if small_blocks:  # a shard of many blocks, framed a few at a time, as a big log is
+        C.BLOCK, C.GROUP = 300, 2
+    try:
+        fast, fast_warnings, fast_counts = _load(folder, True)
+    finally:
+        C.BLOCK, C.GROUP = sizes
     slow, slow_warnings, slow_counts = _load(folder, False)
     assert fast_warnings == slow_warnings
     assert fast_counts == slow_counts
