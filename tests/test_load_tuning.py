@@ -1,4 +1,5 @@
-"""The Locust process's cost tunings (issue 16): GC thresholds, the per-URL loopback check."""
+"""The Locust process's cost tunings (issue 16): GC thresholds, the per-URL loopback check, the
+TLS context a ws:// run does without."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.strategies import examples
+from wsstorm.errors import UsageError
 from wsstorm.load import session
+from wsstorm.load.handshake import _default_tls
+from wsstorm.load.options import TLSConfig
 from wsstorm.load.user import WAKE_COALESCE_AFTER, WAKE_SHARE, WAKE_SLACK, _coalesced, _on_loopback, wake_grid
 
 
@@ -80,3 +84,21 @@ def test_wake_grids_by_wait():
     assert wake_grid(1.5) == WAKE_SLACK  # waits of 1-2 s: 10 ms
     assert wake_grid(4.9) == 4 * WAKE_SLACK  # a message every 5 s: 40 ms, under 1% of it
     assert wake_grid(30.0) == 16 * WAKE_SLACK
+
+
+class _Cfg:
+    def __init__(self, **tls: object) -> None:
+        self.tls = TLSConfig(**tls)
+
+
+def test_a_ws_run_without_tls_options_makes_no_tls_context():
+    # a connection redirected to wss:// falls back to _default_tls(): the context this one would be
+    assert session.client_tls(_Cfg(), "ws://127.0.0.1:9/") is None
+
+
+def test_a_wss_host_or_a_tls_option_still_gets_its_context_at_start():
+    assert session.client_tls(_Cfg(), "wss://127.0.0.1:9/") is _default_tls()
+    insecure = session.client_tls(_Cfg(insecure=True), "ws://127.0.0.1:9/")
+    assert insecure is not None and not insecure.check_hostname
+    with pytest.raises(UsageError):  # a bad file is still a one-line error at start
+        session.client_tls(_Cfg(ca_file="/nonexistent/ca.pem"), "ws://127.0.0.1:9/")

@@ -99,9 +99,14 @@ class Session:
 SESSION = Session()
 
 
-def client_tls(cfg: UserConfig) -> ssl.SSLContext:
-    """The ssl context for wss:// under ``cfg`` (built once per process); UsageError for files it cannot load."""
+def client_tls(cfg: UserConfig, host: str = "wss:") -> ssl.SSLContext | None:
+    """The ssl context for wss:// under ``cfg`` (built once per process); UsageError for files it cannot load.
+
+    None for a ws:// ``host`` without TLS options: a connection redirected to wss:// then takes the
+    same default context, made at its first use (loading the system CA store costs ~40 ms of CPU)."""
     t = cfg.tls
+    if not (t.ca_file or t.insecure or t.client_cert) and host.startswith("ws:"):
+        return None  # tls_context would answer with _default_tls(), the connection's own fallback
     try:
         ctx = tls_context(t.ca_file, t.insecure, t.client_cert, t.client_key)
     except (ssl.SSLError, OSError, ValueError) as exc:
@@ -166,7 +171,7 @@ def _on_init(environment: Any, runner: Any = None, **_kw: Any) -> None:
             if not environment.host:
                 _start_embedded_target(environment, opts, s)
                 cfg = s.cfg = resolve_config(opts, s.scenario)  # the TLS target's CA is now in the options
-            s.tls = client_tls(cfg)
+            s.tls = client_tls(cfg, environment.host or "")
         except UsageError as exc:
             _fail_usage(exc)
         opts.connect_timeout = cfg.connect_timeout
@@ -378,7 +383,7 @@ def _on_test_start(environment: Any, **_kw: Any) -> None:
     if s.role == "worker":
         try:
             s.cfg = resolve_config(environment.parsed_options)
-            s.tls = client_tls(s.cfg)
+            s.tls = client_tls(s.cfg, environment.host or "")
             s.worker_index = int(getattr(environment.runner, "worker_index", 0) or 0)
             s.worker_count = max(
                 1, int(getattr(environment.parsed_options, "expect_workers", 1) or 1), s.worker_index + 1
