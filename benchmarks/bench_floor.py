@@ -181,9 +181,9 @@ def line(name: str, rs: list[dict[str, float]]) -> dict[str, float]:
     return med
 
 
-# The peers' figures at 10,000 when they are not run here: the README's medians of 3 (Artillery's
-# from 2026-12-02, Tsung's from an earlier run).
-README_PEERS = {"artillery": (21.4, 351 * 2**20), "tsung": (11.9, 429 * 2**20)}
+# The peers' figures at 10,000 when they are not run here: the README's medians of 3 from 2026-12-07 (a
+# faster machine than the earlier days', where Artillery took 21.4 CPU-s / 351 MiB and Tsung 11.9 / 429).
+README_PEERS = {"artillery": (16.6, 345 * 2**20), "tsung": (7.8, 446 * 2**20)}
 
 
 def _peers_child(url: str, n: int) -> None:

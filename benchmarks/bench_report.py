@@ -183,8 +183,8 @@ def main() -> None:
         print(
             f"full report of {n:,} events: median {statistics.median(walls):.2f} s wall, "
             f"{statistics.median(cpus):.2f} s CPU (goal <= {GOAL_S:g} s), "
-            f"peak memory (PSS) {max(peaks) / 2**20:.0f} MiB (goal <= {GOAL_MIB} MiB); "
-            f"load average {os.getloadavg()[0]:.1f}"
+            + (f"peak memory (PSS) {max(peaks) / 2**20:.0f} MiB (goal <= {GOAL_MIB} MiB); " if peaks else "")
+            + f"load average {os.getloadavg()[0]:.1f}"
         )
         if os.environ.get("BENCH_PHASES"):
             print("where the time goes (one in-process run):")
