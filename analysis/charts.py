@@ -1,5 +1,5 @@
 """Charts of one run (matplotlib, Agg, PNG): each ``*_figure`` function builds one Figure (or None
-when the run has no data for it); :func:`draw` saves them (in forked children).
+when the run has no data for it); :func:`draw` saves them (a forked child, then this process too).
 
 Uses matplotlib's object API (Figure, no pyplot state), so it is safe in any process.  Mathtext stays
 on (matplotlib's own tick labels need it); text that came from the run folder (policy specs, fault

@@ -86,12 +86,12 @@ class Drawing:
         os.set_blocking(queue, False)  # an empty queue is the end: no reader ever waits on it
         self.queue, self.done = queue, os.pipe()
         for _ in range(n - 1):  # this process is the n-th worker, in wait()
-            pid = self._fork()
+            pid = self._spawn()
             if pid is None:
                 break
             self.children.append(pid)
 
-    def _fork(self) -> int | None:
+    def _spawn(self) -> int | None:
         """A child that draws queued jobs until none is left, naming each one it finished; None if fork fails."""
         assert self.queue is not None and self.done is not None and _fork is not None
         try:
