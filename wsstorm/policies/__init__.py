@@ -3,8 +3,8 @@
 This package owns the policy catalog and everything a policy decides: outcomes and their int
 encoding (outcomes), the parameter model (params), the preset rules (rules, backoff, libraries,
 presets), the wrappers: the retry budget (wrappers) and the client-side throttles (throttles),
-spec parsing (spec), the pure vector core (core) and its scalar twin (scalar), and the stateful
-client/fleet wrappers (client); catalog.py is the `wsstorm policies` command. It may import
+spec parsing (spec), the pure vector core (core) and its scalar twin (scalar), seeded uniforms
+(draws), and the stateful client/fleet wrappers (client); catalog.py is the `wsstorm policies` command. It may import
 numpy, the standard library and wsstorm.errors only: no network, process or Locust/gevent I/O
 (the one file it reads is a TOML policy file in load_policy_file). Every
 `from wsstorm.policies import X` of the public API below keeps working.
@@ -13,8 +13,9 @@ tests/test_policies_scalar.py holds the scalar and vector twins equal, step by s
 
 from __future__ import annotations
 
-from wsstorm.policies.client import ClientPolicy, VectorPolicy, client_uniforms, stream_unit
+from wsstorm.policies.client import ClientPolicy, VectorPolicy
 from wsstorm.policies.core import NDRAWS, PolicyState, decide, initial_state, on_open
+from wsstorm.policies.draws import client_uniforms, stream_unit
 from wsstorm.policies.numeric import MAX_DELAY
 from wsstorm.policies.numeric import grow as _grow  # noqa: F401  (tests check the twins of the growth curve)
 from wsstorm.policies.numeric import grow1 as _grow1  # noqa: F401

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from wsstorm.policies.numeric import MAX_DELAY, Arr, grow, grow1, nan_like
+from wsstorm.policies.numeric import MAX_DELAY, Arr, grow, grow1, nan_like, np
 from wsstorm.policies.outcomes import FAIL_CODES
 from wsstorm.policies.params import Param
 from wsstorm.policies.rules import (

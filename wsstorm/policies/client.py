@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from wsstorm.policies.core import NDRAWS, PolicyState, decide, initial_state, on_open
-from wsstorm.policies.numeric import Arr
+from wsstorm.policies.draws import client_uniforms
+from wsstorm.policies.numeric import Arr, np
 from wsstorm.policies.outcomes import Outcome, outcome_code
 from wsstorm.policies.params import PolicyError
 from wsstorm.policies.scalar import ScalarState, decide_scalar, initial_scalar_state, on_open_scalar
@@ -21,36 +20,6 @@ if TYPE_CHECKING:
 
 def _seed_seq(seed: int, process_seed: int, tag: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed) % 2**64, int(process_seed) % 2**64, tag])
-
-
-_M64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment: 2**64 / the golden ratio
-
-
-def _mix64(z: int) -> int:
-    """splitmix64's finaliser (Steele, Lea and Flood 2014): a bijection of 64-bit words that avalanches."""
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
-    return z ^ (z >> 31)
-
-
-def stream_unit(seed: int, k: int) -> float:
-    """The k-th uniform in [0, 1) of the splitmix64 stream of ``seed`` (k >= 1), without holding a stream."""
-    return (_mix64((int(seed) + k * _GOLDEN) & _M64) >> 11) * 1.1102230246251565e-16  # 53 bits -> [0, 1)
-
-
-def client_uniforms(seed: int = 0, process_seed: int = 0) -> Callable[[], float]:
-    """The uniform source of `spec.client(seed, process_seed)`: spec.ndraws calls per decision, in order.
-
-    A splitmix64 stream, not a Mersenne Twister: a Locust process holds one per user, and MT's 2.5 KiB
-    of state and ~20 us of seeding were a fifth of a held connection's memory and a storm's CPU."""
-    state = [_mix64((_mix64((int(seed) & _M64) ^ _GOLDEN) + (int(process_seed) & _M64)) & _M64)]
-
-    def uniform() -> float:
-        z = state[0] = (state[0] + _GOLDEN) & _M64
-        return (_mix64(z) >> 11) * 1.1102230246251565e-16  # 53 bits -> [0, 1)
-
-    return uniform
 
 
 @functools.lru_cache(maxsize=256)

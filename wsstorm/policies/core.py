@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-
 from wsstorm.policies import throttles
-from wsstorm.policies.numeric import MAX_DELAY, Arr
+from wsstorm.policies.numeric import MAX_DELAY, Arr, np
 
 if TYPE_CHECKING:
     from wsstorm.policies.spec import PolicySpec
@@ -35,7 +33,10 @@ NDRAWS = 2  # uniforms drawn per decision and client by a preset (a throttle add
 def initial_state(spec: PolicySpec, process_seeds: Arr) -> PolicyState:
     """The state of fresh clients (one per process seed given)."""
     m = process_seeds.shape[0]
-    const = spec.preset.const(spec.params, process_seeds) if spec.preset.const else np.zeros(m)
+    const = np.zeros(m)
+    if spec.preset.const is not None:
+        seeds, at = np.unique(process_seeds, return_inverse=True)
+        const = np.array([spec.preset.const(spec.params, s) for s in seeds.tolist()], dtype=np.float64)[at]
     tokens = np.full(m, spec.budget.tokens if spec.budget else 0.0)
     wrap = throttles.initial_wrap(spec.throttle, m)
     return PolicyState(np.zeros(m, np.int64), np.full(m, np.nan), np.full(m, np.nan), tokens, const, wrap)

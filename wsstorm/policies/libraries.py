@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from wsstorm.policies.numeric import Arr, grow, grow1
+from wsstorm.policies.draws import stream_unit
+from wsstorm.policies.numeric import Arr, grow, grow1, np
 from wsstorm.policies.outcomes import FAIL_CODES
 from wsstorm.policies.params import Param
 from wsstorm.policies.rules import (
@@ -75,7 +74,7 @@ def _s_rws(p: Params, k: int, prev: float, code: int, hint: float, const: float,
     return math.nan if k > p["attempts"] else grow1(const, p["factor"], k - 1, p["cap"])
 
 
-_SIGNALR = np.array([0.0, 2.0, 10.0, 30.0])
+_SIGNALR = (0.0, 2.0, 10.0, 30.0)
 
 
 def _d_signalr(p: Params, k: Arr, prev: Arr, code: Arr, hint: Arr, const: Arr, u: Arr) -> Arr:
@@ -86,18 +85,15 @@ def _d_signalr(p: Params, k: Arr, prev: Arr, code: Arr, hint: Arr, const: Arr, u
     30000, null] (JavaScript client; the .NET client uses the same table).
     """
     idx = np.clip(k - 1, 0, len(_SIGNALR) - 1)
-    return np.where(k <= len(_SIGNALR), _SIGNALR[idx], np.nan)
-
-
-_SIGNALR_1 = tuple(_SIGNALR.tolist())
+    return np.where(k <= len(_SIGNALR), np.asarray(_SIGNALR)[idx], np.nan)
 
 
 def _s_signalr(p: Params, k: int, prev: float, code: int, hint: float, const: float, u0: float, u1: float) -> float:
-    return _SIGNALR_1[k - 1] if k <= len(_SIGNALR_1) else math.nan
+    return _SIGNALR[k - 1] if k <= len(_SIGNALR) else math.nan
 
 
-_PHX_SOCKET = np.array([10, 50, 100, 150, 200, 250, 500, 1000, 2000]) / 1000.0
-_PHX_REJOIN = np.array([1000, 2000, 5000]) / 1000.0
+_PHX_SOCKET = tuple(ms / 1000.0 for ms in (10, 50, 100, 150, 200, 250, 500, 1000, 2000))
+_PHX_REJOIN = tuple(ms / 1000.0 for ms in (1000, 2000, 5000))
 
 
 def _d_phoenix(p: Params, k: Arr, prev: Arr, code: Arr, hint: Arr, const: Arr, u: Arr) -> Arr:
@@ -111,17 +107,14 @@ def _d_phoenix(p: Params, k: Arr, prev: Arr, code: Arr, hint: Arr, const: Arr, u
     """
     table, after = (_PHX_REJOIN, 10.0) if p["rejoin"] else (_PHX_SOCKET, 5.0)
     idx = np.clip(k - 1, 0, len(table) - 1)
-    d = np.where(k <= len(table), table[idx], after)
+    d = np.where(k <= len(table), np.asarray(table)[idx], after)
     return np.where(code == 1000, np.nan, d)
-
-
-_PHX_SOCKET_1, _PHX_REJOIN_1 = tuple(_PHX_SOCKET.tolist()), tuple(_PHX_REJOIN.tolist())
 
 
 def _s_phoenix(p: Params, k: int, prev: float, code: int, hint: float, const: float, u0: float, u1: float) -> float:
     if code == 1000:
         return math.nan
-    table, after = (_PHX_REJOIN_1, 10.0) if p["rejoin"] else (_PHX_SOCKET_1, 5.0)
+    table, after = (_PHX_REJOIN, 10.0) if p["rejoin"] else (_PHX_SOCKET, 5.0)
     return table[k - 1] if k <= len(table) else after
 
 
@@ -320,13 +313,12 @@ def _s_pusher(p: Params, k: int, prev: float, code: int, hint: float, const: flo
     return grow1(p["timeout"], 2.0, k - 1, p["timeout_limit"])
 
 
-def _rws_min(p: Params, process_seeds: Arr) -> Arr:
+def _rws_min(p: Params, process_seed: int) -> float:
     """Per-process minReconnectionDelay: min_delay + U(0, min_spread), one draw per process seed."""
-    out = np.empty(process_seeds.shape, dtype=np.float64)
-    for s in np.unique(process_seeds):
-        rng = np.random.default_rng(np.random.SeedSequence([int(s) % 2**64, 0x525753]))
-        out[process_seeds == s] = p["min_delay"] + p["min_spread"] * rng.random()
-    return out
+    return p["min_delay"] + p["min_spread"] * stream_unit(process_seed ^ _RWS_TAG, 1)
+
+
+_RWS_TAG = 0x525753  # "RWS": this draw's own stream, apart from the clients' (client_uniforms)
 
 
 PRESETS: list[Preset] = [

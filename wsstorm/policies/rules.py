@@ -28,7 +28,7 @@ class Preset:
     counts: Callable[[Arr | int], Arr | bool] | None = (
         None  # which outcomes advance the retry count (vector or scalar code)
     )
-    const: Callable[[Params, Arr], Arr] | None = None  # per-process constant
+    const: Callable[[Params, int], float] | None = None  # per-process constant, from the process seed
     check: Callable[[Params], str | None] | None = None
     # scalar twin of `delay` (p, k, prev, code, hint, const, u0, u1) -> float, NaN = give up; the
     # same rule on plain floats for ClientPolicy (tests/test_policies_scalar.py holds them equal)

@@ -10,10 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-import numpy as np
-
 from wsstorm.policies import throttles
-from wsstorm.policies.core import initial_state
 from wsstorm.policies.numeric import FLOAT_MAX, MAX_DELAY
 
 if TYPE_CHECKING:
@@ -32,10 +29,11 @@ class ScalarState(NamedTuple):
 
 
 def initial_scalar_state(spec: PolicySpec, process_seed: int) -> ScalarState:
-    """A fresh client's state; `const` comes from :func:`initial_state`, so it equals the vector API's."""
-    s = initial_state(spec, np.array([int(process_seed) % 2**63], dtype=np.int64))
-    wrap = tuple(float(x) for x in s.wrap[0])
-    return ScalarState(0, math.nan, math.nan, float(s.tokens[0]), float(s.const[0]), wrap)
+    """Scalar twin of :func:`initial_state`: a fresh client's state."""
+    const = spec.preset.const
+    c = float(const(spec.params, int(process_seed) % 2**63)) if const is not None else 0.0
+    tokens = float(spec.budget.tokens) if spec.budget else 0.0
+    return ScalarState(0, math.nan, math.nan, tokens, c, throttles.initial_wrap1(spec.throttle))
 
 
 def on_open_scalar(spec: PolicySpec, s: ScalarState) -> ScalarState:

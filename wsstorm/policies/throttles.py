@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from wsstorm.policies.numeric import Arr
+from wsstorm.policies.numeric import Arr, np
 from wsstorm.policies.outcomes import FAIL_CODES
 from wsstorm.policies.params import Param, fmt
 
@@ -160,6 +158,15 @@ def initial_wrap(t: ThrottleSpec | None, m: int) -> Arr:
     if t.name == "grpc-throttle":
         return np.full((m, 1), t.p["max_tokens"])  # A6: token_count starts at maxTokens
     return np.zeros((m, t.width))
+
+
+def initial_wrap1(t: ThrottleSpec | None) -> tuple[float, ...]:
+    """Scalar twin of :func:`initial_wrap`: one fresh client's throttle state."""
+    if t is None:
+        return ()
+    if t.name == "grpc-throttle":
+        return (float(t.p["max_tokens"]),)
+    return (0.0,) * t.width
 
 
 # ---------------------------------------------------------------------------
