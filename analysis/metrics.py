@@ -216,13 +216,23 @@ def goodput_lost(series: pd.DataFrame, s_from: int, s_to: int | None, level: flo
 
 def wasted_work(series: pd.DataFrame, s_from: int = 0, s_to: int | None = None) -> tuple[float, float]:
     """(CPU-ms, fraction of all attempt work) the server spent in [s_from, s_to) on attempts that could
-    not succeed (rejected attempts' pre-admission work, handshakes finished for clients already gone)."""
+    not succeed (rejected attempts' pre-admission work, handshakes finished for clients already gone).
+
+    The server books as wasted what it finished for a client it saw leave. A 101 that crossed the
+    client's timeout (sent, then read by nobody) it books as goodput; the clients' own count of held
+    opens (attempts_open) tells: the goodput they did not see held is wasted too, at the window's
+    average work per goodput (as goodput_lost does, totals over the window)."""
     if not has_column(series, "server_wasted_ms"):
         return math.nan, math.nan
     wasted = float(_window(series, "server_wasted_ms", s_from, s_to).fillna(0).sum())
     if not has_column(series, "server_work_ms"):
         return wasted, math.nan
     work = float(_window(series, "server_work_ms", s_from, s_to).fillna(0).sum())
+    if _held_opens(series) is not None and has_column(series, "server_goodput"):
+        goodput = float(_window(series, "server_goodput", s_from, s_to).fillna(0).sum())
+        seen = float(_window(series, "attempts_open", s_from, s_to).fillna(0).sum())
+        if goodput > seen:
+            wasted += max(work - wasted, 0.0) * (goodput - seen) / goodput
     return wasted, (min(wasted / work, 1.0) if work > 0 else 0.0)
 
 
@@ -234,7 +244,8 @@ def metastable(
     average: the first reconnect wave always lets a few in, and one wave is no recovery), fewer than
     RECOVERED_FRACTION of the clients connected before were back, and the server was busy, not idle:
     at least BUSY_WASTED_SHARE of its attempt work was wasted (where the server measures work; a
-    policy that merely waits long is no metastable failure). Goodput here is the server's count, but
+    policy that merely waits long is no metastable failure; `wasted_work`, so a session set up for a
+    client that had already given up is waste). Goodput here is the server's count, but
     never more than the clients saw open and held: a session finished for a client that already left
     is no goodput. None when it cannot be judged (no goodput counts, or no goodput before the fault)."""
     s_d = math.floor(t_d)
@@ -257,8 +268,7 @@ def metastable(
     out_clients = connected_before > 0 and conn_after < RECOVERED_FRACTION * connected_before
     share: float | None = None
     if has_column(series, "server_wasted_ms") and has_column(series, "server_work_ms"):
-        work = float(series["server_work_ms"].fillna(0)[win].sum())
-        share = float(series["server_wasted_ms"].fillna(0)[win].sum()) / work if work > 0 else 0.0
+        share = wasted_work(series, s_end, s_end + window_s)[1]
     busy = share is None or share >= BUSY_WASTED_SHARE
     return Metastable(
         flag=bool(n >= window_s and down and out_clients and busy),

@@ -201,6 +201,31 @@ def test_metastable_needs_the_whole_window_and_goodput_counts():
     assert lost == 100.0 and frac == 1.0
 
 
+def test_goodput_the_clients_never_saw_held_is_wasted_work():
+    """A 101 that crossed the client's timeout: the server booked goodput, the client saw a timeout."""
+    s = np.arange(60)
+    series = pd.DataFrame(
+        {
+            "connected": np.where(s < 10, 100, 0),
+            "attempts": np.where(s < 10, 10, 300),
+            "attempts_open": np.where(s < 10, 10, 0),
+            "server_goodput": np.full(60, 10.0),  # the server went on sending 101s after the fault
+            "server_work_ms": np.full(60, 100.0),
+            "server_wasted_ms": np.where(s < 10, 0.0, 20.0),
+        },
+        index=pd.RangeIndex(60, name="s"),
+    )
+    assert M.wasted_work(series, 0, 10) == (0.0, 0.0)  # every 101 before the fault was held
+    assert M.wasted_work(series, 12, 42) == (100.0 * 30, 1.0)  # none after: all of that work went to nobody
+    assert M.wasted_work(series.drop(columns="attempts_open"), 12, 42) == (20.0 * 30, 0.2)  # the server's view
+    ms = M.metastable(series, 10.0, 12.0)
+    assert ms["flag"] is True and ms["goodput_after"] == 0.0 and ms["wasted_share"] == 1.0
+    # the same server, its 101s held by the clients: no waste beyond its own count, and no failure
+    held = series.assign(attempts_open=10, connected=np.where(s < 10, 100, np.minimum(10 * (s - 9), 100)))
+    assert M.wasted_work(held, 12, 42) == (20.0 * 30, 0.2)
+    assert M.metastable(held, 10.0, 12.0)["flag"] is False
+
+
 def test_old_runs_without_the_cost_model_load_with_null_metrics(tmp_path):
     import json
 
