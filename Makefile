@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP) system-deps
 	$(PY) -m gevent.monkey --module pytest -q -m "not validation" $(PYTEST_ARGS)
 
-# The fleet model against minutes of real runs of the metastable scenario (issue 14: not yet within 15%).
+# The fleet model against minutes of real runs of the metastable scenario (issue 14: within 15%).
 validate: $(STAMP)
 	$(PY) -m gevent.monkey --module pytest -q -m validation $(PYTEST_ARGS)
 
