@@ -4,9 +4,10 @@ This package owns the policy catalog and everything a policy decides: outcomes a
 encoding (outcomes), the parameter model (params), the preset rules (rules, backoff, libraries,
 presets), the wrappers: the retry budget (wrappers) and the client-side throttles (throttles),
 spec parsing (spec), the pure vector core (core) and its scalar twin (scalar), seeded uniforms
-(draws), and the stateful client/fleet wrappers (client); catalog.py is the `wsstorm policies` command. It may import
-numpy, the standard library and wsstorm.errors only: no network, process or Locust/gevent I/O
-(the one file it reads is a TOML policy file in load_policy_file). Every
+(draws), and the stateful client/fleet wrappers (client); catalog.py is the `wsstorm policies`
+command. It may import numpy (only on first use, through numeric.np: the scalar path runs
+without it), the standard library and wsstorm.errors only: no network, process or Locust/gevent
+I/O (the one file it reads is a TOML policy file in load_policy_file). Every
 `from wsstorm.policies import X` of the public API below keeps working.
 tests/test_policies_scalar.py holds the scalar and vector twins equal, step by step, for every preset.
 """
