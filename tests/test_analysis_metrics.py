@@ -182,15 +182,18 @@ def test_a_server_that_recovers_is_not_metastable(tmp_path):
     assert m["run"]["goodput_lost_frac"] == 0.0 and m["run"]["wasted_work_ms"] == 0.0
 
 
+def per_second(n: int, **columns: object) -> pd.DataFrame:
+    """A series of n seconds (index `s`) with these columns."""
+    return pd.DataFrame(columns, index=pd.RangeIndex(n, name="s"))
+
+
 def test_metastable_needs_the_whole_window_and_goodput_counts():
     s = np.arange(40)
-    series = pd.DataFrame(
-        {
-            "connected": np.where(s < 10, 100, 0),
-            "attempts": np.where(s < 10, 10, 100),
-            "server_goodput": np.where(s < 10, 10.0, 0.0),
-        },
-        index=pd.RangeIndex(40, name="s"),
+    series = per_second(
+        40,
+        connected=np.where(s < 10, 100, 0),
+        attempts=np.where(s < 10, 10, 100),
+        server_goodput=np.where(s < 10, 10.0, 0.0),
     )
     short = M.metastable(series, 10.0, 12.0)  # 28 s of window left: cannot be judged as a failure
     assert short["flag"] is False and short["window_s"] == 28
@@ -204,16 +207,14 @@ def test_metastable_needs_the_whole_window_and_goodput_counts():
 def test_goodput_the_clients_never_saw_held_is_wasted_work():
     """A 101 that crossed the client's timeout: the server booked goodput, the client saw a timeout."""
     s = np.arange(60)
-    series = pd.DataFrame(
-        {
-            "connected": np.where(s < 10, 100, 0),
-            "attempts": np.where(s < 10, 10, 300),
-            "attempts_open": np.where(s < 10, 10, 0),
-            "server_goodput": np.full(60, 10.0),  # the server went on sending 101s after the fault
-            "server_work_ms": np.full(60, 100.0),
-            "server_wasted_ms": np.where(s < 10, 0.0, 20.0),
-        },
-        index=pd.RangeIndex(60, name="s"),
+    series = per_second(
+        60,
+        connected=np.where(s < 10, 100, 0),
+        attempts=np.where(s < 10, 10, 300),
+        attempts_open=np.where(s < 10, 10, 0),
+        server_goodput=np.full(60, 10.0),  # the server went on sending 101s after the fault
+        server_work_ms=np.full(60, 100.0),
+        server_wasted_ms=np.where(s < 10, 0.0, 20.0),
     )
     assert M.wasted_work(series, 0, 10) == (0.0, 0.0)  # every 101 before the fault was held
     assert M.wasted_work(series, 12, 42) == (100.0 * 30, 1.0)  # none after: all of that work went to nobody
